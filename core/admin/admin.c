@@ -1,0 +1,298 @@
+#include "admin/admin.h"
+
+#include <llhttp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/listener.h"
+#include "util/log.h"
+
+#define ADMIN_MAX_HEAD 8192
+#define ADMIN_TIMEOUT_MS 5000
+
+typedef struct admin_conn admin_conn;
+
+struct sp_admin {
+    uv_tcp_t server;
+    sp_admin_hooks hooks;
+    admin_conn *conns;
+    int handles;               /* open handles: the server and each connection's two */
+    bool stopping;
+};
+
+struct admin_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    sp_admin *a;
+    admin_conn *prev, *next;
+    llhttp_t parser;
+    llhttp_settings_t settings;
+    char url[256];
+    size_t url_len;
+    size_t head_bytes;
+    bool complete, closing;
+    int handles;
+};
+
+static void admin_maybe_free(sp_admin *a)
+{
+    if (a->stopping && a->handles == 0)
+        free(a);
+}
+
+static void on_conn_handle_closed(uv_handle_t *h)
+{
+    admin_conn *ac = h->data;
+    if (--ac->handles > 0)
+        return;
+    sp_admin *a = ac->a;
+    free(ac);
+    a->handles--;
+    admin_maybe_free(a);
+}
+
+static void conn_close(admin_conn *ac)
+{
+    if (ac->closing)
+        return;
+    ac->closing = true;
+    sp_admin *a = ac->a;
+    if (ac->prev)
+        ac->prev->next = ac->next;
+    else
+        a->conns = ac->next;
+    if (ac->next)
+        ac->next->prev = ac->prev;
+    uv_close((uv_handle_t *)&ac->tcp, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&ac->timer, on_conn_handle_closed);
+}
+
+typedef struct admin_write {
+    uv_write_t req;
+    admin_conn *ac;
+    sp_buf buf;
+} admin_write;
+
+static void on_written(uv_write_t *req, int status)
+{
+    admin_write *aw = (admin_write *)req;
+    sp_buf_free(&aw->buf);
+    if (status != UV_ECANCELED)
+        conn_close(aw->ac);
+    free(aw);
+}
+
+static void respond(admin_conn *ac, int status, const char *reason, const char *type, const sp_buf *body)
+{
+    admin_write *aw = calloc(1, sizeof *aw);
+    if (!aw) {
+        conn_close(ac);
+        return;
+    }
+    aw->ac = ac;
+    sp_buf_init(&aw->buf);
+    sp_buf_appendf(&aw->buf,
+                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                   "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                   status, reason, type, body ? body->len : 0);
+    if (body)
+        sp_buf_append(&aw->buf, body->data, body->len);
+    if (aw->buf.oom) {
+        sp_buf_free(&aw->buf);
+        free(aw);
+        conn_close(ac);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(aw->buf.data, (unsigned)aw->buf.len);
+    uv_read_stop((uv_stream_t *)&ac->tcp);
+    if (uv_write(&aw->req, (uv_stream_t *)&ac->tcp, &b, 1, on_written) != 0) {
+        sp_buf_free(&aw->buf);
+        free(aw);
+        conn_close(ac);
+    }
+}
+
+static void respond_text(admin_conn *ac, int status, const char *reason, const char *text)
+{
+    sp_buf body;
+    sp_buf_init(&body);
+    sp_buf_appendf(&body, "%s\n", text);
+    respond(ac, status, reason, "text/plain; charset=utf-8", &body);
+    sp_buf_free(&body);
+}
+
+static void respond_json(admin_conn *ac, void (*fill)(void *, sp_json *))
+{
+    sp_buf body;
+    sp_buf_init(&body);
+    sp_json j;
+    sp_json_init(&j, &body);
+    fill(ac->a->hooks.ud, &j);
+    sp_buf_append(&body, "\n", 1);
+    respond(ac, 200, "OK", "application/json", &body);
+    sp_buf_free(&body);
+}
+
+static void dispatch(admin_conn *ac)
+{
+    sp_admin *a = ac->a;
+    int method = llhttp_get_method(&ac->parser);
+    char path[256];
+    size_t n = strcspn(ac->url, "?");
+    snprintf(path, sizeof path, "%.*s", (int)n, ac->url);
+    bool get = method == HTTP_GET || method == HTTP_HEAD;
+
+    if (strcmp(path, "/healthz") == 0 && get) {
+        respond_text(ac, 200, "OK", "ok");
+    } else if (strcmp(path, "/stats") == 0 && get) {
+        respond_json(ac, a->hooks.stats_json);
+    } else if (strcmp(path, "/routes") == 0 && get) {
+        respond_json(ac, a->hooks.routes_json);
+    } else if (strcmp(path, "/reload") == 0 && method == HTTP_POST) {
+        char err[1024];
+        if (a->hooks.reload(a->hooks.ud, err, sizeof err) == 0)
+            respond_text(ac, 200, "OK", "reloaded");
+        else
+            respond_text(ac, 422, "Unprocessable Entity", err);
+    } else if (strcmp(path, "/healthz") == 0 || strcmp(path, "/stats") == 0 ||
+               strcmp(path, "/routes") == 0 || strcmp(path, "/reload") == 0) {
+        respond_text(ac, 405, "Method Not Allowed", "method not allowed");
+    } else {
+        respond_text(ac, 404, "Not Found", "not found");
+    }
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    admin_conn *ac = p->data;
+    if (ac->url_len + len >= sizeof ac->url)
+        return -1;
+    memcpy(ac->url + ac->url_len, at, len);
+    ac->url_len += len;
+    ac->url[ac->url_len] = 0;
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    admin_conn *ac = p->data;
+    ac->complete = true;
+    return HPE_PAUSED;
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    static _Thread_local char scratch[4096]; /* parsed at once, never kept */
+    buf->base = scratch;
+    buf->len = sizeof scratch;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    admin_conn *ac = s->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        conn_close(ac);
+        return;
+    }
+    ac->head_bytes += (size_t)nread;
+    llhttp_errno_t e = llhttp_execute(&ac->parser, buf->base, (size_t)nread);
+    if (ac->complete) {
+        dispatch(ac);
+    } else if (e != HPE_OK) {
+        respond_text(ac, 400, "Bad Request", "bad request");
+    } else if (ac->head_bytes > ADMIN_MAX_HEAD) {
+        respond_text(ac, 431, "Request Header Fields Too Large", "request too large");
+    }
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    sp_admin *a = server->data;
+    if (status < 0)
+        return;
+    admin_conn *ac = calloc(1, sizeof *ac);
+    if (!ac)
+        return;
+    ac->a = a;
+    uv_tcp_init(server->loop, &ac->tcp);
+    uv_timer_init(server->loop, &ac->timer);
+    ac->tcp.data = ac->timer.data = ac;
+    ac->handles = 2;
+    a->handles++;
+    ac->next = a->conns;
+    if (a->conns)
+        a->conns->prev = ac;
+    a->conns = ac;
+    if (uv_accept(server, (uv_stream_t *)&ac->tcp) != 0) {
+        conn_close(ac);
+        return;
+    }
+    llhttp_settings_init(&ac->settings);
+    ac->settings.on_url = on_url;
+    ac->settings.on_message_complete = on_message_complete;
+    llhttp_init(&ac->parser, HTTP_REQUEST, &ac->settings);
+    ac->parser.data = ac;
+    uv_timer_start(&ac->timer, on_timeout, ADMIN_TIMEOUT_MS, 0);
+    uv_read_start((uv_stream_t *)&ac->tcp, on_alloc, on_read);
+}
+
+static void on_server_closed(uv_handle_t *h)
+{
+    sp_admin *a = h->data;
+    a->handles--;
+    admin_maybe_free(a);
+}
+
+sp_admin *sp_admin_start(uv_loop_t *loop, const char *listen, const sp_admin_hooks *hooks,
+                         char *err, size_t errlen)
+{
+    char host[64];
+    const char *colon = strrchr(listen, ':');
+    size_t hl = (size_t)(colon - listen);
+    if (listen[0] == '[')
+        snprintf(host, sizeof host, "%.*s", (int)(hl - 2), listen + 1);
+    else
+        snprintf(host, sizeof host, "%.*s", (int)hl, listen);
+    uint16_t port = (uint16_t)atoi(colon + 1);
+
+    int fd = sp_bind_tcp(host, port, false);
+    if (fd < 0) {
+        snprintf(err, errlen, "metrics.listen: cannot listen on %s: %s", listen, strerror(-fd));
+        return NULL;
+    }
+    sp_admin *a = calloc(1, sizeof *a);
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->hooks = *hooks;
+    uv_tcp_init(loop, &a->server);
+    a->server.data = a;
+    a->handles = 1;
+    int rc = uv_tcp_open(&a->server, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&a->server, 128, on_connection);
+    if (rc != 0) {
+        snprintf(err, errlen, "metrics.listen: cannot listen on %s: %s", listen, uv_strerror(rc));
+        sp_admin_stop(a);
+        return NULL;
+    }
+    return a;
+}
+
+void sp_admin_stop(sp_admin *a)
+{
+    if (!a)
+        return;
+    a->stopping = true;
+    while (a->conns)
+        conn_close(a->conns);
+    uv_close((uv_handle_t *)&a->server, on_server_closed);
+}

@@ -1,0 +1,30 @@
+/* admin: the admin and metrics HTTP endpoint, served by the main thread's loop.
+ *
+ * GET /healthz, GET /stats (JSON), GET /routes (the compiled routes), POST /reload.
+ * One request per connection (Connection: close); heads are parsed with llhttp and
+ * bounded in size and time. It reads figures only through the callbacks below, so it
+ * knows nothing of workers or generations. */
+#ifndef SP_ADMIN_ADMIN_H
+#define SP_ADMIN_ADMIN_H
+
+#include <uv.h>
+
+#include "util/json.h"
+
+typedef struct sp_admin_hooks {
+    void *ud;
+    void (*stats_json)(void *ud, sp_json *j);     /* writes one JSON object */
+    void (*routes_json)(void *ud, sp_json *j);
+    /* Reloads now; returns 0 on success, else fills err. */
+    int (*reload)(void *ud, char *err, size_t errlen);
+} sp_admin_hooks;
+
+typedef struct sp_admin sp_admin;
+
+/* Listens on "host:port"; returns NULL and a message in err when it cannot. */
+sp_admin *sp_admin_start(uv_loop_t *loop, const char *listen, const sp_admin_hooks *hooks,
+                         char *err, size_t errlen);
+/* Closes the listener and every open admin connection; frees itself when done. */
+void sp_admin_stop(sp_admin *a);
+
+#endif

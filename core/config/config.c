@@ -1,0 +1,882 @@
+/* Compiles the configuration table into a generation. Every check names the file, the
+ * route (name and 1-based index) and the field path, and says what was expected and
+ * what was found (SPEC 10). Errors are raised with lua_error from inside a protected
+ * call: whatever was allocated so far already hangs off the generation, which the caller
+ * frees on failure, so the long jump leaks nothing. */
+#include "config/config.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+typedef struct cfg_cx {
+    lua_State *L;
+    sp_gen *g;
+    const char *file;
+    const sp_route *route;   /* the route being compiled, for messages */
+} cfg_cx;
+
+/* Keys the SPEC defines that this build does not implement yet: rejected with a clear
+ * message instead of being silently ignored. */
+static const char *const planned_keys[] = {
+    "proxy_ips", "accept_proxy_protocol", "acme", "certificates",
+    "domains", "path", "tls_version", "headers", "tls", "send_proxy_protocol",
+    "websocket", "rewrite_path", "handler", "redirect", "nftables", "security",
+    "max_connections_per_ip", "connection_rate_per_minute", NULL,
+};
+
+static bool in_list(const char *const *list, const char *k)
+{
+    for (; *list; list++)
+        if (strcmp(*list, k) == 0)
+            return true;
+    return false;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        abort(); /* out of memory while loading config: nothing sensible to do */
+    return d;
+}
+
+static void *xcalloc(size_t n, size_t sz)
+{
+    void *p = calloc(n ? n : 1, sz);
+    if (!p)
+        abort();
+    return p;
+}
+
+/* "string \"abc\"", "number 5", "table", "nil" ... for messages. */
+static void describe(lua_State *L, int idx, char *out, size_t len)
+{
+    int t = lua_type(L, idx);
+    switch (t) {
+    case LUA_TSTRING: snprintf(out, len, "string \"%.60s\"", lua_tostring(L, idx)); break;
+    case LUA_TNUMBER: snprintf(out, len, "number %.14g", lua_tonumber(L, idx)); break;
+    case LUA_TBOOLEAN: snprintf(out, len, "boolean %s", lua_toboolean(L, idx) ? "true" : "false"); break;
+    default: snprintf(out, len, "%s", lua_typename(L, t)); break;
+    }
+}
+
+__attribute__((noreturn, format(printf, 3, 4)))
+static void fail(cfg_cx *cx, const char *field, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (cx->route)
+        lua_pushfstring(cx->L, "%s: route \"%s\" (#%d): %s: %s", cx->file, cx->route->name,
+                        cx->route->index, field, msg);
+    else
+        lua_pushfstring(cx->L, "%s: %s: %s", cx->file, field, msg);
+    lua_error(cx->L);
+    abort(); /* not reached */
+}
+
+__attribute__((noreturn))
+static void fail_type(cfg_cx *cx, const char *field, int idx, const char *expected)
+{
+    char got[100];
+    describe(cx->L, idx, got, sizeof got);
+    fail(cx, field, "expected %s, got %s", expected, got);
+}
+
+static void join(char *out, size_t len, const char *path, const char *key)
+{
+    if (path && *path)
+        snprintf(out, len, "%s.%s", path, key);
+    else
+        snprintf(out, len, "%s", key);
+}
+
+/* Rejects keys of the table at idx that are not in allowed (typos must not pass). */
+static void check_keys(cfg_cx *cx, int idx, const char *path, const char *const *allowed)
+{
+    lua_State *L = cx->L;
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        char field[160];
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            char got[100];
+            describe(L, -1, got, sizeof got);
+            fail(cx, path && *path ? path : "(top level)", "unexpected key %s", got);
+        }
+        const char *k = lua_tostring(L, -1);
+        if (!in_list(allowed, k)) {
+            join(field, sizeof field, path, k);
+            if (in_list(planned_keys, k))
+                fail(cx, field, "not supported by this version of smartproxy yet");
+            fail(cx, field, "unknown field");
+        }
+    }
+}
+
+static bool is_array(lua_State *L, int idx)
+{
+    return lua_type(L, idx) == LUA_TTABLE && lua_objlen(L, idx) > 0;
+}
+
+/* Reads a non-negative integer field; keeps *out when absent. */
+static void opt_uint(cfg_cx *cx, int t, const char *path, const char *key, uint64_t max, uint64_t *out)
+{
+    lua_getfield(cx->L, t, key);
+    if (!lua_isnil(cx->L, -1)) {
+        char field[160];
+        join(field, sizeof field, path, key);
+        if (lua_type(cx->L, -1) != LUA_TNUMBER)
+            fail_type(cx, field, -1, "a non-negative integer");
+        double v = lua_tonumber(cx->L, -1);
+        if (!(v >= 0) || v != floor(v) || v > (double)max) {
+            char got[100];
+            describe(cx->L, -1, got, sizeof got);
+            fail(cx, field, "expected an integer from 0 to %llu, got %s", (unsigned long long)max, got);
+        }
+        *out = (uint64_t)v;
+    }
+    lua_pop(cx->L, 1);
+}
+
+static const char *opt_string(cfg_cx *cx, int t, const char *path, const char *key)
+{
+    lua_getfield(cx->L, t, key);
+    const char *s = NULL;
+    if (!lua_isnil(cx->L, -1)) {
+        if (lua_type(cx->L, -1) != LUA_TSTRING) {
+            char field[160];
+            join(field, sizeof field, path, key);
+            fail_type(cx, field, -1, "a string");
+        }
+        s = lua_tostring(cx->L, -1); /* stays valid: the table still references it */
+    }
+    lua_pop(cx->L, 1);
+    return s;
+}
+
+static int opt_bool(cfg_cx *cx, int t, const char *path, const char *key)
+{
+    lua_getfield(cx->L, t, key);
+    int v = -1;
+    if (!lua_isnil(cx->L, -1)) {
+        if (lua_type(cx->L, -1) != LUA_TBOOLEAN) {
+            char field[160];
+            join(field, sizeof field, path, key);
+            fail_type(cx, field, -1, "a boolean");
+        }
+        v = lua_toboolean(cx->L, -1);
+    }
+    lua_pop(cx->L, 1);
+    return v;
+}
+
+/* Pushes t[key] and checks it is a table (or absent: returns false, nothing pushed). */
+static bool opt_table(cfg_cx *cx, int t, const char *path, const char *key)
+{
+    lua_getfield(cx->L, t, key);
+    if (lua_isnil(cx->L, -1)) {
+        lua_pop(cx->L, 1);
+        return false;
+    }
+    if (!lua_istable(cx->L, -1)) {
+        char field[160];
+        join(field, sizeof field, path, key);
+        fail_type(cx, field, -1, "a table");
+    }
+    return true;
+}
+
+/* ---- global settings ---- */
+
+static void compile_timeouts(cfg_cx *cx, int t)
+{
+    static const char *const keys[] = {"connect", "initial_data", "http_idle", "upstream_response",
+                                       "proxy_header", "inactivity", "max_lifetime",
+                                       "graceful_shutdown", NULL};
+    sp_timeouts *to = &cx->g->settings.timeouts;
+    check_keys(cx, t, "timeouts", keys);
+    const uint64_t max = 365ull * 24 * 3600 * 1000;
+    opt_uint(cx, t, "timeouts", "connect", max, &to->connect);
+    opt_uint(cx, t, "timeouts", "initial_data", max, &to->initial_data);
+    opt_uint(cx, t, "timeouts", "http_idle", max, &to->http_idle);
+    opt_uint(cx, t, "timeouts", "upstream_response", max, &to->upstream_response);
+    opt_uint(cx, t, "timeouts", "proxy_header", max, &to->proxy_header);
+    opt_uint(cx, t, "timeouts", "inactivity", max, &to->inactivity);
+    opt_uint(cx, t, "timeouts", "max_lifetime", max, &to->max_lifetime);
+    opt_uint(cx, t, "timeouts", "graceful_shutdown", max, &to->graceful_shutdown);
+}
+
+static void compile_keep_alive(cfg_cx *cx, int t)
+{
+    static const char *const keys[] = {"treatment", "inactivity_multiplier", NULL};
+    sp_settings *s = &cx->g->settings;
+    check_keys(cx, t, "keep_alive", keys);
+    const char *tr = opt_string(cx, t, "keep_alive", "treatment");
+    if (tr) {
+        if (strcmp(tr, "standard") == 0) s->keepalive = SP_KEEPALIVE_STANDARD;
+        else if (strcmp(tr, "extended") == 0) s->keepalive = SP_KEEPALIVE_EXTENDED;
+        else if (strcmp(tr, "immortal") == 0) s->keepalive = SP_KEEPALIVE_IMMORTAL;
+        else fail(cx, "keep_alive.treatment", "expected \"standard\", \"extended\" or \"immortal\", got string \"%s\"", tr);
+    }
+    uint64_t m = s->inactivity_multiplier;
+    opt_uint(cx, t, "keep_alive", "inactivity_multiplier", 1000, &m);
+    if (m < 1)
+        fail(cx, "keep_alive.inactivity_multiplier", "expected an integer from 1 to 1000, got number 0");
+    s->inactivity_multiplier = (unsigned)m;
+}
+
+static void compile_limits(cfg_cx *cx, int t)
+{
+    static const char *const keys[] = {"max_connections", NULL};
+    check_keys(cx, t, "limits", keys);
+    opt_uint(cx, t, "limits", "max_connections", 100000000, &cx->g->settings.max_connections);
+}
+
+static void compile_log(cfg_cx *cx, int t)
+{
+    static const char *const keys[] = {"level", "format", "access", NULL};
+    sp_settings *s = &cx->g->settings;
+    check_keys(cx, t, "log", keys);
+    const char *lv = opt_string(cx, t, "log", "level");
+    if (lv && (s->log_level = sp_log_level_parse(lv)) < 0)
+        fail(cx, "log.level", "expected \"error\", \"warn\", \"info\" or \"debug\", got string \"%s\"", lv);
+    const char *fmt = opt_string(cx, t, "log", "format");
+    if (fmt) {
+        if (strcmp(fmt, "text") == 0) s->log_json = 0;
+        else if (strcmp(fmt, "json") == 0) s->log_json = 1;
+        else fail(cx, "log.format", "expected \"text\" or \"json\", got string \"%s\"", fmt);
+    }
+    int acc = opt_bool(cx, t, "log", "access");
+    if (acc >= 0)
+        s->log_access = acc;
+}
+
+/* "127.0.0.1:9100", "[::1]:9100" */
+static bool valid_host_port(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return false;
+    char host[64];
+    size_t hl = (size_t)(colon - s);
+    if (s[0] == '[') {
+        if (hl < 3 || s[hl - 1] != ']' || hl - 2 >= sizeof host)
+            return false;
+        memcpy(host, s + 1, hl - 2);
+        host[hl - 2] = 0;
+    } else {
+        if (hl >= sizeof host)
+            return false;
+        memcpy(host, s, hl);
+        host[hl] = 0;
+    }
+    sp_ip ip;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    return sp_ip_parse(host, &ip) == 0 && *end == 0 && colon[1] && port > 0 && port < 65536;
+}
+
+static void compile_metrics(cfg_cx *cx, int t)
+{
+    static const char *const keys[] = {"listen", NULL};
+    check_keys(cx, t, "metrics", keys);
+    const char *l = opt_string(cx, t, "metrics", "listen");
+    if (l) {
+        if (!valid_host_port(l))
+            fail(cx, "metrics.listen", "expected \"ADDRESS:PORT\" (IPv6 as \"[::1]:9100\"), got string \"%s\"", l);
+        cx->g->settings.metrics_listen = xstrdup(l);
+    }
+}
+
+static void compile_listen_addresses(cfg_cx *cx, int t)
+{
+    sp_settings *s = &cx->g->settings;
+    size_t n = lua_objlen(cx->L, t);
+    if (n == 0)
+        fail(cx, "listen_addresses", "expected a non-empty list of IP addresses");
+    s->listen_addresses = xcalloc(n, sizeof(char *));
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(cx->L, t, (int)i);
+        char field[64];
+        snprintf(field, sizeof field, "listen_addresses[%zu]", i);
+        sp_ip ip;
+        if (lua_type(cx->L, -1) != LUA_TSTRING || sp_ip_parse(lua_tostring(cx->L, -1), &ip) != 0)
+            fail_type(cx, field, -1, "an IPv4 or IPv6 address");
+        s->listen_addresses[s->nlisten_addresses++] = xstrdup(lua_tostring(cx->L, -1));
+        lua_pop(cx->L, 1);
+    }
+}
+
+/* ---- routes ---- */
+
+static uint16_t port_value(cfg_cx *cx, const char *field, int idx)
+{
+    if (lua_type(cx->L, idx) != LUA_TNUMBER)
+        fail_type(cx, field, idx, "a port, a range or a list");
+    double v = lua_tonumber(cx->L, idx);
+    if (!(v >= 1 && v <= 65535) || v != floor(v))
+        fail(cx, field, "expected a port from 1 to 65535, got number %.14g", v);
+    return (uint16_t)v;
+}
+
+static void add_port_range(cfg_cx *cx, sp_route *r, int idx, const char *field)
+{
+    lua_State *L = cx->L;
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    sp_port_range pr;
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        pr.from = pr.to = port_value(cx, field, idx);
+    } else if (lua_istable(L, idx) && lua_objlen(L, idx) == 0) {
+        static const char *const keys[] = {"from", "to", NULL};
+        check_keys(cx, idx, field, keys);
+        char f[160];
+        lua_getfield(L, idx, "from");
+        join(f, sizeof f, field, "from");
+        pr.from = port_value(cx, f, -1);
+        lua_getfield(L, idx, "to");
+        join(f, sizeof f, field, "to");
+        pr.to = port_value(cx, f, -1);
+        lua_pop(L, 2);
+        if (pr.from > pr.to)
+            fail(cx, field, "expected from <= to, got from = %u, to = %u", pr.from, pr.to);
+    } else {
+        fail_type(cx, field, idx, "a port, a range or a list");
+    }
+    r->ports = realloc(r->ports, (r->nports + 1) * sizeof *r->ports);
+    if (!r->ports)
+        abort();
+    r->ports[r->nports++] = pr;
+}
+
+static void compile_ports(cfg_cx *cx, sp_route *r, int t)
+{
+    lua_State *L = cx->L;
+    lua_getfield(L, t, "ports");
+    if (lua_isnil(L, -1))
+        fail(cx, "match.ports", "required: a port, a range or a list");
+    if (is_array(L, -1)) {
+        size_t n = lua_objlen(L, -1);
+        for (size_t i = 1; i <= n; i++) {
+            char field[64];
+            snprintf(field, sizeof field, "match.ports[%zu]", i);
+            lua_rawgeti(L, -1, (int)i);
+            add_port_range(cx, r, -1, field);
+            lua_pop(L, 1);
+        }
+    } else {
+        add_port_range(cx, r, -1, "match.ports");
+    }
+    lua_pop(L, 1);
+}
+
+/* A string or a list of strings, each an IP pattern. */
+static void compile_ip_list(cfg_cx *cx, int t, const char *key, const char *field, sp_ip_list *out)
+{
+    lua_State *L = cx->L;
+    lua_getfield(L, t, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    bool single = lua_type(L, -1) == LUA_TSTRING;
+    if (!single && !is_array(L, -1))
+        fail_type(cx, field, -1, "an IP pattern or a list of them");
+    size_t n = single ? 1 : lua_objlen(L, -1);
+    out->items = xcalloc(n, sizeof *out->items);
+    for (size_t i = 1; i <= n; i++) {
+        char f[160];
+        if (single) {
+            lua_pushvalue(L, -1);
+            snprintf(f, sizeof f, "%s", field);
+        } else {
+            lua_rawgeti(L, -1, (int)i);
+            snprintf(f, sizeof f, "%s[%zu]", field, i);
+        }
+        if (lua_type(L, -1) != LUA_TSTRING)
+            fail_type(cx, f, -1, "an IP address, CIDR or glob");
+        const char *why = "invalid";
+        if (sp_ip_pattern_parse(lua_tostring(L, -1), &out->items[out->n], &why) != 0)
+            fail(cx, f, "expected an IP address, CIDR or glob, got string \"%s\" (%s)", lua_tostring(L, -1), why);
+        out->n++;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+static void compile_match(cfg_cx *cx, sp_route *r, int t)
+{
+    static const char *const keys[] = {"ports", "client_ip", NULL};
+    check_keys(cx, t, "match", keys);
+    compile_ports(cx, r, t);
+    compile_ip_list(cx, t, "client_ip", "match.client_ip", &r->client_ip);
+}
+
+static int ref_function(cfg_cx *cx, int idx)
+{
+    lua_pushvalue(cx->L, idx);
+    return luaL_ref(cx->L, LUA_REGISTRYINDEX);
+}
+
+static void add_target(sp_route *r, sp_target tg)
+{
+    r->targets = realloc(r->targets, (r->ntargets + 1) * sizeof *r->targets);
+    if (!r->targets)
+        abort();
+    r->targets[r->ntargets++] = tg;
+}
+
+/* Compiles { host = ..., port = ... } at idx into one or more candidates (a host list
+ * becomes one candidate per host, all with the same port). */
+static void compile_target(cfg_cx *cx, sp_route *r, int idx, const char *field, bool allow_host_list)
+{
+    static const char *const keys[] = {"host", "port", NULL};
+    lua_State *L = cx->L;
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    if (!lua_istable(L, idx))
+        fail_type(cx, field, idx, "a table { host = ..., port = ... }");
+    check_keys(cx, idx, field, keys);
+    char f[160];
+
+    sp_target proto = {.host = NULL, .host_fn = LUA_NOREF, .port_fn = LUA_NOREF};
+    lua_getfield(L, idx, "port");
+    join(f, sizeof f, field, "port");
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        proto.port_kind = SP_PORT_FIXED;
+        proto.port = port_value(cx, f, -1);
+    } else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "preserve") == 0) {
+        proto.port_kind = SP_PORT_PRESERVE;
+    } else if (lua_type(L, -1) == LUA_TFUNCTION) {
+        proto.port_kind = SP_PORT_FUNCTION;
+    } else {
+        fail_type(cx, f, -1, "a port number, \"preserve\" or a function(ctx)");
+    }
+    /* port functions are referenced per candidate below, after the host is known */
+    int port_idx = lua_gettop(L);
+
+    lua_getfield(L, idx, "host");
+    join(f, sizeof f, field, "host");
+    int host_idx = lua_gettop(L);
+    size_t nhosts = 1;
+    bool list = false;
+    if (lua_type(L, host_idx) == LUA_TSTRING) {
+        if (lua_objlen(L, host_idx) == 0 || lua_objlen(L, host_idx) > 253)
+            fail_type(cx, f, host_idx, "a host name or IP address");
+    } else if (lua_type(L, host_idx) == LUA_TFUNCTION) {
+    } else if (allow_host_list && is_array(L, host_idx)) {
+        list = true;
+        nhosts = lua_objlen(L, host_idx);
+    } else {
+        fail_type(cx, f, host_idx, allow_host_list ? "a host, a list of hosts or a function(ctx)"
+                                                   : "a host or a function(ctx)");
+    }
+    for (size_t i = 1; i <= nhosts; i++) {
+        sp_target tg = proto;
+        if (list) {
+            lua_rawgeti(L, host_idx, (int)i);
+            char fi[180];
+            snprintf(fi, sizeof fi, "%s[%zu]", f, i);
+            if (lua_type(L, -1) != LUA_TSTRING || lua_objlen(L, -1) == 0 || lua_objlen(L, -1) > 253)
+                fail_type(cx, fi, -1, "a host name or IP address");
+            tg.host = xstrdup(lua_tostring(L, -1));
+            lua_pop(L, 1);
+        } else if (lua_type(L, host_idx) == LUA_TFUNCTION) {
+            tg.host_fn = ref_function(cx, host_idx);
+        } else {
+            tg.host = xstrdup(lua_tostring(L, host_idx));
+        }
+        if (tg.port_kind == SP_PORT_FUNCTION)
+            tg.port_fn = ref_function(cx, port_idx);
+        add_target(r, tg);
+    }
+    lua_pop(L, 2);
+}
+
+static void compile_action(cfg_cx *cx, sp_route *r, int t)
+{
+    static const char *const keys[] = {"type", "protocol", "target", "targets", "forwarding_engine",
+                                       "half_open", NULL};
+    lua_State *L = cx->L;
+    check_keys(cx, t, "action", keys);
+    const char *type = opt_string(cx, t, "action", "type");
+    if (!type)
+        fail(cx, "action.type", "required: \"forward\", \"socket-handler\", \"redirect\" or \"block\"");
+    if (strcmp(type, "forward") == 0)
+        r->action = SP_ACTION_FORWARD;
+    else if (strcmp(type, "block") == 0)
+        r->action = SP_ACTION_BLOCK;
+    else if (strcmp(type, "socket-handler") == 0 || strcmp(type, "redirect") == 0)
+        fail(cx, "action.type", "\"%s\" is not supported by this version of smartproxy yet", type);
+    else
+        fail(cx, "action.type", "expected \"forward\", \"socket-handler\", \"redirect\" or \"block\", got string \"%s\"", type);
+
+    const char *proto = opt_string(cx, t, "action", "protocol");
+    if (proto && strcmp(proto, "tcp") != 0) {
+        if (strcmp(proto, "http") == 0)
+            fail(cx, "action.protocol", "\"http\" is not supported by this version of smartproxy yet");
+        fail(cx, "action.protocol", "expected \"tcp\" or \"http\", got string \"%s\"", proto);
+    }
+    const char *engine = opt_string(cx, t, "action", "forwarding_engine");
+    if (engine && strcmp(engine, "node") != 0) {
+        if (strcmp(engine, "nftables") == 0)
+            fail(cx, "action.forwarding_engine", "\"nftables\" is not supported by this version of smartproxy yet");
+        fail(cx, "action.forwarding_engine", "expected \"node\" or \"nftables\", got string \"%s\"", engine);
+    }
+    r->half_open = opt_bool(cx, t, "action", "half_open") == 1;
+
+    lua_getfield(L, t, "target");
+    lua_getfield(L, t, "targets");
+    bool has_target = !lua_isnil(L, -2), has_targets = !lua_isnil(L, -1);
+    if (r->action == SP_ACTION_FORWARD) {
+        if (has_target && has_targets)
+            fail(cx, "action.targets", "give either target or targets, not both");
+        if (!has_target && !has_targets)
+            fail(cx, "action.target", "required for a forward action: { host = ..., port = ... }");
+        if (has_target) {
+            compile_target(cx, r, -2, "action.target", true);
+        } else {
+            if (!is_array(L, -1))
+                fail_type(cx, "action.targets", -1, "a non-empty list of { host = ..., port = ... }");
+            size_t n = lua_objlen(L, -1);
+            for (size_t i = 1; i <= n; i++) {
+                char f[64];
+                snprintf(f, sizeof f, "action.targets[%zu]", i);
+                lua_rawgeti(L, -1, (int)i);
+                compile_target(cx, r, -1, f, false);
+                lua_pop(L, 1);
+            }
+        }
+    } else if (has_target || has_targets) {
+        fail(cx, has_target ? "action.target" : "action.targets", "a block action has no target");
+    }
+    lua_pop(L, 2);
+}
+
+static void compile_route(cfg_cx *cx, sp_route *r, int t, int index)
+{
+    static const char *const keys[] = {"name", "priority", "match", "action", NULL};
+    lua_State *L = cx->L;
+    r->index = index;
+    char provisional[32];
+    snprintf(provisional, sizeof provisional, "route-%d", index);
+    r->name = xstrdup(provisional);
+    cx->route = r;
+    if (!lua_istable(L, t))
+        fail_type(cx, "(route)", t, "a table");
+
+    lua_getfield(L, t, "name");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING || lua_objlen(L, -1) == 0)
+            fail_type(cx, "name", -1, "a non-empty string");
+        free(r->name);
+        r->name = xstrdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    check_keys(cx, t, "", keys);
+
+    lua_getfield(L, t, "priority");
+    if (!lua_isnil(L, -1)) {
+        double p = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || p != floor(p) || fabs(p) > 1e9)
+            fail_type(cx, "priority", -1, "an integer");
+        r->priority = (int)p;
+    }
+    lua_pop(L, 1);
+
+    if (!opt_table(cx, t, "", "match"))
+        fail(cx, "match", "required: { ports = ... }");
+    compile_match(cx, r, lua_gettop(L));
+    lua_pop(L, 1);
+    if (!opt_table(cx, t, "", "action"))
+        fail(cx, "action", "required: { type = ... }");
+    compile_action(cx, r, lua_gettop(L));
+    lua_pop(L, 1);
+    cx->route = NULL;
+}
+
+static int route_order(const void *a, const void *b)
+{
+    const sp_route *x = *(sp_route *const *)a, *y = *(sp_route *const *)b;
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    return x->index - y->index;
+}
+
+static int entry_order(const void *a, const void *b)
+{
+    return (int)((const sp_port_entry *)a)->port - (int)((const sp_port_entry *)b)->port;
+}
+
+/* Builds the port index: for each port, its candidate routes, best first. */
+static void build_port_index(sp_gen *g)
+{
+    /* count routes per port */
+    uint32_t *count = xcalloc(65536, sizeof *count);
+    for (size_t i = 0; i < g->nroutes; i++) {
+        sp_route *r = &g->routes[i];
+        for (size_t k = 0; k < r->nports; k++)
+            for (uint32_t p = r->ports[k].from; p <= r->ports[k].to; p++)
+                count[p]++;
+    }
+    size_t nports = 0;
+    for (uint32_t p = 1; p < 65536; p++)
+        nports += count[p] > 0;
+    g->ports = xcalloc(nports, sizeof *g->ports);
+    uint32_t *slot = xcalloc(65536, sizeof *slot);
+    for (uint32_t p = 1; p < 65536; p++) {
+        if (!count[p])
+            continue;
+        sp_port_entry *e = &g->ports[g->nports];
+        e->port = (uint16_t)p;
+        e->routes = xcalloc(count[p], sizeof *e->routes);
+        slot[p] = (uint32_t)g->nports++;
+    }
+    for (size_t i = 0; i < g->nroutes; i++) {
+        sp_route *r = &g->routes[i];
+        for (size_t k = 0; k < r->nports; k++)
+            for (uint32_t p = r->ports[k].from; p <= r->ports[k].to; p++) {
+                sp_port_entry *e = &g->ports[slot[p]];
+                /* a route listing a port twice is a candidate once */
+                if (e->nroutes && e->routes[e->nroutes - 1] == r)
+                    continue;
+                e->routes[e->nroutes++] = r;
+            }
+    }
+    for (size_t i = 0; i < g->nports; i++)
+        qsort(g->ports[i].routes, g->ports[i].nroutes, sizeof(sp_route *), route_order);
+    qsort(g->ports, g->nports, sizeof *g->ports, entry_order);
+    free(count);
+    free(slot);
+}
+
+static int compile_protected(lua_State *L)
+{
+    cfg_cx *cx = lua_touserdata(L, 1);
+    sp_gen *g = cx->g;
+    lua_settop(L, 2);
+    int top = 2;
+    if (!lua_istable(L, top))
+        fail_type(cx, "(config)", top, "the file to return a table");
+    static const char *const keys[] = {"routes", "workers", "listen_addresses", "timeouts",
+                                       "keep_alive", "limits", "metrics", "log", NULL};
+    check_keys(cx, top, "", keys);
+
+    uint64_t workers = 0;
+    opt_uint(cx, top, "", "workers", 256, &workers);
+    g->settings.workers = (int)workers;
+
+    lua_getfield(L, top, "listen_addresses");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) == LUA_TSTRING) { /* one address: wrap it in a list */
+            lua_createtable(L, 1, 0);
+            lua_pushvalue(L, -2);
+            lua_rawseti(L, -2, 1);
+            lua_remove(L, -2);
+        }
+        if (!is_array(L, -1))
+            fail_type(cx, "listen_addresses", -1, "a list of IP addresses");
+        compile_listen_addresses(cx, lua_gettop(L));
+    } else {
+        static const char *const defaults[] = {"0.0.0.0", "::"};
+        g->settings.listen_addresses = xcalloc(2, sizeof(char *));
+        for (int i = 0; i < 2; i++)
+            g->settings.listen_addresses[g->settings.nlisten_addresses++] = xstrdup(defaults[i]);
+    }
+    lua_pop(L, 1);
+
+    if (opt_table(cx, top, "", "timeouts")) { compile_timeouts(cx, lua_gettop(L)); lua_pop(L, 1); }
+    if (opt_table(cx, top, "", "keep_alive")) { compile_keep_alive(cx, lua_gettop(L)); lua_pop(L, 1); }
+    if (opt_table(cx, top, "", "limits")) { compile_limits(cx, lua_gettop(L)); lua_pop(L, 1); }
+    if (opt_table(cx, top, "", "log")) { compile_log(cx, lua_gettop(L)); lua_pop(L, 1); }
+    if (opt_table(cx, top, "", "metrics")) { compile_metrics(cx, lua_gettop(L)); lua_pop(L, 1); }
+
+    lua_getfield(L, top, "routes");
+    if (lua_isnil(L, -1))
+        fail(cx, "routes", "required: a list of routes");
+    if (!lua_istable(L, -1) || (lua_objlen(L, -1) == 0 && (lua_pushnil(L), lua_next(L, -2) != 0)))
+        fail_type(cx, "routes", -1, "a list of routes");
+    int routes = lua_gettop(L);
+    size_t n = lua_objlen(L, routes);
+    g->routes = xcalloc(n, sizeof *g->routes);
+    for (size_t i = 1; i <= n; i++) {
+        g->nroutes = i; /* counted before compiling so a failure frees the partial route */
+        lua_rawgeti(L, routes, (int)i);
+        compile_route(cx, &g->routes[i - 1], lua_gettop(L), (int)i);
+        lua_pop(L, 1);
+        for (size_t k = 0; k + 1 < i; k++)
+            if (strcmp(g->routes[k].name, g->routes[i - 1].name) == 0) {
+                cx->route = &g->routes[i - 1];
+                fail(cx, "name", "duplicate route name (also route #%d)", g->routes[k].index);
+            }
+    }
+    lua_pop(L, 1);
+    build_port_index(g);
+    return 0;
+}
+
+static void settings_defaults(sp_settings *s)
+{
+    s->timeouts = (sp_timeouts){
+        .connect = 30000, .initial_data = 60000, .http_idle = 60000, .upstream_response = 60000,
+        .proxy_header = 5000, .inactivity = 14400000, .max_lifetime = 86400000,
+        .graceful_shutdown = 30000,
+    };
+    s->keepalive = SP_KEEPALIVE_STANDARD;
+    s->inactivity_multiplier = 6;
+    s->log_level = -1;
+    s->log_json = -1;
+    s->log_access = true;
+}
+
+static void free_target(lua_State *L, sp_target *t)
+{
+    free(t->host);
+    if (L) {
+        luaL_unref(L, LUA_REGISTRYINDEX, t->host_fn);
+        luaL_unref(L, LUA_REGISTRYINDEX, t->port_fn);
+    }
+}
+
+static void gen_free(sp_gen *g, bool close_state)
+{
+    for (size_t i = 0; i < g->nroutes; i++) {
+        sp_route *r = &g->routes[i];
+        free(r->name);
+        free(r->ports);
+        sp_ip_list_free(&r->client_ip);
+        for (size_t k = 0; k < r->ntargets; k++)
+            free_target(close_state ? NULL : g->L, &r->targets[k]);
+        free(r->targets);
+    }
+    free(g->routes);
+    for (size_t i = 0; i < g->nports; i++)
+        free(g->ports[i].routes);
+    free(g->ports);
+    for (size_t i = 0; i < g->settings.nlisten_addresses; i++)
+        free(g->settings.listen_addresses[i]);
+    free(g->settings.listen_addresses);
+    free(g->settings.metrics_listen);
+    free(g->file);
+    if (close_state && g->L)
+        lua_close(g->L);
+    free(g);
+}
+
+sp_gen *sp_gen_compile(lua_State *L, const char *file, char *err, size_t errlen)
+{
+    sp_gen *g = xcalloc(1, sizeof *g);
+    g->refs = 1;
+    g->file = xstrdup(file);
+    settings_defaults(&g->settings);
+    cfg_cx cx = {.L = L, .g = g, .file = file};
+
+    int value = lua_gettop(L);
+    lua_pushcfunction(L, compile_protected);
+    lua_pushlightuserdata(L, &cx);
+    lua_pushvalue(L, value);
+    if (lua_pcall(L, 2, 0, 0) != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        gen_free(g, false);
+        return NULL;
+    }
+    g->L = L;
+    return g;
+}
+
+void sp_gen_ref(sp_gen *g) { g->refs++; }
+
+void sp_gen_unref(sp_gen *g)
+{
+    if (--g->refs == 0)
+        gen_free(g, true);
+}
+
+const sp_port_entry *sp_gen_port(const sp_gen *g, uint16_t port)
+{
+    size_t lo = 0, hi = g->nports;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (g->ports[mid].port == port)
+            return &g->ports[mid];
+        if (g->ports[mid].port < port)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+uint64_t sp_settings_stream_inactivity(const sp_settings *s)
+{
+    switch (s->keepalive) {
+    case SP_KEEPALIVE_IMMORTAL: return 0;
+    case SP_KEEPALIVE_EXTENDED: return s->timeouts.inactivity * s->inactivity_multiplier;
+    default: return s->timeouts.inactivity;
+    }
+}
+
+static void print_target(const sp_target *t, FILE *out)
+{
+    if (t->host)
+        fprintf(out, strchr(t->host, ':') ? "[%s]" : "%s", t->host);
+    else
+        fputs("<lua function>", out);
+    switch (t->port_kind) {
+    case SP_PORT_FIXED: fprintf(out, ":%u", t->port); break;
+    case SP_PORT_PRESERVE: fputs(":<preserve>", out); break;
+    case SP_PORT_FUNCTION: fputs(":<lua function>", out); break;
+    }
+}
+
+void sp_gen_print_summary(const sp_gen *g, FILE *out)
+{
+    fprintf(out, "%s: configuration OK: %zu route(s) on %zu port(s)\n", g->file, g->nroutes, g->nports);
+    fputs("ports:", out);
+    for (size_t i = 0; i < g->nports; i++) {
+        /* print runs of consecutive ports as ranges */
+        size_t j = i;
+        while (j + 1 < g->nports && g->ports[j + 1].port == g->ports[j].port + 1)
+            j++;
+        if (j > i)
+            fprintf(out, " %u-%u", g->ports[i].port, g->ports[j].port);
+        else
+            fprintf(out, " %u", g->ports[i].port);
+        i = j;
+    }
+    fputs("\nlisten addresses:", out);
+    for (size_t i = 0; i < g->settings.nlisten_addresses; i++)
+        fprintf(out, " %s", g->settings.listen_addresses[i]);
+    fputs("\nroutes:\n", out);
+    for (size_t i = 0; i < g->nroutes; i++) {
+        const sp_route *r = &g->routes[i];
+        fprintf(out, "  #%d %s (priority %d) ports", r->index, r->name, r->priority);
+        for (size_t k = 0; k < r->nports; k++) {
+            if (r->ports[k].from == r->ports[k].to)
+                fprintf(out, "%s%u", k ? "," : " ", r->ports[k].from);
+            else
+                fprintf(out, "%s%u-%u", k ? "," : " ", r->ports[k].from, r->ports[k].to);
+        }
+        if (r->client_ip.n)
+            fprintf(out, " client_ip(%zu pattern%s)", r->client_ip.n, r->client_ip.n > 1 ? "s" : "");
+        if (r->action == SP_ACTION_BLOCK) {
+            fputs(" -> block\n", out);
+            continue;
+        }
+        fputs(" -> forward", out);
+        for (size_t k = 0; k < r->ntargets; k++) {
+            fputs(k ? ", " : " ", out);
+            print_target(&r->targets[k], out);
+        }
+        fputs(r->half_open ? " (half-open)\n" : "\n", out);
+    }
+}

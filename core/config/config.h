@@ -1,0 +1,115 @@
+/* config: the Lua configuration table compiled into an immutable C generation.
+ *
+ * A generation (sp_gen) is everything one load of the configuration produced: global
+ * settings, the compiled routes, the port index, and the Lua state that owns the route
+ * functions (target host/port functions, later handlers). Each worker compiles its own
+ * generation from its own Lua state, so Lua references never cross threads; the main
+ * thread compiles one too, to validate and to answer --check.
+ *
+ * A generation is reference counted by its owner thread only: the worker holds one
+ * reference while it is current and every connection holds one while it lives. The last
+ * release closes the Lua state and frees the routes; a reload never touches a live
+ * connection's generation. */
+#ifndef SP_CONFIG_CONFIG_H
+#define SP_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "route/ip_pattern.h"
+
+typedef struct lua_State lua_State;
+
+typedef enum { SP_ACTION_FORWARD = 0, SP_ACTION_BLOCK } sp_action_type;
+typedef enum { SP_KEEPALIVE_STANDARD = 0, SP_KEEPALIVE_EXTENDED, SP_KEEPALIVE_IMMORTAL } sp_keepalive;
+
+typedef struct sp_port_range { uint16_t from, to; } sp_port_range;
+
+/* Port of a target: a number, the port the client connected to, or a Lua function. */
+typedef enum { SP_PORT_FIXED = 0, SP_PORT_PRESERVE, SP_PORT_FUNCTION } sp_port_kind;
+
+typedef struct sp_target {
+    char *host;         /* NULL when chosen by host_fn */
+    int host_fn;        /* LUA_NOREF or a registry reference in the generation's state */
+    sp_port_kind port_kind;
+    uint16_t port;
+    int port_fn;
+} sp_target;
+
+typedef struct sp_route {
+    char *name;
+    int index;                /* 1-based position in the file, for messages */
+    int priority;
+    sp_port_range *ports;
+    size_t nports;
+    sp_ip_list client_ip;     /* empty: any client */
+    sp_action_type action;
+    /* forward: candidates tried round-robin; a failing one is skipped for the next */
+    sp_target *targets;
+    size_t ntargets;
+    bool half_open;
+    unsigned rr_next;         /* round-robin cursor; per worker since generations are */
+} sp_route;
+
+typedef struct sp_timeouts {
+    uint64_t connect, initial_data, http_idle, upstream_response, proxy_header,
+             inactivity, max_lifetime, graceful_shutdown;   /* milliseconds; 0 = none */
+} sp_timeouts;
+
+typedef struct sp_settings {
+    int workers;                   /* 0: number of CPUs */
+    char **listen_addresses;
+    size_t nlisten_addresses;
+    sp_timeouts timeouts;
+    sp_keepalive keepalive;
+    unsigned inactivity_multiplier;
+    uint64_t max_connections;      /* 0: unlimited */
+    uint64_t max_connections_per_ip;
+    uint64_t connection_rate_per_minute;
+    int log_level;                 /* -1: not set in the file */
+    int log_json;                  /* -1: not set */
+    bool log_access;
+    char *metrics_listen;          /* "host:port" or NULL */
+} sp_settings;
+
+/* Routes that can be chosen for one listening port, best first. */
+typedef struct sp_port_entry {
+    uint16_t port;
+    sp_route **routes;
+    size_t nroutes;
+} sp_port_entry;
+
+typedef struct sp_gen {
+    int refs;
+    uint64_t number;               /* config generation, 1 for the first load */
+    lua_State *L;                  /* owns every function reference in the routes */
+    char *file;                    /* config file name as given, for messages */
+    sp_settings settings;
+    sp_route *routes;
+    size_t nroutes;
+    sp_port_entry *ports;          /* sorted by port */
+    size_t nports;
+} sp_gen;
+
+/* Compiles the table at the top of L's stack (the value the config chunk returned).
+ * On success returns a generation with refs = 1 that takes ownership of L. On failure
+ * returns NULL, leaves L to the caller and writes a message in the SPEC 10 form
+ * ("proxy.lua: route \"api\" (#3): match.ports: expected ..., got ...") into err. */
+sp_gen *sp_gen_compile(lua_State *L, const char *file, char *err, size_t errlen);
+
+void sp_gen_ref(sp_gen *g);
+void sp_gen_unref(sp_gen *g);
+
+/* The candidate routes for a port, best first, or NULL. */
+const sp_port_entry *sp_gen_port(const sp_gen *g, uint16_t port);
+
+/* The effective inactivity timeout for long-lived streams after keep-alive treatment
+ * (0 = never). */
+uint64_t sp_settings_stream_inactivity(const sp_settings *s);
+
+/* Prints the --check summary: ports, routes and what they do. */
+void sp_gen_print_summary(const sp_gen *g, FILE *out);
+
+#endif

@@ -1,0 +1,245 @@
+#include "config/load.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct recorder {
+    sp_source *items;
+    size_t n, cap;
+    bool oom;
+} recorder;
+
+static void record(recorder *r, const char *module, const char *path, char *text, size_t len)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 8;
+        sp_source *items = realloc(r->items, cap * sizeof *items);
+        if (!items) {
+            r->oom = true;
+            free(text);
+            return;
+        }
+        r->items = items;
+        r->cap = cap;
+    }
+    r->items[r->n++] = (sp_source){
+        .module = module ? strdup(module) : NULL, .path = strdup(path), .text = text, .len = len};
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16384;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+static int load_chunk(lua_State *L, const char *text, size_t len, const char *path)
+{
+    char name[1024];
+    snprintf(name, sizeof name, "@%s", path);
+    return luaL_loadbuffer(L, text, len, name);
+}
+
+/* package.loaders entry while recording: finds the module on package.path like the
+ * standard Lua loader, and keeps its source. */
+static int recording_loader(lua_State *L)
+{
+    recorder *r = lua_touserdata(L, lua_upvalueindex(1));
+    const char *name = luaL_checkstring(L, 1);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchpath");
+    lua_pushstring(L, name);
+    lua_getfield(L, -3, "path");
+    lua_call(L, 2, 2);
+    if (lua_isnil(L, -2))
+        return 1; /* the "no file ..." message, as the standard loader reports */
+    const char *path = lua_tostring(L, -2);
+    size_t len;
+    char *text = read_file(path, &len);
+    if (!text)
+        return luaL_error(L, "cannot read module '%s' from %s", name, path);
+    if (load_chunk(L, text, len, path) != 0) {
+        free(text);
+        return lua_error(L);
+    }
+    record(r, name, path, text, len);
+    return 1;
+}
+
+/* package.loaders entry in workers: serves modules from the recorded sources. */
+static int replay_loader(lua_State *L)
+{
+    const sp_source_set *set = lua_touserdata(L, lua_upvalueindex(1));
+    const char *name = luaL_checkstring(L, 1);
+    for (size_t i = 0; i < set->n; i++) {
+        const sp_source *s = &set->items[i];
+        if (s->module && strcmp(s->module, name) == 0) {
+            if (load_chunk(L, s->text, s->len, s->path) != 0)
+                return lua_error(L);
+            return 1;
+        }
+    }
+    lua_pushfstring(L, "\n\tno recorded source for '%s'", name);
+    return 1;
+}
+
+/* Prepends the smartproxy library folders and the config file's own folder. */
+static void set_package_path(lua_State *L, const char *file)
+{
+    char dir[1024];
+    const char *slash = strrchr(file, '/');
+    if (slash)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - file), file);
+    else
+        snprintf(dir, sizeof dir, ".");
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;" SP_LUA_DIR "/?.lua;" SP_LUA_DIR "/?/init.lua;"
+                       SP_LUA_INSTALL_DIR "/?.lua;" SP_LUA_INSTALL_DIR "/?/init.lua;%s",
+                    dir, dir, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+}
+
+static void install_loader(lua_State *L, lua_CFunction fn, void *up)
+{
+    lua_getglobal(L, "table");
+    lua_getfield(L, -1, "insert");
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaders");
+    lua_remove(L, -2);
+    lua_pushinteger(L, 2);
+    lua_pushlightuserdata(L, up);
+    lua_pushcclosure(L, fn, 1);
+    lua_call(L, 3, 0);
+    lua_pop(L, 1);
+}
+
+static void free_items(sp_source *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(items[i].module);
+        free(items[i].path);
+        free(items[i].text);
+    }
+    free(items);
+}
+
+sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **recorded,
+                       char *err, size_t errlen)
+{
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        snprintf(err, errlen, "%s: cannot create a Lua state (out of memory)", file);
+        return NULL;
+    }
+    luaL_openlibs(L);
+    set_package_path(L, file);
+
+    recorder rec = {0};
+    const char *text = NULL;
+    size_t len = 0;
+    if (replay) {
+        install_loader(L, replay_loader, replay);
+        for (size_t i = 0; i < replay->n; i++)
+            if (!replay->items[i].module) {
+                text = replay->items[i].text;
+                len = replay->items[i].len;
+            }
+    } else {
+        install_loader(L, recording_loader, &rec);
+        char *t = read_file(file, &len);
+        if (!t) {
+            snprintf(err, errlen, "%s: cannot read the configuration file", file);
+            goto fail;
+        }
+        record(&rec, NULL, file, t, len);
+        text = t;
+    }
+    if (!text) {
+        snprintf(err, errlen, "%s: no configuration source", file);
+        goto fail;
+    }
+
+    if (load_chunk(L, text, len, file) != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1)); /* "file:line: message" */
+        goto fail;
+    }
+    if (lua_pcall(L, 0, 1, 0) != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        goto fail;
+    }
+    if (rec.oom) {
+        snprintf(err, errlen, "%s: out of memory while recording sources", file);
+        goto fail;
+    }
+    sp_gen *g = sp_gen_compile(L, file, err, errlen);
+    if (!g)
+        goto fail;
+    lua_settop(L, 0);
+    if (!replay && recorded) {
+        sp_source_set *set = calloc(1, sizeof *set);
+        if (!set) {
+            sp_gen_unref(g);
+            free_items(rec.items, rec.n);
+            snprintf(err, errlen, "%s: out of memory", file);
+            return NULL;
+        }
+        atomic_init(&set->refs, 1);
+        set->items = rec.items;
+        set->n = rec.n;
+        *recorded = set;
+    } else {
+        free_items(rec.items, rec.n);
+    }
+    return g;
+
+fail:
+    lua_close(L);
+    free_items(rec.items, rec.n);
+    return NULL;
+}
+
+void sp_source_set_ref(sp_source_set *s)
+{
+    atomic_fetch_add(&s->refs, 1);
+}
+
+void sp_source_set_unref(sp_source_set *s)
+{
+    if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+        free_items(s->items, s->n);
+        free(s);
+    }
+}

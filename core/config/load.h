@@ -1,0 +1,38 @@
+/* load: runs the configuration file in a fresh Lua state and compiles a generation.
+ *
+ * The main thread loads from disk and records the source of the config file and of
+ * every Lua module it requires (a "source set"). Workers then load the same bytes from
+ * that record: no worker touches the disk, every worker runs identical code even if a
+ * file changes mid-reload, and --watch knows exactly which files to watch. */
+#ifndef SP_CONFIG_LOAD_H
+#define SP_CONFIG_LOAD_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "config/config.h"
+
+typedef struct sp_source {
+    char *module;      /* module name, or NULL for the config chunk itself */
+    char *path;
+    char *text;
+    size_t len;
+} sp_source;
+
+/* Immutable once recorded; shared by threads under an atomic reference count. */
+typedef struct sp_source_set {
+    _Atomic int refs;
+    sp_source *items;
+    size_t n;
+} sp_source_set;
+
+/* Loads `file`. With `replay` NULL, reads from disk and, on success, returns the recorded
+ * source set in *recorded (refs = 1). With `replay`, runs those sources. Returns NULL and
+ * a SPEC 10 message in err on any failure (syntax, runtime, validation). */
+sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **recorded,
+                       char *err, size_t errlen);
+
+void sp_source_set_ref(sp_source_set *s);
+void sp_source_set_unref(sp_source_set *s);
+
+#endif

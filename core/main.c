@@ -1,0 +1,575 @@
+/* smartproxy: command line, signals, workers and reloads.
+ *
+ * The main thread owns the configuration: it loads and validates every generation,
+ * hands the recorded sources to the workers, serves the admin endpoint and turns
+ * signals into reloads and graceful stops. It never touches a proxied connection. */
+#include <getopt.h>
+#include <llhttp.h>
+#include <luajit.h>
+#include <openssl/crypto.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "admin/admin.h"
+#include "config/load.h"
+#include "net/listener.h"
+#include "route/router.h"
+#include "util/log.h"
+#include "worker/worker.h"
+
+#define MAX_WATCHED_DIRS 64
+
+typedef struct app {
+    const char *file;
+    int cli_workers;              /* 0: not given */
+    int cli_log_level;            /* -1: not given */
+    int cli_log_json;             /* -1: not given */
+    bool watch;
+
+    uv_loop_t *loop;
+    sp_gen *gen;                  /* main's copy of the current generation */
+    sp_source_set *sources;
+    uint64_t generation, reloads, reloads_failed;
+    uint64_t started_ms;
+
+    sp_process process;
+    sp_worker *workers;
+    sp_counters **counters;
+    int nworkers, workers_exited;
+    uv_async_t worker_exited;
+
+    uv_signal_t sighup, sigterm, sigint;
+    sp_admin *admin;
+    uv_fs_event_t watchers[MAX_WATCHED_DIRS];
+    int nwatchers;
+    uv_timer_t watch_debounce;
+    bool stopping;
+} app;
+
+static void usage(FILE *out)
+{
+    fputs("usage: smartproxy [options] [CONFIG]       CONFIG defaults to ./proxy.lua\n"
+          "  -t, --check              load and validate CONFIG, print its ports and routes, exit\n"
+          "  -w, --workers N          worker threads (default: config `workers`, else CPUs)\n"
+          "      --watch              reload when CONFIG or a Lua file it requires changes\n"
+          "  -l, --log-level LEVEL    error | warn | info | debug (default info)\n"
+          "      --log-format FORMAT  text | json (default text)\n"
+          "      --explain            with --port N [--client-ip IP]: print the route that\n"
+          "                           would match and why each other route does not\n"
+          "  -V, --version            print version and linked library versions\n"
+          "  -h, --help\n"
+          "signals: SIGHUP reloads; SIGTERM/SIGINT stop gracefully\n"
+          "exit status: 0 clean stop or valid config, 1 configuration error, 2 runtime error\n",
+          out);
+}
+
+static void print_version(void)
+{
+    printf("smartproxy %s\n", SP_VERSION);
+    printf("  %s\n", LUAJIT_VERSION);
+    printf("  libuv %s\n", uv_version_string());
+    printf("  %s\n", OpenSSL_version(OPENSSL_VERSION));
+    printf("  llhttp %d.%d.%d\n", LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
+    printf("  libnftnl %s, libmnl %s\n", SP_LIBNFTNL_VERSION, SP_LIBMNL_VERSION);
+}
+
+/* Settings from the command line win over the file's. */
+static void apply_log_settings(app *a, const sp_gen *g)
+{
+    int level = a->cli_log_level >= 0 ? a->cli_log_level
+              : g->settings.log_level >= 0 ? g->settings.log_level : SP_LOG_INFO;
+    int json = a->cli_log_json >= 0 ? a->cli_log_json : g->settings.log_json == 1;
+    sp_log_set_level((sp_log_level)level);
+    sp_log_set_json(json);
+}
+
+/* ---- admin hooks ---- */
+
+static void stats_json(void *ud, sp_json *j)
+{
+    app *a = ud;
+    sp_counts c;
+    sp_counters_sum(a->counters, a->nworkers, &c);
+    sp_json_obj_open(j);
+    sp_json_key(j, "active_connections");
+    sp_json_uint(j, c.active);
+    sp_json_key(j, "total_connections");
+    sp_json_uint(j, c.total);
+    sp_json_key(j, "by_state");
+    sp_json_obj_open(j);
+    for (int i = 0; i < SP_STATE_COUNT; i++) {
+        sp_json_key(j, sp_state_name((sp_conn_state)i));
+        sp_json_uint(j, c.by_state[i]);
+    }
+    sp_json_obj_close(j);
+    sp_json_key(j, "terminations");
+    sp_json_obj_open(j);
+    for (int i = 0; i < SP_END_COUNT; i++) {
+        sp_json_key(j, sp_end_reason_name((sp_end_reason)i));
+        sp_json_uint(j, c.ended[i]);
+    }
+    sp_json_obj_close(j);
+    sp_json_key(j, "refused");
+    sp_json_obj_open(j);
+    for (int i = 0; i < SP_REFUSED_COUNT; i++) {
+        sp_json_key(j, sp_refused_name((sp_refused_reason)i));
+        sp_json_uint(j, c.refused[i]);
+    }
+    sp_json_obj_close(j);
+    sp_json_key(j, "bytes_from_clients");
+    sp_json_uint(j, c.bytes_from_clients);
+    sp_json_key(j, "bytes_from_targets");
+    sp_json_uint(j, c.bytes_from_targets);
+    sp_json_key(j, "config_generation");
+    sp_json_uint(j, a->generation);
+    sp_json_key(j, "reloads");
+    sp_json_uint(j, a->reloads);
+    sp_json_key(j, "reloads_failed");
+    sp_json_uint(j, a->reloads_failed);
+    sp_json_key(j, "workers");
+    sp_json_int(j, a->nworkers);
+    sp_json_key(j, "uptime_seconds");
+    sp_json_double(j, (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
+    sp_json_obj_close(j);
+}
+
+static void routes_json(void *ud, sp_json *j)
+{
+    app *a = ud;
+    const sp_gen *g = a->gen;
+    sp_json_obj_open(j);
+    sp_json_key(j, "config_generation");
+    sp_json_uint(j, a->generation);
+    sp_json_key(j, "routes");
+    sp_json_arr_open(j);
+    for (size_t i = 0; i < g->nroutes; i++) {
+        const sp_route *r = &g->routes[i];
+        sp_json_obj_open(j);
+        sp_json_key(j, "name");
+        sp_json_str(j, r->name);
+        sp_json_key(j, "index");
+        sp_json_int(j, r->index);
+        sp_json_key(j, "priority");
+        sp_json_int(j, r->priority);
+        sp_json_key(j, "ports");
+        sp_json_arr_open(j);
+        for (size_t k = 0; k < r->nports; k++) {
+            sp_json_arr_open(j);
+            sp_json_int(j, r->ports[k].from);
+            sp_json_int(j, r->ports[k].to);
+            sp_json_arr_close(j);
+        }
+        sp_json_arr_close(j);
+        sp_json_key(j, "action");
+        sp_json_str(j, r->action == SP_ACTION_BLOCK ? "block" : "forward");
+        sp_json_key(j, "targets");
+        sp_json_arr_open(j);
+        for (size_t k = 0; k < r->ntargets; k++) {
+            const sp_target *t = &r->targets[k];
+            sp_json_obj_open(j);
+            sp_json_key(j, "host");
+            if (t->host)
+                sp_json_str(j, t->host);
+            else
+                sp_json_str(j, "<lua function>");
+            sp_json_key(j, "port");
+            if (t->port_kind == SP_PORT_FIXED)
+                sp_json_int(j, t->port);
+            else
+                sp_json_str(j, t->port_kind == SP_PORT_PRESERVE ? "preserve" : "<lua function>");
+            sp_json_obj_close(j);
+        }
+        sp_json_arr_close(j);
+        sp_json_obj_close(j);
+    }
+    sp_json_arr_close(j);
+    sp_json_obj_close(j);
+}
+
+/* ---- reload ---- */
+
+static void watch_sources(app *a);
+
+static bool listens_on(const sp_gen *g, const char *addr, uint16_t port)
+{
+    if (!g || !sp_gen_port(g, port))
+        return false;
+    for (size_t i = 0; i < g->settings.nlisten_addresses; i++)
+        if (strcmp(g->settings.listen_addresses[i], addr) == 0)
+            return true;
+    return false;
+}
+
+/* A port the new generation adds must be bindable, or the reload is refused whole. */
+static int check_new_ports(const sp_gen *old, const sp_gen *g, char *err, size_t errlen)
+{
+    for (size_t a = 0; a < g->settings.nlisten_addresses; a++)
+        for (size_t p = 0; p < g->nports; p++) {
+            const char *addr = g->settings.listen_addresses[a];
+            uint16_t port = g->ports[p].port;
+            if (listens_on(old, addr, port))
+                continue;
+            int fd = sp_bind_tcp(addr, port, true);
+            if (fd < 0) {
+                snprintf(err, errlen, "cannot listen on %s port %u: %s", addr, port, strerror(-fd));
+                return -1;
+            }
+            close(fd);
+        }
+    return 0;
+}
+
+static int do_reload(void *ud, char *err, size_t errlen)
+{
+    app *a = ud;
+    if (a->stopping) {
+        snprintf(err, errlen, "shutting down");
+        return -1;
+    }
+    sp_source_set *sources = NULL;
+    sp_gen *g = sp_config_load(a->file, NULL, &sources, err, errlen);
+    if (g && check_new_ports(a->gen, g, err, errlen) != 0) {
+        sp_gen_unref(g);
+        sp_source_set_unref(sources);
+        g = NULL;
+    }
+    if (!g) {
+        a->reloads_failed++;
+        sp_error("reload rejected, generation %llu keeps serving: %s",
+                 (unsigned long long)a->generation, err);
+        return -1;
+    }
+    a->generation++;
+    a->reloads++;
+    g->number = a->generation;
+    for (int i = 0; i < a->nworkers; i++)
+        sp_worker_post_generation(&a->workers[i], sources, a->generation);
+    sp_gen_unref(a->gen);
+    a->gen = g;
+    sp_source_set_unref(a->sources);
+    a->sources = sources;
+    apply_log_settings(a, g);
+    if (a->watch)
+        watch_sources(a);
+    sp_info("configuration reloaded: generation %llu, %zu route(s) on %zu port(s)",
+            (unsigned long long)a->generation, g->nroutes, g->nports);
+    return 0;
+}
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    char err[1024];
+    sp_info("SIGHUP: reloading %s", ((app *)s->data)->file);
+    do_reload(s->data, err, sizeof err);
+}
+
+/* ---- --watch ---- */
+
+static void on_debounced(uv_timer_t *t)
+{
+    char err[1024];
+    app *a = t->data;
+    sp_info("configuration changed on disk: reloading %s", a->file);
+    do_reload(a, err, sizeof err);
+}
+
+static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    app *a = h->data;
+    if (status < 0 || !filename)
+        return;
+    char dir[1024];
+    size_t dl = sizeof dir;
+    if (uv_fs_event_getpath(h, dir, &dl) != 0)
+        return;
+    /* only files the configuration actually loaded count, e.g. not editor swap files */
+    for (size_t i = 0; i < a->sources->n; i++) {
+        const char *p = a->sources->items[i].path;
+        const char *slash = strrchr(p, '/');
+        const char *base = slash ? slash + 1 : p;
+        size_t plen = slash ? (size_t)(slash - p) : 1;
+        const char *pdir = slash ? p : ".";
+        if (strcmp(base, filename) == 0 && plen == dl && strncmp(pdir, dir, dl) == 0) {
+            uv_timer_start(&a->watch_debounce, on_debounced, 150, 0);
+            return;
+        }
+    }
+}
+
+/* Watches the folders of every recorded source (editors replace files by renaming, which
+ * a watch on the file itself would lose). */
+static void watch_sources(app *a)
+{
+    for (int i = 0; i < a->nwatchers; i++)
+        uv_close((uv_handle_t *)&a->watchers[i], NULL);
+    /* handles are reused only after their close callbacks ran: run them now */
+    uv_run(a->loop, UV_RUN_NOWAIT);
+    a->nwatchers = 0;
+    for (size_t i = 0; i < a->sources->n && a->nwatchers < MAX_WATCHED_DIRS; i++) {
+        const char *p = a->sources->items[i].path;
+        const char *slash = strrchr(p, '/');
+        char dir[1024];
+        if (slash)
+            snprintf(dir, sizeof dir, "%.*s", (int)(slash - p), p);
+        else
+            snprintf(dir, sizeof dir, ".");
+        bool seen = false;
+        for (int k = 0; k < a->nwatchers && !seen; k++) {
+            char wd[1024];
+            size_t wl = sizeof wd;
+            seen = uv_fs_event_getpath(&a->watchers[k], wd, &wl) == 0 && strcmp(wd, dir) == 0;
+        }
+        if (seen)
+            continue;
+        uv_fs_event_t *h = &a->watchers[a->nwatchers];
+        uv_fs_event_init(a->loop, h);
+        h->data = a;
+        if (uv_fs_event_start(h, on_fs_event, dir, 0) == 0)
+            a->nwatchers++;
+        else
+            uv_close((uv_handle_t *)h, NULL);
+    }
+}
+
+/* ---- stop ---- */
+
+static void close_main_handles(app *a)
+{
+    uv_close((uv_handle_t *)&a->sighup, NULL);
+    uv_close((uv_handle_t *)&a->sigterm, NULL);
+    uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->worker_exited, NULL);
+    uv_close((uv_handle_t *)&a->watch_debounce, NULL);
+    for (int i = 0; i < a->nwatchers; i++)
+        uv_close((uv_handle_t *)&a->watchers[i], NULL);
+    a->nwatchers = 0;
+    sp_admin_stop(a->admin);
+    a->admin = NULL;
+}
+
+static void on_worker_exited(uv_async_t *h)
+{
+    app *a = h->data;
+    int exited = 0;
+    for (int i = 0; i < a->nworkers; i++)
+        exited += atomic_load(&a->workers[i].exited);
+    if (exited == a->nworkers && a->stopping)
+        close_main_handles(a);
+}
+
+static void begin_stop(app *a, const char *why)
+{
+    if (a->stopping)
+        return;
+    a->stopping = true;
+    uint64_t drain = a->gen->settings.timeouts.graceful_shutdown;
+    sp_info("%s: stopping, draining connections for up to %llu ms", why, (unsigned long long)drain);
+    for (int i = 0; i < a->nworkers; i++)
+        sp_worker_post_stop(&a->workers[i], drain);
+}
+
+static void on_stop_signal(uv_signal_t *s, int signum)
+{
+    begin_stop(s->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void worker_exit_hook(void *ud)
+{
+    uv_async_send(ud);
+}
+
+/* ---- explain ---- */
+
+static int explain(const sp_gen *g, int port, const char *client_ip)
+{
+    sp_conn_info info = {.server_port = (uint16_t)port};
+    if (sp_ip_parse(client_ip, &info.client_ip) != 0) {
+        fprintf(stderr, "--client-ip: not an IP address: %s\n", client_ip);
+        return 1;
+    }
+    const sp_port_entry *e = sp_gen_port(g, (uint16_t)port);
+    const sp_route *winner = sp_route_select(g, (uint16_t)port, &info);
+    if (!e) {
+        printf("port %d: no route listens on this port\n", port);
+        return 0;
+    }
+    printf("port %d, client %s: %s\n", port, client_ip,
+           winner ? "matched" : "no route matched (the connection would be closed)");
+    for (size_t i = 0; i < e->nroutes; i++) {
+        const sp_route *r = e->routes[i];
+        const char *why = sp_route_mismatch(r, &info);
+        if (r == winner)
+            printf("  -> route \"%s\" (#%d, priority %d): wins\n", r->name, r->index, r->priority);
+        else if (why)
+            printf("     route \"%s\" (#%d, priority %d): %s does not match\n", r->name, r->index, r->priority, why);
+        else
+            printf("     route \"%s\" (#%d, priority %d): matches, but a better route wins\n", r->name, r->index, r->priority);
+    }
+    return 0;
+}
+
+/* ---- main ---- */
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"check", no_argument, NULL, 't'},       {"workers", required_argument, NULL, 'w'},
+        {"watch", no_argument, NULL, 'W'},       {"log-level", required_argument, NULL, 'l'},
+        {"log-format", required_argument, NULL, 'F'}, {"explain", no_argument, NULL, 'E'},
+        {"port", required_argument, NULL, 'P'},  {"client-ip", required_argument, NULL, 'C'},
+        {"version", no_argument, NULL, 'V'},     {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    app a = {.file = "proxy.lua", .cli_log_level = -1, .cli_log_json = -1};
+    bool check = false, do_explain = false;
+    int explain_port = 0;
+    const char *explain_ip = "127.0.0.1";
+    int opt;
+    while ((opt = getopt_long(argc, argv, "tw:l:Vh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 't': check = true; break;
+        case 'w': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*end || n < 1 || n > 256) {
+                fprintf(stderr, "smartproxy: --workers: expected 1 to 256, got \"%s\"\n", optarg);
+                return 1;
+            }
+            a.cli_workers = (int)n;
+            break;
+        }
+        case 'W': a.watch = true; break;
+        case 'l':
+            if ((a.cli_log_level = sp_log_level_parse(optarg)) < 0) {
+                fprintf(stderr, "smartproxy: --log-level: expected error, warn, info or debug, got \"%s\"\n", optarg);
+                return 1;
+            }
+            break;
+        case 'F':
+            if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0) {
+                fprintf(stderr, "smartproxy: --log-format: expected text or json, got \"%s\"\n", optarg);
+                return 1;
+            }
+            a.cli_log_json = strcmp(optarg, "json") == 0;
+            break;
+        case 'E': do_explain = true; break;
+        case 'P': explain_port = atoi(optarg); break;
+        case 'C': explain_ip = optarg; break;
+        case 'V': print_version(); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 1;
+        }
+    }
+    if (optind < argc)
+        a.file = argv[optind++];
+    if (optind < argc) {
+        usage(stderr);
+        return 1;
+    }
+    if (a.cli_log_level >= 0)
+        sp_log_set_level((sp_log_level)a.cli_log_level);
+    if (a.cli_log_json >= 0)
+        sp_log_set_json(a.cli_log_json);
+
+    char err[2048];
+    a.gen = sp_config_load(a.file, NULL, &a.sources, err, sizeof err);
+    if (!a.gen) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (check || do_explain) {
+        int rc = 0;
+        if (check)
+            sp_gen_print_summary(a.gen, stdout);
+        else if (explain_port < 1 || explain_port > 65535) {
+            fprintf(stderr, "smartproxy: --explain needs --port N\n");
+            rc = 1;
+        } else
+            rc = explain(a.gen, explain_port, explain_ip);
+        sp_gen_unref(a.gen);
+        sp_source_set_unref(a.sources);
+        return rc;
+    }
+    apply_log_settings(&a, a.gen);
+    signal(SIGPIPE, SIG_IGN);
+
+    a.loop = uv_default_loop();
+    a.started_ms = uv_now(a.loop);
+    a.generation = 1;
+    a.gen->number = 1;
+    a.nworkers = a.cli_workers ? a.cli_workers
+               : a.gen->settings.workers ? a.gen->settings.workers : (int)uv_available_parallelism();
+    a.workers = calloc((size_t)a.nworkers, sizeof *a.workers);
+    a.counters = calloc((size_t)a.nworkers, sizeof *a.counters);
+    if (!a.workers || !a.counters) {
+        fprintf(stderr, "smartproxy: out of memory\n");
+        return 2;
+    }
+    uv_async_init(a.loop, &a.worker_exited, on_worker_exited);
+    a.worker_exited.data = &a;
+
+    int status = 0;
+    int started = 0;
+    for (int i = 0; i < a.nworkers; i++) {
+        a.counters[i] = &a.workers[i].counters;
+        a.workers[i].exit_hook = worker_exit_hook;
+        a.workers[i].exit_hook_arg = &a.worker_exited;
+        if (sp_worker_start(&a.workers[i], i, a.file, &a.process, a.sources) != 0) {
+            fprintf(stderr, "smartproxy: cannot start worker thread %d\n", i);
+            status = 2;
+            break;
+        }
+        started++;
+    }
+    for (int i = 0; i < started; i++) {
+        uv_sem_wait(&a.workers[i].ready);
+        if (a.workers[i].start_status > status)
+            status = a.workers[i].start_status;
+    }
+    if (status == 0 && a.gen->settings.metrics_listen) {
+        sp_admin_hooks hooks = {.ud = &a, .stats_json = stats_json, .routes_json = routes_json,
+                                .reload = do_reload};
+        a.admin = sp_admin_start(a.loop, a.gen->settings.metrics_listen, &hooks, err, sizeof err);
+        if (!a.admin) {
+            sp_error("%s", err);
+            status = 2;
+        }
+    }
+
+    uv_signal_init(a.loop, &a.sighup);
+    uv_signal_init(a.loop, &a.sigterm);
+    uv_signal_init(a.loop, &a.sigint);
+    a.sighup.data = a.sigterm.data = a.sigint.data = &a;
+    uv_timer_init(a.loop, &a.watch_debounce);
+    a.watch_debounce.data = &a;
+    a.nworkers = started;
+    if (status == 0) {
+        uv_signal_start(&a.sighup, on_sighup, SIGHUP);
+        uv_signal_start(&a.sigterm, on_stop_signal, SIGTERM);
+        uv_signal_start(&a.sigint, on_stop_signal, SIGINT);
+        if (a.watch)
+            watch_sources(&a);
+        sp_info("smartproxy %s: %d worker(s), %zu route(s) on %zu port(s), generation 1", SP_VERSION,
+                a.nworkers, a.gen->nroutes, a.gen->nports);
+    } else {
+        a.gen->settings.timeouts.graceful_shutdown = 0;
+        begin_stop(&a, "startup failed");
+    }
+    on_worker_exited(&a.worker_exited); /* covers workers that already exited */
+    uv_run(a.loop, UV_RUN_DEFAULT);
+
+    for (int i = 0; i < started; i++)
+        sp_worker_join(&a.workers[i]);
+    uv_loop_close(a.loop);
+    sp_gen_unref(a.gen);
+    sp_source_set_unref(a.sources);
+    free(a.workers);
+    free(a.counters);
+    if (status == 0)
+        sp_info("stopped");
+    return status;
+}

@@ -1,0 +1,27 @@
+/* conn: one accepted client connection, from accept to the last close callback.
+ *
+ * One object, one explicit state (sp_conn_state), one owner (its worker) and exactly one
+ * cleanup path: conn_close() stops everything, closes every handle, and the memory is
+ * released only when the last close callback and the last outstanding request (DNS,
+ * connect, write, shutdown) have come back. The worker's counters follow every state
+ * change, so a leak shows as a non-zero active count.
+ *
+ * accept -> route (port, client address) -> connect (resolve, try candidates) ->
+ * pipe (both ways, with backpressure) -> close (flush, then close handles) -> free. */
+#ifndef SP_NET_CONN_H
+#define SP_NET_CONN_H
+
+#include <uv.h>
+
+#include "worker/worker.h"
+
+/* Accepts one pending connection from `server` for `port` and starts its life. */
+void sp_conn_accept(sp_worker *w, uv_stream_t *server, uint16_t port);
+
+/* Ends a connection now (graceful stop deadline, worker shutdown). */
+void sp_conn_abort(sp_conn *c, sp_end_reason reason);
+
+/* Ends every live connection of the worker now. */
+void sp_conns_abort_all(sp_worker *w, sp_end_reason reason);
+
+#endif

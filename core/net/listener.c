@@ -1,0 +1,149 @@
+#include "net/listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net/conn.h"
+#include "util/log.h"
+
+#define LISTEN_BACKLOG 4096
+
+int sp_bind_tcp(const char *address, uint16_t port, bool reuseport)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    int family;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, address, &v4->sin_addr) == 1) {
+        family = v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        len = sizeof *v4;
+    } else if (inet_pton(AF_INET6, address, &v6->sin6_addr) == 1) {
+        family = v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        len = sizeof *v6;
+    } else {
+        return -EINVAL;
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+        (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+        bind(fd, (struct sockaddr *)&ss, len) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    sp_listener *l = server->data;
+    if (status < 0) {
+        sp_warn("worker %d: accept on port %u failed: %s", l->w->id, l->port, uv_strerror(status));
+        return;
+    }
+    sp_conn_accept(l->w, server, l->port);
+}
+
+static int listener_open(sp_worker *w, const char *address, uint16_t port, char *err, size_t errlen)
+{
+    int fd = sp_bind_tcp(address, port, true);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s port %u: %s", address, port, strerror(-fd));
+        return fd;
+    }
+    sp_listener *l = calloc(1, sizeof *l);
+    if (!l) {
+        close(fd);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    l->w = w;
+    l->port = port;
+    snprintf(l->address, sizeof l->address, "%s", address);
+    uv_tcp_init(&w->loop, &l->tcp);
+    l->tcp.data = l;
+    int rc = uv_tcp_open(&l->tcp, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&l->tcp, LISTEN_BACKLOG, on_connection);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot listen on %s port %u: %s", address, port, uv_strerror(rc));
+        uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free); /* closes fd too */
+        return rc;
+    }
+    l->next = w->listeners;
+    w->listeners = l;
+    sp_debug("worker %d: listening on %s port %u", w->id, address, port);
+    return 0;
+}
+
+static void listener_close(sp_listener *l)
+{
+    sp_debug("worker %d: closing listener %s port %u", l->w->id, l->address, l->port);
+    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free); /* tcp is the first member */
+}
+
+int sp_listeners_sync(sp_worker *w, const sp_gen *g, char *err, size_t errlen)
+{
+    for (sp_listener *l = w->listeners; l; l = l->next)
+        l->keep = false;
+    int first_error = 0;
+    for (size_t a = 0; a < g->settings.nlisten_addresses; a++) {
+        const char *addr = g->settings.listen_addresses[a];
+        for (size_t p = 0; p < g->nports; p++) {
+            uint16_t port = g->ports[p].port;
+            sp_listener *found = NULL;
+            for (sp_listener *l = w->listeners; l && !found; l = l->next)
+                if (l->port == port && strcmp(l->address, addr) == 0)
+                    found = l;
+            if (found) {
+                found->keep = true;
+                continue;
+            }
+            char msg[256];
+            int rc = listener_open(w, addr, port, msg, sizeof msg);
+            if (rc == 0) {
+                w->listeners->keep = true;
+            } else {
+                if (!first_error) {
+                    first_error = rc;
+                    snprintf(err, errlen, "%s", msg);
+                }
+            }
+        }
+    }
+    sp_listener **pp = &w->listeners;
+    while (*pp) {
+        sp_listener *l = *pp;
+        if (l->keep) {
+            pp = &l->next;
+        } else {
+            *pp = l->next;
+            listener_close(l);
+        }
+    }
+    return first_error;
+}
+
+void sp_listeners_close_all(sp_worker *w)
+{
+    while (w->listeners) {
+        sp_listener *l = w->listeners;
+        w->listeners = l->next;
+        listener_close(l);
+    }
+}

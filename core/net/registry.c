@@ -1,0 +1,39 @@
+#include "net/registry.h"
+
+#include <string.h>
+
+static const char *const state_names[SP_STATE_COUNT] = {
+    "accepted", "sniffing", "connecting", "piping", "closing",
+};
+
+static const char *const end_names[SP_END_COUNT] = {
+    "client_closed", "target_closed", "client_reset", "target_reset", "client_error",
+    "target_error", "connect_refused", "connect_timeout", "connect_error", "resolve_failed",
+    "no_route", "blocked", "initial_data_timeout", "inactivity_timeout", "max_lifetime",
+    "lua_error", "shutdown", "internal_error",
+};
+
+static const char *const refused_names[SP_REFUSED_COUNT] = {"max_connections", "accept_error"};
+
+const char *sp_state_name(sp_conn_state s) { return state_names[s]; }
+const char *sp_end_reason_name(sp_end_reason r) { return end_names[r]; }
+const char *sp_refused_name(sp_refused_reason r) { return refused_names[r]; }
+
+void sp_counters_sum(sp_counters *const *workers, int n, sp_counts *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int w = 0; w < n; w++) {
+        sp_counters *c = workers[w];
+        for (int i = 0; i < SP_STATE_COUNT; i++)
+            out->by_state[i] += sp_counter_get(&c->by_state[i]);
+        for (int i = 0; i < SP_END_COUNT; i++)
+            out->ended[i] += sp_counter_get(&c->ended[i]);
+        for (int i = 0; i < SP_REFUSED_COUNT; i++)
+            out->refused[i] += sp_counter_get(&c->refused[i]);
+        out->total += sp_counter_get(&c->total);
+        out->bytes_from_clients += sp_counter_get(&c->bytes_from_clients);
+        out->bytes_from_targets += sp_counter_get(&c->bytes_from_targets);
+    }
+    for (int i = 0; i < SP_STATE_COUNT; i++)
+        out->active += out->by_state[i];
+}

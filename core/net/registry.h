@@ -1,0 +1,64 @@
+/* registry: counts connections by state and ended ones by termination reason.
+ *
+ * Each worker owns one sp_counters and is its only writer (relaxed atomics, no locks on
+ * the data path); readers such as /stats sum all workers. Tests use it to prove that
+ * every connection that began also ended: active returns to zero. */
+#ifndef SP_NET_REGISTRY_H
+#define SP_NET_REGISTRY_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef enum {
+    SP_STATE_ACCEPTED = 0,   /* counted, not yet routed */
+    SP_STATE_SNIFFING,       /* waiting for the first bytes that routing needs */
+    SP_STATE_CONNECTING,     /* resolving and connecting to a target */
+    SP_STATE_PIPING,         /* bytes flow both ways */
+    SP_STATE_CLOSING,        /* flushing what is queued, closing handles */
+    SP_STATE_COUNT
+} sp_conn_state;
+
+typedef enum {
+    SP_END_CLIENT_CLOSED = 0, SP_END_TARGET_CLOSED, SP_END_CLIENT_RESET, SP_END_TARGET_RESET,
+    SP_END_CLIENT_ERROR, SP_END_TARGET_ERROR,
+    SP_END_CONNECT_REFUSED, SP_END_CONNECT_TIMEOUT, SP_END_CONNECT_ERROR, SP_END_RESOLVE_FAILED,
+    SP_END_NO_ROUTE, SP_END_BLOCKED, SP_END_INITIAL_DATA_TIMEOUT, SP_END_INACTIVITY_TIMEOUT,
+    SP_END_MAX_LIFETIME, SP_END_LUA_ERROR, SP_END_SHUTDOWN, SP_END_INTERNAL_ERROR,
+    SP_END_COUNT
+} sp_end_reason;
+
+/* Connections refused before they became connections (closed at accept). */
+typedef enum { SP_REFUSED_MAX_CONNECTIONS = 0, SP_REFUSED_ACCEPT_ERROR, SP_REFUSED_COUNT } sp_refused_reason;
+
+typedef struct sp_counters {
+    _Atomic uint64_t by_state[SP_STATE_COUNT];
+    _Atomic uint64_t ended[SP_END_COUNT];
+    _Atomic uint64_t refused[SP_REFUSED_COUNT];
+    _Atomic uint64_t total;
+    _Atomic uint64_t bytes_from_clients, bytes_from_targets;
+} sp_counters;
+
+const char *sp_state_name(sp_conn_state s);
+const char *sp_end_reason_name(sp_end_reason r);
+const char *sp_refused_name(sp_refused_reason r);
+
+static inline void sp_counter_add(_Atomic uint64_t *c, int64_t d)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)d,
+                          memory_order_relaxed);
+}
+
+static inline uint64_t sp_counter_get(_Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/* Sum of several workers' counters, for readers. */
+typedef struct sp_counts {
+    uint64_t by_state[SP_STATE_COUNT], ended[SP_END_COUNT], refused[SP_REFUSED_COUNT];
+    uint64_t total, active, bytes_from_clients, bytes_from_targets;
+} sp_counts;
+
+void sp_counters_sum(sp_counters *const *workers, int n, sp_counts *out);
+
+#endif

@@ -1,0 +1,33 @@
+/* target: turns a route's target spec into a concrete host and port for one connection.
+ *
+ * Host and port are literal, "preserve" (the port the client connected to), or chosen by
+ * a Lua function of ctx, called in the connection's own generation. */
+#ifndef SP_NET_TARGET_H
+#define SP_NET_TARGET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config/config.h"
+#include "net/registry.h"
+#include "route/router.h"
+
+typedef struct sp_target_choice {
+    char *host;                 /* owned */
+    uint16_t port;
+    char port_text[8];
+    sp_end_reason last_error;   /* why the previous candidate failed */
+} sp_target_choice;
+
+/* Fills out from t; returns 0, or -1 with a message naming the failing function. */
+int sp_target_choose(sp_gen *g, const sp_target *t, const sp_conn_info *info,
+                     sp_target_choice *out, char *err, size_t errlen);
+
+/* True when the host is an IP literal; fills ss with address and port. */
+bool sp_target_literal(const sp_target_choice *c, struct sockaddr_storage *ss);
+
+void sp_target_choice_clear(sp_target_choice *c);
+
+#endif

@@ -1,0 +1,27 @@
+/* router: picks the route for a connection from a generation's port index.
+ *
+ * The listening port gives the candidates (already ordered: priority, then file order);
+ * the first whose conditions all hold wins. Conditions known at accept time: the client
+ * address. Later stages (SNI, Host, path) add their own conditions here. */
+#ifndef SP_ROUTE_ROUTER_H
+#define SP_ROUTE_ROUTER_H
+
+#include <stdint.h>
+
+#include "config/config.h"
+#include "route/ip_pattern.h"
+
+/* What routing, Lua callbacks and logs know about a connection. */
+typedef struct sp_conn_info {
+    uint64_t id;
+    sp_ip client_ip, server_ip;
+    uint16_t client_port, server_port;
+    const char *route_name;
+} sp_conn_info;
+
+/* Why a route did not match, for --explain and debug logs; NULL when it matched. */
+const char *sp_route_mismatch(const sp_route *r, const sp_conn_info *info);
+
+const sp_route *sp_route_select(const sp_gen *g, uint16_t port, const sp_conn_info *info);
+
+#endif

@@ -1,0 +1,73 @@
+#include "util/log.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/json.h"
+
+static _Atomic int log_level = SP_LOG_INFO;
+static _Atomic bool log_json = false;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void sp_log_set_level(sp_log_level level) { atomic_store(&log_level, (int)level); }
+void sp_log_set_json(bool json) { atomic_store(&log_json, json); }
+bool sp_log_enabled(sp_log_level level) { return (int)level <= atomic_load_explicit(&log_level, memory_order_relaxed); }
+const char *sp_log_level_name(sp_log_level level) { return level_names[level]; }
+
+int sp_log_level_parse(const char *s)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, level_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void sp_log(sp_log_level level, const char *fmt, ...)
+{
+    if (!sp_log_enabled(level))
+        return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char ts[40];
+    size_t tl = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + tl, sizeof ts - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
+
+    sp_buf b;
+    sp_buf_init(&b);
+    if (atomic_load_explicit(&log_json, memory_order_relaxed)) {
+        sp_json j;
+        sp_json_init(&j, &b);
+        sp_json_obj_open(&j);
+        sp_json_key(&j, "time");
+        sp_json_str(&j, ts);
+        sp_json_key(&j, "level");
+        sp_json_str(&j, level_names[level]);
+        sp_json_key(&j, "msg");
+        sp_json_str(&j, msg);
+        sp_json_obj_close(&j);
+        sp_buf_append(&b, "\n", 1);
+    } else {
+        sp_buf_appendf(&b, "%s %-5s %s\n", ts, level_names[level], msg);
+    }
+    if (!b.oom) {
+        ssize_t w = write(STDERR_FILENO, b.data, b.len);
+        (void)w; /* nowhere left to report a failed log write */
+    }
+    sp_buf_free(&b);
+}

@@ -1,0 +1,27 @@
+/* log: leveled, thread-safe log lines on stderr, as text or JSON.
+ *
+ * Every line is formatted into one buffer and written with a single write(2), so lines
+ * from several workers never interleave. Errors are logged once, where they are handled;
+ * the caller passes the context (route, connection) in the message. */
+#ifndef SP_UTIL_LOG_H
+#define SP_UTIL_LOG_H
+
+#include <stdbool.h>
+
+typedef enum { SP_LOG_ERROR = 0, SP_LOG_WARN, SP_LOG_INFO, SP_LOG_DEBUG } sp_log_level;
+
+void sp_log_set_level(sp_log_level level);
+void sp_log_set_json(bool json);
+bool sp_log_enabled(sp_log_level level);
+/* Parses "error" | "warn" | "info" | "debug"; returns -1 for anything else. */
+int sp_log_level_parse(const char *s);
+const char *sp_log_level_name(sp_log_level level);
+
+void sp_log(sp_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define sp_error(...) sp_log(SP_LOG_ERROR, __VA_ARGS__)
+#define sp_warn(...)  sp_log(SP_LOG_WARN, __VA_ARGS__)
+#define sp_info(...)  do { if (sp_log_enabled(SP_LOG_INFO)) sp_log(SP_LOG_INFO, __VA_ARGS__); } while (0)
+#define sp_debug(...) do { if (sp_log_enabled(SP_LOG_DEBUG)) sp_log(SP_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+#endif

@@ -1,0 +1,202 @@
+#include "worker/worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/conn.h"
+#include "net/listener.h"
+#include "util/log.h"
+
+#define POOL_MAX_FREE 64   /* read buffers kept for reuse per worker (4 MiB) */
+
+void *sp_bufpool_get(sp_bufpool *p)
+{
+    if (p->n)
+        return p->free[--p->n];
+    return malloc(SP_READ_BUF_SIZE);
+}
+
+void sp_bufpool_put(sp_bufpool *p, void *buf)
+{
+    if (!buf)
+        return;
+    if (p->n == p->cap && p->cap < POOL_MAX_FREE) {
+        size_t cap = p->cap ? p->cap * 2 : 8;
+        void **nf = realloc(p->free, cap * sizeof *nf);
+        if (nf) {
+            p->free = nf;
+            p->cap = cap;
+        }
+    }
+    if (p->n < p->cap)
+        p->free[p->n++] = buf;
+    else
+        free(buf);
+}
+
+static void bufpool_clear(sp_bufpool *p)
+{
+    while (p->n)
+        free(p->free[--p->n]);
+    free(p->free);
+    p->free = NULL;
+    p->cap = 0;
+}
+
+/* Loads a generation in this worker's thread and starts serving it. On failure the
+ * current generation keeps serving. Returns 0, 1 (config) or 2 (listen). */
+static int load_generation(sp_worker *w, sp_source_set *sources, uint64_t number)
+{
+    char err[1024];
+    sp_gen *g = sp_config_load(w->file, sources, NULL, err, sizeof err);
+    if (!g) {
+        sp_error("worker %d: generation %llu rejected: %s", w->id, (unsigned long long)number, err);
+        return 1;
+    }
+    g->number = number;
+    int rc = sp_listeners_sync(w, g, err, sizeof err);
+    if (rc != 0 && !w->gen) {
+        /* at startup a port that cannot be bound is fatal (exit 2); main reports it */
+        sp_error("%s", err);
+        sp_listeners_close_all(w);
+        sp_gen_unref(g);
+        return 2;
+    }
+    if (rc != 0)
+        sp_error("worker %d: generation %llu: %s", w->id, (unsigned long long)number, err);
+    if (w->gen)
+        sp_gen_unref(w->gen); /* live connections keep their own references */
+    w->gen = g;
+    sp_debug("worker %d: serving generation %llu", w->id, (unsigned long long)number);
+    return 0;
+}
+
+static void finish_if_drained(sp_worker *w)
+{
+    if (!w->stopping || w->nconns > 0)
+        return;
+    /* nothing left: close our own handles so uv_run returns */
+    if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
+        uv_close((uv_handle_t *)&w->drain_timer, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->wake))
+        uv_close((uv_handle_t *)&w->wake, NULL);
+}
+
+void sp_worker_conn_gone(sp_worker *w)
+{
+    w->nconns--;
+    finish_if_drained(w);
+}
+
+static void on_drain_deadline(uv_timer_t *t)
+{
+    sp_worker *w = t->data;
+    if (w->nconns)
+        sp_info("worker %d: graceful shutdown period over, closing %llu connection(s)", w->id,
+                (unsigned long long)w->nconns);
+    sp_conns_abort_all(w, SP_END_SHUTDOWN);
+}
+
+static void begin_stop(sp_worker *w, uint64_t drain_ms)
+{
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    sp_listeners_close_all(w);
+    if (w->nconns) {
+        sp_info("worker %d: stopping, draining %llu connection(s) for up to %llu ms", w->id,
+                (unsigned long long)w->nconns, (unsigned long long)drain_ms);
+        uv_timer_start(&w->drain_timer, on_drain_deadline, drain_ms, 0);
+    }
+    finish_if_drained(w);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    sp_worker *w = a->data;
+    uv_mutex_lock(&w->lock);
+    sp_source_set *sources = w->mail_sources;
+    uint64_t number = w->mail_number;
+    bool stop = w->mail_stop;
+    uint64_t drain = w->mail_drain_ms;
+    w->mail_sources = NULL;
+    uv_mutex_unlock(&w->lock);
+
+    if (sources) {
+        if (!w->stopping)
+            load_generation(w, sources, number);
+        sp_source_set_unref(sources);
+    }
+    if (stop)
+        begin_stop(w, drain);
+}
+
+static void worker_main(void *arg)
+{
+    sp_worker *w = arg;
+    uv_mutex_lock(&w->lock);
+    sp_source_set *sources = w->mail_sources;
+    w->mail_sources = NULL;
+    uv_mutex_unlock(&w->lock);
+
+    w->start_status = load_generation(w, sources, 1);
+    sp_source_set_unref(sources);
+    uv_sem_post(&w->ready);
+    /* on a failed start main asks us to stop, so the handles close in one place */
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (w->gen)
+        sp_gen_unref(w->gen);
+    w->gen = NULL;
+    bufpool_clear(&w->pool);
+    if (uv_loop_close(&w->loop) != 0)
+        sp_error("worker %d: event loop closed with handles still open", w->id);
+    atomic_store(&w->exited, 1);
+    if (w->exit_hook)
+        w->exit_hook(w->exit_hook_arg);
+}
+
+int sp_worker_start(sp_worker *w, int id, const char *file, sp_process *process,
+                    sp_source_set *sources)
+{
+    w->id = id;
+    w->file = file;
+    w->process = process;
+    if (uv_loop_init(&w->loop) != 0 || uv_mutex_init(&w->lock) != 0 || uv_sem_init(&w->ready, 0) != 0)
+        return -1;
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    uv_timer_init(&w->loop, &w->drain_timer);
+    w->drain_timer.data = w;
+    sp_source_set_ref(sources);
+    w->mail_sources = sources;
+    return uv_thread_create(&w->thread, worker_main, w);
+}
+
+void sp_worker_post_generation(sp_worker *w, sp_source_set *sources, uint64_t number)
+{
+    sp_source_set_ref(sources);
+    uv_mutex_lock(&w->lock);
+    sp_source_set *old = w->mail_sources;
+    w->mail_sources = sources;
+    w->mail_number = number;
+    uv_mutex_unlock(&w->lock);
+    sp_source_set_unref(old); /* a newer generation supersedes one not yet picked up */
+    uv_async_send(&w->wake);
+}
+
+void sp_worker_post_stop(sp_worker *w, uint64_t drain_ms)
+{
+    uv_mutex_lock(&w->lock);
+    w->mail_stop = true;
+    w->mail_drain_ms = drain_ms;
+    uv_mutex_unlock(&w->lock);
+    uv_async_send(&w->wake);
+}
+
+void sp_worker_join(sp_worker *w)
+{
+    uv_thread_join(&w->thread);
+    sp_source_set_unref(w->mail_sources);
+    uv_mutex_destroy(&w->lock);
+    uv_sem_destroy(&w->ready);
+}
