@@ -702,9 +702,14 @@ static int compile_protected(lua_State *L)
     lua_getfield(L, top, "routes");
     if (lua_isnil(L, -1))
         fail(cx, "routes", "required: a list of routes");
-    if (!lua_istable(L, -1) || (lua_objlen(L, -1) == 0 && (lua_pushnil(L), lua_next(L, -2) != 0)))
-        fail_type(cx, "routes", -1, "a list of routes");
     int routes = lua_gettop(L);
+    if (!lua_istable(L, routes))
+        fail_type(cx, "routes", routes, "a list of routes");
+    if (lua_objlen(L, routes) == 0) {
+        lua_pushnil(L);
+        if (lua_next(L, routes) != 0) /* a table, but not a list */
+            fail(cx, "routes", "expected a list of routes, got a table with named keys");
+    }
     size_t n = lua_objlen(L, routes);
     g->routes = xcalloc(n, sizeof *g->routes);
     for (size_t i = 1; i <= n; i++) {
