@@ -101,11 +101,11 @@ static const char *parse_v6(const char *s, size_t n, uint8_t out[16])
         if (end < n && s[end] == '.') {
             /* An embedded dotted quad is the last thing and takes two groups. */
             uint8_t q[4];
-            if (nw > 6 || memchr(s + i, ':', n - i) != NULL || parse_v4(s + i, n - i, q, NULL))
+            if (nw > 6 || memchr(s + i, ':', n - i) != NULL ||
+                parse_v4(s + i, n - i, q, NULL) != NULL)
                 return bad;
             words[nw++] = (uint16_t)(q[0] << 8 | q[1]);
             words[nw++] = (uint16_t)(q[2] << 8 | q[3]);
-            i = n;
             break;
         }
         if (end == i || end - i > 4 || nw == 8)
