@@ -13,6 +13,8 @@
  * so the memory a connection can pin is bounded whatever the read sizes are. */
 #define HIGH_WATER (4 * SP_READ_BUF_SIZE)
 #define LOW_WATER (1 * SP_READ_BUF_SIZE)
+/* Read buffers of client data held while the target is being connected. */
+#define EARLY_BUFS (HIGH_WATER / SP_READ_BUF_SIZE)
 /* How long a closing connection may spend flushing queued bytes to a peer. */
 #define FLUSH_LIMIT_MS 10000
 
@@ -45,6 +47,12 @@ struct sp_conn {
     int handles;              /* handles whose close callback is still due */
     bool resolving;           /* a uv_getaddrinfo is outstanding */
     uv_getaddrinfo_t gai;
+
+    /* Client bytes read before the target is connected (sent first once it is). Reading
+     * the client while connecting is how a client that leaves early is noticed. */
+    void *early[EARLY_BUFS];
+    size_t early_len[EARLY_BUFS];
+    int nearly;
 
     sp_target_choice dest;    /* the target being tried */
     size_t candidates_tried;
@@ -92,6 +100,8 @@ static void maybe_free(sp_conn *c)
         c->next->prev = c->prev;
     if (c->addrs)
         uv_freeaddrinfo(c->addrs);
+    for (int i = 0; i < c->nearly; i++)
+        sp_bufpool_put(&w->pool, c->early[i]);
     sp_target_choice_clear(&c->dest);
     sp_gen_unref(c->gen);
     atomic_fetch_sub(&w->process->active, 1);
@@ -395,11 +405,54 @@ static void send_to(sp_conn *c, sp_side *to, void *buf, size_t len)
     to->queued += SP_READ_BUF_SIZE;
 }
 
+/* Passes a FIN on to `to` once what is queued is written (half-open routes), or ends the
+ * connection if that is impossible. */
+static void pass_fin(sp_conn *c, sp_side *to)
+{
+    if (to->shut)
+        return;
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (req && uv_shutdown(req, (uv_stream_t *)to->tcp, on_half_shutdown) == 0) {
+        req->data = c;
+        to->shut = true;
+        return;
+    }
+    free(req);
+    conn_close(c, to == &c->client ? SP_END_TARGET_CLOSED : SP_END_CLIENT_CLOSED);
+}
+
+/* One side sent its FIN. */
+static void on_eof(sp_conn *c, sp_side *from)
+{
+    sp_side *to = peer_of(c, from);
+    from->eof = true;
+    stop_reading(from);
+    if (c->state == SP_STATE_CONNECTING) {
+        if (!c->route->half_open) /* gone before the target answered */
+            sp_conn_abort(c, SP_END_CLIENT_CLOSED);
+        return; /* half-open: the FIN follows the early bytes once connected */
+    }
+    if (c->route->half_open && !to->eof && to->tcp) {
+        pass_fin(c, to);
+        return;
+    }
+    conn_close(c, from == &c->client ? SP_END_CLIENT_CLOSED : SP_END_TARGET_CLOSED);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     sp_conn *c = stream->data;
     sp_side *from = (uv_tcp_t *)stream == c->client.tcp ? &c->client : &c->target;
     sp_side *to = peer_of(c, from);
+    if (nread > 0 && !to->tcp && c->state == SP_STATE_CONNECTING) {
+        from->bytes_read += (uint64_t)nread;
+        sp_counter_add(&c->w->counters.bytes_from_clients, nread);
+        c->early[c->nearly] = buf->base;
+        c->early_len[c->nearly++] = (size_t)nread;
+        if (c->nearly == EARLY_BUFS)
+            stop_reading(from); /* the kernel holds the rest until the target is there */
+        return;
+    }
     if (nread > 0) {
         from->bytes_read += (uint64_t)nread;
         sp_counter_add(from == &c->client ? &c->w->counters.bytes_from_clients
@@ -422,32 +475,32 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         sp_conn_abort(c, SP_END_INTERNAL_ERROR);
         return;
     }
-    bool client = from == &c->client;
     if (nread != UV_EOF) {
         sp_conn_abort(c, error_reason(c, from, (int)nread));
         return;
     }
-    from->eof = true;
-    stop_reading(from);
-    if (c->route->half_open && !to->eof && to->tcp) {
-        /* pass the FIN on once what is queued is written; keep the other way open */
-        if (to->shut)
-            return;
-        uv_shutdown_t *req = malloc(sizeof *req);
-        if (req && uv_shutdown(req, (uv_stream_t *)to->tcp, on_half_shutdown) == 0) {
-            req->data = c;
-            to->shut = true;
-            return;
-        }
-        free(req);
-    }
-    conn_close(c, client ? SP_END_CLIENT_CLOSED : SP_END_TARGET_CLOSED);
+    on_eof(c, from);
 }
 
 static void start_piping(sp_conn *c)
 {
     set_state(c, SP_STATE_PIPING);
     c->last_activity_ms = uv_now(&c->w->loop);
+    int n = c->nearly;
+    c->nearly = 0;
+    for (int i = 0; i < n; i++) {
+        if (c->state == SP_STATE_PIPING)
+            send_to(c, &c->target, c->early[i], c->early_len[i]);
+        else
+            sp_bufpool_put(&c->w->pool, c->early[i]); /* a failed write closed the connection */
+    }
+    if (c->state != SP_STATE_PIPING)
+        return;
+    if (c->client.eof) { /* half-open client that finished sending while we connected */
+        pass_fin(c, &c->target);
+        if (c->state != SP_STATE_PIPING)
+            return;
+    }
     start_reading(c, &c->client);
     start_reading(c, &c->target);
     arm_timer(c);
@@ -676,5 +729,6 @@ void sp_conn_accept(sp_worker *w, uv_stream_t *server, uint16_t port)
         return;
     }
     set_state(c, SP_STATE_CONNECTING);
+    start_reading(c, &c->client);
     connect_next(c);
 }
