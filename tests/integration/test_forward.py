@@ -204,3 +204,40 @@ def test_client_half_close(start_proxy, serve, half_open):
     else:
         assert data == b""
     sp.assert_clean(p)
+
+
+def test_failing_target_is_skipped_for_the_next(start_proxy, serve):
+    """SPEC 4: a target that refuses is skipped for the next; the client never notices."""
+    a, b = serve(sp.tag("A")), serve(sp.tag("B"))
+    dead = sp.free_port()  # nothing listens there: connect() is refused
+    port = sp.free_port()
+    p = start_proxy({"workers": 1, "routes": [
+        route("lb", port, targets=[("127.0.0.1", dead), ("127.0.0.1", a.port),
+                                   ("127.0.0.1", b.port)])]})
+    before = p.stats()
+    got = tags(p, port, 6)
+    assert set(got) == {"A", "B"} and len(got) == 6, got
+    s = sp.wait_counter(p, before, "terminations", "client_closed", 6)
+    assert sp.delta(before, s, "terminations").get("connect_refused", 0) == 0
+    sp.assert_clean(p)
+
+
+def test_all_targets_failing_closes_the_client(start_proxy):
+    port, dead1, dead2 = sp.free_port(), sp.free_port(), sp.free_port()
+    p = start_proxy({"routes": [route("lb", port, targets=[("127.0.0.1", dead1),
+                                                           ("127.0.0.1", dead2)])]})
+    before = p.stats()
+    with p.connect(port) as c:
+        assert sp.wait_closed(c, 5)
+    sp.wait_counter(p, before, "terminations", "connect_refused")
+    sp.assert_clean(p)
+
+
+def test_unresolvable_target_name_closes_the_client(start_proxy):
+    port = sp.free_port()
+    p = start_proxy({"routes": [route("nx", port, "no-such-host.invalid", 80)]})
+    before = p.stats()
+    with p.connect(port) as c:
+        assert sp.wait_closed(c, 10)
+    sp.wait_counter(p, before, "terminations", "resolve_failed")
+    sp.assert_clean(p)

@@ -9,7 +9,7 @@ import zlib
 import pytest
 
 import sp
-from sp import route
+from sp import Lua, route
 
 MiB = 1 << 20
 
@@ -337,3 +337,43 @@ def test_stop_without_connections_is_prompt(start_proxy, serve):
     t0 = time.monotonic()
     assert p.stop(timeout=5) == 0
     assert time.monotonic() - t0 <= 3
+
+
+def test_reload_runs_changed_required_module_and_keeps_live_connections(start_proxy, serve, tmp_path):
+    """A Lua module the config requires is reloaded with it (SIGHUP and --watch): new
+    connections run the new code, a live connection keeps the generation it started on."""
+    a, b, c = serve(sp.tag("A")), serve(sp.tag("B")), serve(sp.tag("C"))
+    port = sp.free_port()
+    workdir = tmp_path / "proxy0"  # start_proxy's folder for the first proxy
+    workdir.mkdir(parents=True, exist_ok=True)
+    module = workdir / "picker.lua"
+
+    def pick(backend):
+        tmp = module.with_suffix(".tmp")
+        tmp.write_text(f"return {{ port = function(ctx) return {backend.port} end }}\n")
+        os.replace(tmp, module)
+
+    pick(a)
+    p = start_proxy({"workers": 2, "routes": [
+        route("m", port, "127.0.0.1", Lua('require("picker").port'))]}, args=["--watch"])
+
+    def tag_of_new_connection():
+        with p.connect(port) as s:
+            return sp.recv_line(s).decode().strip()
+
+    assert {tag_of_new_connection() for _ in range(4)} == {"A"}
+    live = p.connect(port)
+    assert sp.recv_line(live).decode().strip() == "A"
+
+    pick(b)  # --watch sees the module change
+    sp.wait_until(lambda: p.stats()["config_generation"] >= 2, 10, msg="reload after module change")
+    sp.wait_until(lambda: tag_of_new_connection() == "B", 5, msg="new code on new connections")
+    assert {tag_of_new_connection() for _ in range(4)} == {"B"}
+
+    pick(c)
+    p.reload()  # SIGHUP too
+    sp.wait_until(lambda: tag_of_new_connection() == "C", 5, msg="new code after SIGHUP")
+
+    sp.roundtrip(live, b"still on generation 1")  # the old generation keeps serving it
+    live.close()
+    sp.assert_clean(p)
