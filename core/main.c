@@ -3,6 +3,7 @@
  * The main thread owns the configuration: it loads and validates every generation,
  * hands the recorded sources to the workers, serves the admin endpoint and turns
  * signals into reloads and graceful stops. It never touches a proxied connection. */
+#include <ctype.h>
 #include <getopt.h>
 #include <llhttp.h>
 #include <luajit.h>
@@ -58,7 +59,7 @@ static void usage(FILE *out)
           "      --watch              reload when CONFIG or a Lua file it requires changes\n"
           "  -l, --log-level LEVEL    error | warn | info | debug (default info)\n"
           "      --log-format FORMAT  text | json (default text)\n"
-          "      --explain            with --port N [--client-ip IP]: print the route that\n"
+          "      --explain            with --port N [--client-ip IP] [--sni NAME]: print the route that\n"
           "                           would match and why each other route does not\n"
           "  -V, --version            print version and linked library versions\n"
           "  -h, --help\n"
@@ -119,6 +120,27 @@ static void stats_json(void *ud, sp_json *j)
         sp_json_key(j, sp_refused_name((sp_refused_reason)i));
         sp_json_uint(j, c.refused[i]);
     }
+    sp_json_obj_close(j);
+    sp_json_key(j, "tls");
+    sp_json_obj_open(j);
+    sp_json_key(j, "handshakes");
+    sp_json_uint(j, c.tls_handshakes);
+    sp_json_key(j, "resumed");
+    sp_json_uint(j, c.tls_resumed);
+    sp_json_key(j, "failures");
+    sp_json_obj_open(j);
+    for (int i = 0; i < SP_TLSFAIL_COUNT; i++) {
+        sp_json_key(j, sp_tls_failure_name((sp_tls_failure)i));
+        sp_json_uint(j, c.tls_failures[i]);
+    }
+    sp_json_obj_close(j);
+    sp_json_key(j, "upstream_failures");
+    sp_json_obj_open(j);
+    for (int i = 0; i < SP_TLSFAIL_COUNT; i++) {
+        sp_json_key(j, sp_tls_failure_name((sp_tls_failure)i));
+        sp_json_uint(j, c.upstream_tls_failures[i]);
+    }
+    sp_json_obj_close(j);
     sp_json_obj_close(j);
     sp_json_key(j, "bytes_from_clients");
     sp_json_uint(j, c.bytes_from_clients);
@@ -384,9 +406,15 @@ static void worker_exit_hook(void *ud)
 
 /* ---- explain ---- */
 
-static int explain(const sp_gen *g, int port, const char *client_ip)
+static int explain(const sp_gen *g, int port, const char *client_ip, const char *sni)
 {
-    sp_conn_info info = {.server_port = (uint16_t)port};
+    char domain[256];
+    size_t dl = strlen(sni) < sizeof domain ? strlen(sni) : sizeof domain - 1;
+    for (size_t i = 0; i < dl; i++)
+        domain[i] = (char)tolower((unsigned char)sni[i]);
+    domain[dl] = 0;
+    sp_conn_info info = {.server_port = (uint16_t)port, .domain = domain, .domain_len = dl,
+                         .tls_offered = dl ? 0x0304 : 0};
     if (sp_ip_parse(client_ip, &info.client_ip) != 0) {
         fprintf(stderr, "--client-ip: not an IP address: %s\n", client_ip);
         return 1;
@@ -397,7 +425,7 @@ static int explain(const sp_gen *g, int port, const char *client_ip)
         printf("port %d: no route listens on this port\n", port);
         return 0;
     }
-    printf("port %d, client %s: %s\n", port, client_ip,
+    printf("port %d, client %s, sni %s: %s\n", port, client_ip, dl ? domain : "(none)",
            winner ? "matched" : "no route matched (the connection would be closed)");
     for (size_t i = 0; i < e->nroutes; i++) {
         const sp_route *r = e->routes[i];
@@ -421,13 +449,14 @@ int main(int argc, char **argv)
         {"watch", no_argument, NULL, 'W'},       {"log-level", required_argument, NULL, 'l'},
         {"log-format", required_argument, NULL, 'F'}, {"explain", no_argument, NULL, 'E'},
         {"port", required_argument, NULL, 'P'},  {"client-ip", required_argument, NULL, 'C'},
+        {"sni", required_argument, NULL, 'S'},
         {"version", no_argument, NULL, 'V'},     {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     app a = {.file = "proxy.lua", .cli_log_level = -1, .cli_log_json = -1};
     bool check = false, do_explain = false;
     int explain_port = 0;
-    const char *explain_ip = "127.0.0.1";
+    const char *explain_ip = "127.0.0.1", *explain_sni = "";
     int opt;
     while ((opt = getopt_long(argc, argv, "tw:l:Vh", longopts, NULL)) != -1) {
         switch (opt) {
@@ -459,6 +488,7 @@ int main(int argc, char **argv)
         case 'E': do_explain = true; break;
         case 'P': explain_port = atoi(optarg); break;
         case 'C': explain_ip = optarg; break;
+        case 'S': explain_sni = optarg; break;
         case 'V': print_version(); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
@@ -489,7 +519,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "smartproxy: --explain needs --port N\n");
             rc = 1;
         } else
-            rc = explain(a.gen, explain_port, explain_ip);
+            rc = explain(a.gen, explain_port, explain_ip, explain_sni);
         sp_gen_unref(a.gen);
         sp_source_set_unref(a.sources);
         return rc;

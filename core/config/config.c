@@ -8,10 +8,12 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/client_hello.h"
 #include "util/log.h"
 
 typedef struct cfg_cx {
@@ -25,7 +27,7 @@ typedef struct cfg_cx {
  * message instead of being silently ignored. */
 static const char *const planned_keys[] = {
     "proxy_ips", "accept_proxy_protocol", "acme", "certificates",
-    "domains", "path", "tls_version", "headers", "tls", "send_proxy_protocol",
+    "path", "headers", "send_proxy_protocol",
     "websocket", "rewrite_path", "handler", "redirect", "nftables", "security",
     "max_connections_per_ip", "connection_rate_per_minute", NULL,
 };
@@ -413,12 +415,130 @@ static void compile_ip_list(cfg_cx *cx, int t, const char *key, const char *fiel
     lua_pop(L, 1);
 }
 
+/* Calls each(cx, r, value_index, field) for a string-or-list field; returns the count. */
+static size_t for_each_string(cfg_cx *cx, sp_route *r, int t, const char *key, const char *field,
+                              const char *expected,
+                              void (*each)(cfg_cx *, sp_route *, int, const char *, size_t))
+{
+    lua_State *L = cx->L;
+    lua_getfield(L, t, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    bool single = lua_type(L, -1) == LUA_TSTRING;
+    if (!single && !is_array(L, -1))
+        fail_type(cx, field, -1, expected);
+    size_t n = single ? 1 : lua_objlen(L, -1);
+    for (size_t i = 1; i <= n; i++) {
+        char f[160];
+        if (single) {
+            lua_pushvalue(L, -1);
+            snprintf(f, sizeof f, "%s", field);
+        } else {
+            lua_rawgeti(L, -1, (int)i);
+            snprintf(f, sizeof f, "%s[%zu]", field, i);
+        }
+        if (lua_type(L, -1) != LUA_TSTRING)
+            fail_type(cx, f, -1, expected);
+        each(cx, r, lua_gettop(L), f, n);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return n;
+}
+
+static void add_domain(cfg_cx *cx, sp_route *r, int idx, const char *field, size_t n)
+{
+    if (!r->domains)
+        r->domains = xcalloc(n, sizeof *r->domains);
+    const char *why = "invalid";
+    if (sp_domain_pattern_parse(lua_tostring(cx->L, idx), &r->domains[r->ndomains], &why) != 0)
+        fail(cx, field, "expected a domain, \"*.domain\" or \"*\", got string \"%s\" (%s)",
+             lua_tostring(cx->L, idx), why);
+    r->ndomains++;
+}
+
+static void add_tls_version(cfg_cx *cx, sp_route *r, int idx, const char *field, size_t n)
+{
+    if (!r->tls_versions)
+        r->tls_versions = xcalloc(n, sizeof *r->tls_versions);
+    int v = sp_tls_version_parse(lua_tostring(cx->L, idx));
+    if (v < 0)
+        fail(cx, field, "expected \"TLSv1\", \"TLSv1.1\", \"TLSv1.2\" or \"TLSv1.3\", got string \"%s\"",
+             lua_tostring(cx->L, idx));
+    r->tls_versions[r->ntls_versions++] = (uint16_t)v;
+}
+
 static void compile_match(cfg_cx *cx, sp_route *r, int t)
 {
-    static const char *const keys[] = {"ports", "client_ip", NULL};
+    static const char *const keys[] = {"ports", "client_ip", "domains", "tls_version", NULL};
     check_keys(cx, t, "match", keys);
     compile_ports(cx, r, t);
     compile_ip_list(cx, t, "client_ip", "match.client_ip", &r->client_ip);
+    for_each_string(cx, r, t, "domains", "match.domains", "a domain or a list of domains", add_domain);
+    for_each_string(cx, r, t, "tls_version", "match.tls_version", "a TLS version or a list of them",
+                    add_tls_version);
+}
+
+/* action.tls: { mode, certificate, min_version, upstream_verify, upstream_sni, upstream_ca_file } */
+static void compile_tls(cfg_cx *cx, sp_route *r, int t)
+{
+    static const char *const keys[] = {"mode", "certificate", "min_version", "upstream_verify",
+                                       "upstream_sni", "upstream_ca_file", NULL};
+    static const char *const cert_keys[] = {"cert", "key", NULL};
+    lua_State *L = cx->L;
+    sp_route_tls *tls = &r->tls;
+    check_keys(cx, t, "action.tls", keys);
+    const char *mode = opt_string(cx, t, "action.tls", "mode");
+    if (!mode)
+        fail(cx, "action.tls.mode", "required: \"passthrough\", \"terminate\" or \"terminate-and-reencrypt\"");
+    if (strcmp(mode, "passthrough") == 0) tls->mode = SP_TLS_PASSTHROUGH;
+    else if (strcmp(mode, "terminate") == 0) tls->mode = SP_TLS_TERMINATE;
+    else if (strcmp(mode, "terminate-and-reencrypt") == 0) tls->mode = SP_TLS_REENCRYPT;
+    else fail(cx, "action.tls.mode", "expected \"passthrough\", \"terminate\" or \"terminate-and-reencrypt\", got string \"%s\"", mode);
+
+    const char *minv = opt_string(cx, t, "action.tls", "min_version");
+    tls->min_version = 0x0303;
+    if (minv && ((tls->min_version = sp_tls_version_parse(minv)) < 0 || tls->min_version < 0x0303))
+        fail(cx, "action.tls.min_version", "expected \"TLSv1.2\" or \"TLSv1.3\", got string \"%s\"", minv);
+
+    lua_getfield(L, t, "certificate");
+    bool terminating = tls->mode != SP_TLS_PASSTHROUGH;
+    if (lua_isnil(L, -1)) {
+        if (terminating)
+            fail(cx, "action.tls.certificate", "required to terminate TLS: { cert = PATH_OR_PEM, key = PATH_OR_PEM }");
+    } else if (!terminating) {
+        fail(cx, "action.tls.certificate", "a passthrough route has no certificate (the target presents its own)");
+    } else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "auto") == 0) {
+        fail(cx, "action.tls.certificate", "\"auto\" is not supported by this version of smartproxy yet");
+    } else if (!lua_istable(L, -1)) {
+        fail_type(cx, "action.tls.certificate", -1, "{ cert = PATH_OR_PEM, key = PATH_OR_PEM }");
+    } else {
+        int c = lua_gettop(L);
+        check_keys(cx, c, "action.tls.certificate", cert_keys);
+        const char *cert = opt_string(cx, c, "action.tls.certificate", "cert");
+        const char *key = opt_string(cx, c, "action.tls.certificate", "key");
+        if (!cert)
+            fail(cx, "action.tls.certificate.cert", "required: a PEM file path or inline PEM");
+        if (!key)
+            fail(cx, "action.tls.certificate.key", "required: a PEM file path or inline PEM");
+        tls->cert = xstrdup(cert);
+        tls->key = xstrdup(key);
+    }
+    lua_pop(L, 1);
+
+    int verify = opt_bool(cx, t, "action.tls", "upstream_verify");
+    const char *sni = opt_string(cx, t, "action.tls", "upstream_sni");
+    const char *ca = opt_string(cx, t, "action.tls", "upstream_ca_file");
+    if ((verify >= 0 || sni || ca) && tls->mode != SP_TLS_REENCRYPT)
+        fail(cx, verify >= 0 ? "action.tls.upstream_verify" : sni ? "action.tls.upstream_sni" : "action.tls.upstream_ca_file",
+             "only a \"terminate-and-reencrypt\" route has an upstream TLS leg");
+    tls->upstream_verify = verify == 1 || ca != NULL;
+    if (sni)
+        tls->upstream_sni = xstrdup(sni);
+    if (ca)
+        tls->upstream_ca_file = xstrdup(ca);
 }
 
 static int ref_function(cfg_cx *cx, int idx)
@@ -504,7 +624,7 @@ static void compile_target(cfg_cx *cx, sp_route *r, int idx, const char *field, 
 static void compile_action(cfg_cx *cx, sp_route *r, int t)
 {
     static const char *const keys[] = {"type", "protocol", "target", "targets", "forwarding_engine",
-                                       "half_open", NULL};
+                                       "half_open", "tls", NULL};
     lua_State *L = cx->L;
     check_keys(cx, t, "action", keys);
     const char *type = opt_string(cx, t, "action", "type");
@@ -532,6 +652,12 @@ static void compile_action(cfg_cx *cx, sp_route *r, int t)
         fail(cx, "action.forwarding_engine", "expected \"node\" or \"nftables\", got string \"%s\"", engine);
     }
     r->half_open = opt_bool(cx, t, "action", "half_open") == 1;
+    if (opt_table(cx, t, "action", "tls")) {
+        if (r->action != SP_ACTION_FORWARD)
+            fail(cx, "action.tls", "only a forward route handles TLS");
+        compile_tls(cx, r, lua_gettop(L));
+        lua_pop(L, 1);
+    }
 
     lua_getfield(L, t, "target");
     lua_getfield(L, t, "targets");
@@ -603,6 +729,16 @@ static void compile_route(cfg_cx *cx, sp_route *r, int t, int index)
     cx->route = NULL;
 }
 
+bool sp_route_needs_sniff(const sp_route *r)
+{
+    if (r->ntls_versions)
+        return true;
+    for (size_t i = 0; i < r->ndomains; i++)
+        if (r->domains[i].kind != SP_DOMAIN_ANY)
+            return true;
+    return false;
+}
+
 static int route_order(const void *a, const void *b)
 {
     const sp_route *x = *(sp_route *const *)a, *y = *(sp_route *const *)b;
@@ -651,8 +787,12 @@ static void build_port_index(sp_gen *g)
                 e->routes[e->nroutes++] = r;
             }
     }
-    for (size_t i = 0; i < g->nports; i++)
-        qsort(g->ports[i].routes, g->ports[i].nroutes, sizeof(sp_route *), route_order);
+    for (size_t i = 0; i < g->nports; i++) {
+        sp_port_entry *e = &g->ports[i];
+        qsort(e->routes, e->nroutes, sizeof(sp_route *), route_order);
+        for (size_t k = 0; k < e->nroutes; k++)
+            e->sniff |= sp_route_needs_sniff(e->routes[k]);
+    }
     qsort(g->ports, g->nports, sizeof *g->ports, entry_order);
     free(count);
     free(slot);
@@ -758,6 +898,14 @@ static void gen_free(sp_gen *g, bool close_state)
         free(r->name);
         free(r->ports);
         sp_ip_list_free(&r->client_ip);
+        free(r->domains);
+        free(r->tls_versions);
+        free(r->tls.cert);
+        free(r->tls.key);
+        free(r->tls.upstream_sni);
+        free(r->tls.upstream_ca_file);
+        SSL_CTX_free(r->tls.server_ctx);
+        SSL_CTX_free(r->tls.client_ctx);
         for (size_t k = 0; k < r->ntargets; k++)
             free_target(close_state ? NULL : g->L, &r->targets[k]);
         free(r->targets);
@@ -873,6 +1021,13 @@ void sp_gen_print_summary(const sp_gen *g, FILE *out)
         }
         if (r->client_ip.n)
             fprintf(out, " client_ip(%zu pattern%s)", r->client_ip.n, r->client_ip.n > 1 ? "s" : "");
+        for (size_t k = 0; k < r->ndomains; k++) {
+            const sp_domain_pattern *d = &r->domains[k];
+            fprintf(out, "%s%s%.*s", k ? "," : " domains ", d->kind == SP_DOMAIN_WILDCARD ? "*." : "",
+                    d->kind == SP_DOMAIN_ANY ? 1 : (int)d->len, d->kind == SP_DOMAIN_ANY ? "*" : d->name);
+        }
+        for (size_t k = 0; k < r->ntls_versions; k++)
+            fprintf(out, "%s%s", k ? "," : " tls_version ", sp_tls_version_name(r->tls_versions[k]));
         if (r->action == SP_ACTION_BLOCK) {
             fputs(" -> block\n", out);
             continue;
@@ -882,6 +1037,8 @@ void sp_gen_print_summary(const sp_gen *g, FILE *out)
             fputs(k ? ", " : " ", out);
             print_target(&r->targets[k], out);
         }
+        static const char *const modes[] = {"", " tls passthrough", " tls terminate", " tls terminate-and-reencrypt"};
+        fputs(modes[r->tls.mode], out);
         fputs(r->half_open ? " (half-open)\n" : "\n", out);
     }
 }

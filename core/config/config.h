@@ -18,14 +18,31 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "route/domain_pattern.h"
 #include "route/ip_pattern.h"
 
 typedef struct lua_State lua_State;
+typedef struct ssl_ctx_st SSL_CTX;
 
 typedef enum { SP_ACTION_FORWARD = 0, SP_ACTION_BLOCK } sp_action_type;
 typedef enum { SP_KEEPALIVE_STANDARD = 0, SP_KEEPALIVE_EXTENDED, SP_KEEPALIVE_IMMORTAL } sp_keepalive;
 
 typedef struct sp_port_range { uint16_t from, to; } sp_port_range;
+
+typedef enum { SP_TLS_NONE = 0, SP_TLS_PASSTHROUGH, SP_TLS_TERMINATE, SP_TLS_REENCRYPT } sp_tls_mode;
+
+/* action.tls. Contexts are built once by the main thread (core/tls/context.c) and shared
+ * by every worker's copy of the route; OpenSSL contexts are safe to share once set up. */
+typedef struct sp_route_tls {
+    sp_tls_mode mode;
+    char *cert, *key;          /* file paths or inline PEM ("-----BEGIN ...") */
+    int min_version;           /* TLS1_2_VERSION unless set */
+    bool upstream_verify;
+    char *upstream_sni;        /* NULL: the client's SNI, else the target host */
+    char *upstream_ca_file;    /* implies upstream_verify */
+    SSL_CTX *server_ctx;       /* terminate, re-encrypt */
+    SSL_CTX *client_ctx;       /* re-encrypt */
+} sp_route_tls;
 
 /* Port of a target: a number, the port the client connected to, or a Lua function. */
 typedef enum { SP_PORT_FIXED = 0, SP_PORT_PRESERVE, SP_PORT_FUNCTION } sp_port_kind;
@@ -45,6 +62,11 @@ typedef struct sp_route {
     sp_port_range *ports;
     size_t nports;
     sp_ip_list client_ip;     /* empty: any client */
+    sp_domain_pattern *domains;  /* empty: any name, even none */
+    size_t ndomains;
+    uint16_t *tls_versions;   /* empty: any; else the client's highest offered version */
+    size_t ntls_versions;
+    sp_route_tls tls;
     sp_action_type action;
     /* forward: candidates tried round-robin; a failing one is skipped for the next */
     sp_target *targets;
@@ -79,6 +101,7 @@ typedef struct sp_port_entry {
     uint16_t port;
     sp_route **routes;
     size_t nroutes;
+    bool sniff;                    /* some route needs the first client bytes (SNI, version) */
 } sp_port_entry;
 
 typedef struct sp_gen {
@@ -101,6 +124,10 @@ sp_gen *sp_gen_compile(lua_State *L, const char *file, char *err, size_t errlen)
 
 void sp_gen_ref(sp_gen *g);
 void sp_gen_unref(sp_gen *g);
+
+/* True when choosing this route needs the client's first bytes (a domain other than
+ * "*", a TLS version). */
+bool sp_route_needs_sniff(const sp_route *r);
 
 /* The candidate routes for a port, best first, or NULL. */
 const sp_port_entry *sp_gen_port(const sp_gen *g, uint16_t port);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tls/context.h"
+
 typedef struct recorder {
     sp_source *items;
     size_t n, cap;
@@ -208,21 +210,32 @@ sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **
     if (!g)
         goto fail;
     lua_settop(L, 0);
-    if (!replay && recorded) {
-        sp_source_set *set = calloc(1, sizeof *set);
-        if (!set) {
+    if (replay) {
+        if (replay->tls && sp_tls_set_attach(replay->tls, g, err, errlen) != 0) {
             sp_gen_unref(g);
-            free_items(rec.items, rec.n);
-            snprintf(err, errlen, "%s: out of memory", file);
             return NULL;
         }
-        atomic_init(&set->refs, 1);
-        set->items = rec.items;
-        set->n = rec.n;
-        *recorded = set;
-    } else {
-        free_items(rec.items, rec.n);
+        return g;
     }
+    sp_tls_set *tls = sp_tls_set_build(g, err, errlen);
+    sp_source_set *set = tls ? calloc(1, sizeof *set) : NULL;
+    if (!set) {
+        if (tls) {
+            sp_tls_set_unref(tls);
+            snprintf(err, errlen, "%s: out of memory", file);
+        }
+        sp_gen_unref(g);
+        free_items(rec.items, rec.n);
+        return NULL;
+    }
+    atomic_init(&set->refs, 1);
+    set->items = rec.items;
+    set->n = rec.n;
+    set->tls = tls;
+    if (recorded)
+        *recorded = set;
+    else
+        sp_source_set_unref(set);
     return g;
 
 fail:
@@ -240,6 +253,7 @@ void sp_source_set_unref(sp_source_set *s)
 {
     if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
         free_items(s->items, s->n);
+        sp_tls_set_unref(s->tls);
         free(s);
     }
 }

@@ -19,16 +19,22 @@ typedef struct sp_source {
     size_t len;
 } sp_source;
 
-/* Immutable once recorded; shared by threads under an atomic reference count. */
+struct sp_tls_set;
+
+/* What the main thread recorded and prepared for one load: the Lua sources and the TLS
+ * contexts of the routes. Immutable once built; shared by threads under an atomic
+ * reference count. */
 typedef struct sp_source_set {
     _Atomic int refs;
     sp_source *items;
     size_t n;
+    struct sp_tls_set *tls;
 } sp_source_set;
 
-/* Loads `file`. With `replay` NULL, reads from disk and, on success, returns the recorded
- * source set in *recorded (refs = 1). With `replay`, runs those sources. Returns NULL and
- * a SPEC 10 message in err on any failure (syntax, runtime, validation). */
+/* Loads `file`. With `replay` NULL, reads from disk, builds the TLS contexts and, on
+ * success, returns the recorded set in *recorded (refs = 1). With `replay`, runs those
+ * sources and attaches those contexts. Returns NULL and a SPEC 10 message in err on any
+ * failure (syntax, runtime, validation, certificates). */
 sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **recorded,
                        char *err, size_t errlen);
 

@@ -24,8 +24,18 @@ void sp_lua_push_ctx(lua_State *L, const sp_conn_info *info)
         lua_pushstring(L, info->route_name);
         lua_setfield(L, -2, "route_name");
     }
-    lua_pushboolean(L, 0);
+    lua_pushlstring(L, info->domain ? info->domain : "", info->domain_len);
+    lua_setfield(L, -2, "domain");
+    lua_pushboolean(L, info->tls);
     lua_setfield(L, -2, "tls");
+    if (info->tls_version) {
+        lua_pushstring(L, info->tls_version);
+        lua_setfield(L, -2, "tls_version");
+    }
+    if (info->alpn) {
+        lua_pushstring(L, info->alpn);
+        lua_setfield(L, -2, "alpn");
+    }
 }
 
 static int traceback(lua_State *L)

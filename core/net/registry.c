@@ -10,7 +10,13 @@ static const char *const end_names[SP_END_COUNT] = {
     "client_closed", "target_closed", "client_reset", "target_reset", "client_error",
     "target_error", "connect_refused", "connect_timeout", "connect_error", "resolve_failed",
     "no_route", "blocked", "initial_data_timeout", "inactivity_timeout", "max_lifetime",
-    "lua_error", "shutdown", "internal_error",
+    "lua_error", "shutdown", "internal_error", "bad_client_hello", "tls_handshake_failed",
+    "tls_error", "upstream_tls_failed",
+};
+
+static const char *const tls_failure_names[SP_TLSFAIL_COUNT] = {
+    "protocol_version", "no_shared_cipher", "not_tls", "peer_alert", "verify_failed", "eof",
+    "timeout", "other",
 };
 
 static const char *const refused_names[SP_REFUSED_COUNT] = {"max_connections", "accept_error"};
@@ -18,6 +24,7 @@ static const char *const refused_names[SP_REFUSED_COUNT] = {"max_connections", "
 const char *sp_state_name(sp_conn_state s) { return state_names[s]; }
 const char *sp_end_reason_name(sp_end_reason r) { return end_names[r]; }
 const char *sp_refused_name(sp_refused_reason r) { return refused_names[r]; }
+const char *sp_tls_failure_name(sp_tls_failure f) { return tls_failure_names[f]; }
 
 void sp_counters_sum(sp_counters *const *workers, int n, sp_counts *out)
 {
@@ -33,6 +40,12 @@ void sp_counters_sum(sp_counters *const *workers, int n, sp_counts *out)
         out->total += sp_counter_get(&c->total);
         out->bytes_from_clients += sp_counter_get(&c->bytes_from_clients);
         out->bytes_from_targets += sp_counter_get(&c->bytes_from_targets);
+        out->tls_handshakes += sp_counter_get(&c->tls_handshakes);
+        out->tls_resumed += sp_counter_get(&c->tls_resumed);
+        for (int i = 0; i < SP_TLSFAIL_COUNT; i++) {
+            out->tls_failures[i] += sp_counter_get(&c->tls_failures[i]);
+            out->upstream_tls_failures[i] += sp_counter_get(&c->upstream_tls_failures[i]);
+        }
     }
     for (int i = 0; i < SP_STATE_COUNT; i++)
         out->active += out->by_state[i];

@@ -24,8 +24,17 @@ typedef enum {
     SP_END_CONNECT_REFUSED, SP_END_CONNECT_TIMEOUT, SP_END_CONNECT_ERROR, SP_END_RESOLVE_FAILED,
     SP_END_NO_ROUTE, SP_END_BLOCKED, SP_END_INITIAL_DATA_TIMEOUT, SP_END_INACTIVITY_TIMEOUT,
     SP_END_MAX_LIFETIME, SP_END_LUA_ERROR, SP_END_SHUTDOWN, SP_END_INTERNAL_ERROR,
+    SP_END_BAD_CLIENT_HELLO, SP_END_TLS_HANDSHAKE_FAILED, SP_END_TLS_ERROR,
+    SP_END_UPSTREAM_TLS_FAILED,
     SP_END_COUNT
 } sp_end_reason;
+
+/* Why a TLS handshake failed, client side or upstream (counted separately). */
+typedef enum {
+    SP_TLSFAIL_PROTOCOL_VERSION = 0, SP_TLSFAIL_NO_SHARED_CIPHER, SP_TLSFAIL_NOT_TLS,
+    SP_TLSFAIL_PEER_ALERT, SP_TLSFAIL_VERIFY, SP_TLSFAIL_EOF, SP_TLSFAIL_TIMEOUT, SP_TLSFAIL_OTHER,
+    SP_TLSFAIL_COUNT
+} sp_tls_failure;
 
 /* Connections refused before they became connections (closed at accept). */
 typedef enum { SP_REFUSED_MAX_CONNECTIONS = 0, SP_REFUSED_ACCEPT_ERROR, SP_REFUSED_COUNT } sp_refused_reason;
@@ -36,11 +45,15 @@ typedef struct sp_counters {
     _Atomic uint64_t refused[SP_REFUSED_COUNT];
     _Atomic uint64_t total;
     _Atomic uint64_t bytes_from_clients, bytes_from_targets;
+    _Atomic uint64_t tls_handshakes, tls_resumed;
+    _Atomic uint64_t tls_failures[SP_TLSFAIL_COUNT];          /* client side */
+    _Atomic uint64_t upstream_tls_failures[SP_TLSFAIL_COUNT]; /* re-encrypt leg */
 } sp_counters;
 
 const char *sp_state_name(sp_conn_state s);
 const char *sp_end_reason_name(sp_end_reason r);
 const char *sp_refused_name(sp_refused_reason r);
+const char *sp_tls_failure_name(sp_tls_failure f);
 
 static inline void sp_counter_add(_Atomic uint64_t *c, int64_t d)
 {
@@ -57,6 +70,8 @@ static inline uint64_t sp_counter_get(_Atomic uint64_t *c)
 typedef struct sp_counts {
     uint64_t by_state[SP_STATE_COUNT], ended[SP_END_COUNT], refused[SP_REFUSED_COUNT];
     uint64_t total, active, bytes_from_clients, bytes_from_targets;
+    uint64_t tls_handshakes, tls_resumed;
+    uint64_t tls_failures[SP_TLSFAIL_COUNT], upstream_tls_failures[SP_TLSFAIL_COUNT];
 } sp_counts;
 
 void sp_counters_sum(sp_counters *const *workers, int n, sp_counts *out);

@@ -6,6 +6,8 @@
 #ifndef SP_ROUTE_ROUTER_H
 #define SP_ROUTE_ROUTER_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config/config.h"
@@ -17,11 +19,21 @@ typedef struct sp_conn_info {
     sp_ip client_ip, server_ip;
     uint16_t client_port, server_port;
     const char *route_name;
+    const char *domain;        /* SNI (lowercased) or, later, Host; "" when none */
+    size_t domain_len;
+    uint16_t tls_offered;      /* highest version the ClientHello offered; 0: not TLS */
+    bool tls;                  /* we terminate TLS for this connection */
+    const char *tls_version;   /* negotiated, once the handshake is done */
+    const char *alpn;          /* negotiated ALPN protocol, or NULL */
 } sp_conn_info;
 
-/* Why a route did not match, for --explain and debug logs; NULL when it matched. */
+/* Why a route did not match ("match.client_ip", "match.domains", ...), for --explain and
+ * debug logs; NULL when it matched. */
 const char *sp_route_mismatch(const sp_route *r, const sp_conn_info *info);
 
+/* The winner among the port's routes that match: highest priority, then the most
+ * specific domain pattern that matched (exact > longer wildcard > shorter > "*" > none),
+ * then file order. */
 const sp_route *sp_route_select(const sp_gen *g, uint16_t port, const sp_conn_info *info);
 
 #endif

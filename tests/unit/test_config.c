@@ -188,9 +188,62 @@ TEST(errors_name_route_field_expected_and_found)
                      "listen_addresses[1]: expected an IPv4 or IPv6 address, got string \"1.2.3\""));
     CHECK(fails_with("return { metrics = { listen = 'localhost' }, routes = {} }", "metrics.listen: expected"));
     /* SPEC fields this build does not implement are refused, not ignored */
-    CHECK(fails_with("return { routes = { { match = { ports = 1, domains = 'a.b' }, " FWD " } } }",
-                     "match.domains: not supported by this version of smartproxy yet"));
+    CHECK(fails_with("return { routes = { { match = { ports = 1, path = '/a' }, " FWD " } } }",
+                     "match.path: not supported by this version of smartproxy yet"));
+    CHECK(fails_with("return { routes = { { match = { ports = 1, domains = { 'a.b', '*.*.b' } }, " FWD " } } }",
+                     "route \"route-1\" (#1): match.domains[2]: expected a domain, \"*.domain\" or \"*\", got string \"*.*.b\""));
+    CHECK(fails_with("return { routes = { { match = { ports = 1, tls_version = 'TLSv9' }, " FWD " } } }",
+                     "match.tls_version: expected"));
+    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "
+                     "target = { host = 'a', port = 1 }, tls = { mode = 'terminate' } } } } }",
+                     "action.tls.certificate: required to terminate TLS"));
+    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "
+                     "target = { host = 'a', port = 1 }, tls = { mode = 'passthrough', upstream_verify = true } } } } }",
+                     "action.tls.upstream_verify: only a \"terminate-and-reencrypt\" route"));
     CHECK(fails_with("return { proxy_ips = {}, routes = {} }", "proxy_ips: not supported"));
+}
+
+TEST(router_prefers_priority_then_specific_domain_then_file_order)
+{
+    sp_gen *g = compile("return { routes = {"
+                        " { name = 'any', match = { ports = 443, domains = '*' }, " FWD " },"
+                        " { name = 'wild', match = { ports = 443, domains = '*.example.com' }, " FWD " },"
+                        " { name = 'deeper', match = { ports = 443, domains = '*.api.example.com' }, " FWD " },"
+                        " { name = 'exact', match = { ports = 443, domains = { 'x.org', 'api.example.com' } }, " FWD " },"
+                        " { name = 'plain', match = { ports = 443 }, " FWD " },"
+                        " { name = 'v12', priority = 9, match = { ports = 443, tls_version = 'TLSv1.2' }, " FWD " },"
+                        " { name = 'vip', priority = 5, match = { ports = 443, domains = 'vip.example.com' }, " FWD " } } }");
+    REQUIRE(g);
+    REQUIRE(sp_gen_port(g, 443)->sniff);
+    struct { const char *sni; uint16_t version; const char *want; } cases[] = {
+        {"api.example.com", 0x0304, "exact"},     {"a.api.example.com", 0x0304, "deeper"},
+        {"b.example.com", 0x0304, "wild"},        {"example.com", 0x0304, "any"},
+        {"", 0x0304, "any"},                      {"vip.example.com", 0x0304, "vip"},
+        {"api.example.com", 0x0303, "v12"},       {"", 0, "any"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sp_conn_info info = client("10.0.0.1", 443);
+        info.domain = cases[i].sni;
+        info.domain_len = strlen(cases[i].sni);
+        info.tls_offered = cases[i].version;
+        const sp_route *r = sp_route_select(g, 443, &info);
+        REQUIRE(r);
+        CHECK_STR_EQ(r->name, cases[i].want);
+    }
+    sp_gen_unref(g);
+
+    /* without a catch-all, an unknown name or a missing SNI finds no route */
+    g = compile("return { routes = { { match = { ports = 443, domains = 'a.example.com' }, " FWD " } } }");
+    REQUIRE(g);
+    sp_conn_info info = client("10.0.0.1", 443);
+    info.domain = "b.example.com";
+    info.domain_len = strlen(info.domain);
+    CHECK(sp_route_select(g, 443, &info) == NULL);
+    CHECK_STR_EQ(sp_route_mismatch(&g->routes[0], &info), "match.domains");
+    info.domain = "";
+    info.domain_len = 0;
+    CHECK(sp_route_select(g, 443, &info) == NULL);
+    sp_gen_unref(g);
 }
 
 TEST(empty_route_list_is_valid)
@@ -210,6 +263,7 @@ int main(int argc, char **argv)
         UNIT(router_matches_client_ip),
         UNIT(targets_compile_to_candidates),
         UNIT(errors_name_route_field_expected_and_found),
+        UNIT(router_prefers_priority_then_specific_domain_then_file_order),
         UNIT(empty_route_list_is_valid),
     };
     return unit_main(tests, UNIT_COUNT(tests), argc, argv);

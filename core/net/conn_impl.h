@@ -1,0 +1,112 @@
+/* conn_impl: the connection object shared by the three files that drive it.
+ *
+ *   conn.c     accept -> sniff -> route -> act; timers; the one cleanup path
+ *   connect.c  resolve and connect to a target, candidate after candidate
+ *   pipe.c     move bytes both ways (plain or through TLS) with backpressure
+ *
+ * Private to core/net: everything else sees only net/conn.h. */
+#ifndef SP_NET_CONN_IMPL_H
+#define SP_NET_CONN_IMPL_H
+
+#include <netdb.h>
+
+#include "net/conn.h"
+#include "net/target.h"
+#include "route/router.h"
+#include "tls/stream.h"
+#include "util/buf.h"
+
+/* Backpressure: stop reading a side while more than this many buffer bytes wait to be
+ * written to its peer; resume below the low-water mark. Counted in whole read buffers,
+ * so the memory a connection can pin is bounded whatever the read sizes are. */
+#define SP_HIGH_WATER (4 * SP_READ_BUF_SIZE)
+#define SP_LOW_WATER (1 * SP_READ_BUF_SIZE)
+/* Buffers of target-bound bytes held while the target is not ready yet. */
+#define SP_EARLY_BUFS (SP_HIGH_WATER / SP_READ_BUF_SIZE)
+/* How long a closing connection may spend flushing queued bytes to a peer. */
+#define SP_FLUSH_LIMIT_MS 10000
+
+typedef struct sp_side {
+    uv_tcp_t *tcp;            /* NULL when absent or handed to uv_close */
+    bool reading, eof, shut;
+    size_t queued;            /* buffer bytes waiting to be written to this side */
+    uint64_t bytes_read;
+    sp_tls_stream tls;        /* tls.ssl set when this side speaks TLS through us */
+} sp_side;
+
+/* One connection attempt to one target address; owns its socket until it connects. */
+typedef struct sp_attempt {
+    uv_tcp_t tcp;
+    uv_connect_t req;
+    sp_conn *c;
+} sp_attempt;
+
+struct sp_conn {
+    sp_conn *prev, *next;     /* the worker's list of live connections */
+    sp_worker *w;
+    sp_gen *gen;              /* the generation this connection started on (a reference) */
+    const sp_route *route;
+    uint64_t id;
+    sp_conn_state state;
+    sp_end_reason reason;
+    bool ended;
+
+    sp_side client, target;
+    bool target_ready;        /* connected, and its TLS established when it has one */
+    uv_timer_t timer;
+    int handles;              /* handles whose close callback is still due */
+    bool resolving;           /* a uv_getaddrinfo is outstanding */
+    uv_getaddrinfo_t gai;
+
+    sp_buf sniffed;           /* first client bytes, read to choose the route */
+    /* Target-bound bytes held until the target is ready: the sniffed bytes, what the
+     * client sends meanwhile (reading it is how an early leaver is noticed), or
+     * plaintext out of the client's TLS. */
+    void *early[SP_EARLY_BUFS];
+    size_t early_len[SP_EARLY_BUFS];
+    int nearly;
+
+    sp_target_choice dest;    /* the target being tried */
+    size_t candidates_tried;
+    struct addrinfo *addrs, *next_addr;
+    sp_attempt *attempt;      /* the connect in flight, or NULL */
+
+    sp_conn_info info;        /* addresses and names, for routing, Lua and logs */
+    char domain[256];         /* SNI, lowercased; info.domain points here */
+    char alpn[64];
+    uint64_t started_ms, last_activity_ms, phase_started_ms;
+};
+
+/* conn.c */
+void sp_conn_set_state(sp_conn *c, sp_conn_state s);
+/* Frees the connection once no close callback or DNS lookup is outstanding. */
+void sp_conn_release(sp_conn *c);
+/* More first bytes arrived while sniffing (in c->sniffed): route when they suffice. */
+void sp_conn_sniffed(sp_conn *c);
+void sp_conn_arm_timer(sp_conn *c);
+/* Ends after flushing what is queued to each side (bounded by SP_FLUSH_LIMIT_MS). */
+void sp_conn_close(sp_conn *c, sp_end_reason reason);
+/* Counts a TLS handshake failure and ends the connection. */
+void sp_conn_tls_failed(sp_conn *c, sp_side *s);
+void sp_conn_close_handle(sp_conn *c, uv_handle_t *h);
+
+/* connect.c */
+void sp_connect_next(sp_conn *c);
+/* The connect timeout of the attempt or upstream handshake in flight expired. */
+void sp_connect_timed_out(sp_conn *c);
+
+/* pipe.c */
+void sp_pipe_start_reading(sp_conn *c, sp_side *s);
+/* Takes bytes bound for the target before it is ready; false when the queue is full. */
+bool sp_pipe_hold_early(sp_conn *c, void *buf, size_t len);
+/* Feeds what the client sent so far into its TLS session (terminating routes). */
+void sp_pipe_tls_input(sp_conn *c, sp_side *from, const void *data, size_t len);
+/* The target is ready: send what was held and start moving bytes both ways. */
+void sp_pipe_start(sp_conn *c);
+/* Drives the TLS session of side s: handshake, then plaintext to the peer. */
+void sp_pipe_tls_pump(sp_conn *c, sp_side *s);
+void sp_pipe_flush_tls(sp_conn *c, sp_side *s);
+void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+void sp_pipe_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+
+#endif

@@ -1,0 +1,369 @@
+/* pipe: bytes both ways between client and target, plain or through TLS.
+ *
+ * Reads land in pooled 64 KiB buffers. A side whose TLS we terminate has its bytes fed
+ * into its session and the plaintext read out; a side that gets TLS from us has its
+ * plaintext encrypted on the way. Writes are tried synchronously first and queued only
+ * when the socket is full; a reader stops while its peer's queue is above the high-water
+ * mark and resumes below the low-water mark, which bounds memory per connection. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/conn_impl.h"
+#include "util/log.h"
+
+typedef struct sp_write {
+    uv_write_t req;
+    sp_conn *c;
+    sp_side *to;
+    void *buf;
+} sp_write;
+
+static sp_side *peer_of(sp_conn *c, sp_side *s) { return s == &c->client ? &c->target : &c->client; }
+
+static void stop_reading(sp_side *s)
+{
+    if (s->tcp && s->reading) {
+        uv_read_stop((uv_stream_t *)s->tcp);
+        s->reading = false;
+    }
+}
+
+void sp_pipe_start_reading(sp_conn *c, sp_side *s)
+{
+    if (s->tcp && !s->reading && !s->eof &&
+        uv_read_start((uv_stream_t *)s->tcp, sp_pipe_on_alloc, sp_pipe_on_read) == 0)
+        s->reading = true;
+}
+
+void sp_pipe_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    sp_conn *c = h->data;
+    buf->base = sp_bufpool_get(&c->w->pool);
+    buf->len = buf->base ? SP_READ_BUF_SIZE : 0;
+}
+
+static sp_end_reason error_reason(sp_conn *c, sp_side *s, int err)
+{
+    bool client = s == &c->client;
+    if (err == UV_ECONNRESET || err == UV_EPIPE)
+        return client ? SP_END_CLIENT_RESET : SP_END_TARGET_RESET;
+    return client ? SP_END_CLIENT_ERROR : SP_END_TARGET_ERROR;
+}
+
+/* Can `to` take more bytes now? Before the target is ready, that is room in the early
+ * queue; after, its socket queue below the high-water mark. */
+static bool has_room(sp_conn *c, sp_side *to)
+{
+    if (to == &c->target && !c->target_ready)
+        return c->nearly < SP_EARLY_BUFS;
+    return to->queued <= SP_HIGH_WATER;
+}
+
+static void resume(sp_conn *c, sp_side *s)
+{
+    sp_pipe_start_reading(c, s);
+    if (s->tls.ssl && s->tls.established)
+        sp_pipe_tls_pump(c, s); /* plaintext may wait inside the session */
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    sp_write *wr = (sp_write *)req;
+    sp_conn *c = wr->c;
+    sp_side *to = wr->to;
+    sp_bufpool_put(&c->w->pool, wr->buf);
+    free(wr);
+    to->queued -= SP_READ_BUF_SIZE;
+    if (status == UV_ECANCELED)
+        return; /* the handle is closing; nothing more to do */
+    if (status < 0) {
+        sp_conn_abort(c, error_reason(c, to, status));
+        return;
+    }
+    c->last_activity_ms = uv_now(&c->w->loop);
+    if (c->state == SP_STATE_PIPING && to->queued <= SP_LOW_WATER)
+        resume(c, peer_of(c, to));
+}
+
+/* Writes buf (a pool buffer holding len bytes) to the socket of `to`; takes the buffer. */
+static void send_raw(sp_conn *c, sp_side *to, void *buf, size_t len)
+{
+    if (!to->tcp || len == 0) {
+        sp_bufpool_put(&c->w->pool, buf);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    /* Most writes complete at once: try that first and skip the request entirely. */
+    if (to->queued == 0) {
+        int n = uv_try_write((uv_stream_t *)to->tcp, &b, 1);
+        if (n == (int)len) {
+            sp_bufpool_put(&c->w->pool, buf);
+            return;
+        }
+        if (n > 0) {
+            b.base += n;
+            b.len -= (unsigned)n;
+        } else if (n != UV_EAGAIN) {
+            sp_bufpool_put(&c->w->pool, buf);
+            sp_conn_abort(c, error_reason(c, to, n));
+            return;
+        }
+    }
+    sp_write *wr = malloc(sizeof *wr);
+    if (!wr) {
+        sp_bufpool_put(&c->w->pool, buf);
+        sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+        return;
+    }
+    wr->c = c;
+    wr->to = to;
+    wr->buf = buf;
+    int rc = uv_write(&wr->req, (uv_stream_t *)to->tcp, &b, 1, on_write);
+    if (rc != 0) {
+        sp_bufpool_put(&c->w->pool, buf);
+        free(wr);
+        sp_conn_abort(c, error_reason(c, to, rc));
+        return;
+    }
+    to->queued += SP_READ_BUF_SIZE;
+}
+
+void sp_pipe_flush_tls(sp_conn *c, sp_side *s)
+{
+    while (s->tcp && s->tls.ssl && sp_tls_output_pending(&s->tls) > 0) {
+        void *buf = sp_bufpool_get(&c->w->pool);
+        if (!buf) {
+            sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+            return;
+        }
+        send_raw(c, s, buf, sp_tls_take_output(&s->tls, buf, SP_READ_BUF_SIZE));
+    }
+}
+
+bool sp_pipe_hold_early(sp_conn *c, void *buf, size_t len)
+{
+    if (c->nearly == SP_EARLY_BUFS)
+        return false;
+    c->early[c->nearly] = buf;
+    c->early_len[c->nearly++] = len;
+    return true;
+}
+
+/* Hands bytes to `to`: held while the target is not ready, encrypted when `to` speaks
+ * TLS through us, else written as they are. Takes the buffer. */
+static void deliver(sp_conn *c, sp_side *to, void *buf, size_t len)
+{
+    if (to == &c->target && !c->target_ready) {
+        if (!sp_pipe_hold_early(c, buf, len)) { /* callers check has_room first */
+            sp_bufpool_put(&c->w->pool, buf);
+            sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+        }
+        return;
+    }
+    if (!to->tls.ssl) {
+        send_raw(c, to, buf, len);
+        return;
+    }
+    int rc = sp_tls_write(&to->tls, buf, len);
+    sp_bufpool_put(&c->w->pool, buf);
+    if (rc != 0) {
+        sp_conn_abort(c, SP_END_TLS_ERROR);
+        return;
+    }
+    sp_pipe_flush_tls(c, to);
+}
+
+/* Passes a FIN on to `to` once what is queued is written (half-open routes); a TLS side
+ * gets its close_notify first. */
+static void on_half_shutdown(uv_shutdown_t *req, int status)
+{
+    free(req); /* a failure shows up as a read or write error on the same socket */
+}
+
+static void pass_fin(sp_conn *c, sp_side *to)
+{
+    if (to->shut)
+        return;
+    if (to->tls.ssl) {
+        sp_tls_shutdown(&to->tls);
+        sp_pipe_flush_tls(c, to);
+        if (!to->tcp)
+            return;
+    }
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (req && uv_shutdown(req, (uv_stream_t *)to->tcp, on_half_shutdown) == 0) {
+        req->data = c;
+        to->shut = true;
+        return;
+    }
+    free(req);
+    sp_conn_close(c, to == &c->client ? SP_END_TARGET_CLOSED : SP_END_CLIENT_CLOSED);
+}
+
+/* One side finished sending (FIN, or a TLS close_notify). */
+static void on_eof(sp_conn *c, sp_side *from)
+{
+    sp_side *to = peer_of(c, from);
+    from->eof = true;
+    stop_reading(from);
+    if (from->tls.ssl && !from->tls.established) {
+        from->tls.failure = SP_TLSFAIL_EOF;
+        sp_conn_tls_failed(c, from);
+        return;
+    }
+    if (c->state == SP_STATE_SNIFFING) {
+        sp_conn_abort(c, SP_END_CLIENT_CLOSED);
+        return;
+    }
+    if (c->state == SP_STATE_CONNECTING && from == &c->client && !c->route->half_open) {
+        sp_conn_abort(c, SP_END_CLIENT_CLOSED); /* gone before the target answered */
+        return;
+    }
+    if (c->state == SP_STATE_CONNECTING)
+        return; /* half-open: the FIN follows the held bytes once the target is ready */
+    if (c->route->half_open && !to->eof && to->tcp) {
+        pass_fin(c, to);
+        return;
+    }
+    sp_conn_close(c, from == &c->client ? SP_END_CLIENT_CLOSED : SP_END_TARGET_CLOSED);
+}
+
+static void on_established(sp_conn *c, sp_side *s)
+{
+    if (s == &c->client) {
+        sp_counter_add(&c->w->counters.tls_handshakes, 1);
+        if (sp_tls_resumed(&s->tls))
+            sp_counter_add(&c->w->counters.tls_resumed, 1);
+        c->info.tls_version = sp_tls_version(&s->tls);
+        unsigned len;
+        const unsigned char *alpn = sp_tls_alpn(&s->tls, &len);
+        if (alpn && len < sizeof c->alpn) {
+            memcpy(c->alpn, alpn, len);
+            c->alpn[len] = 0;
+            c->info.alpn = c->alpn;
+        }
+        return;
+    }
+    c->target_ready = true; /* the upstream handshake completed */
+    sp_pipe_start(c);
+}
+
+void sp_pipe_tls_pump(sp_conn *c, sp_side *s)
+{
+    sp_side *to = peer_of(c, s);
+    if (!s->tls.established) {
+        sp_tls_result r = sp_tls_handshake(&s->tls);
+        sp_pipe_flush_tls(c, s);
+        if (r == SP_TLS_FAILED) {
+            sp_conn_tls_failed(c, s);
+            return;
+        }
+        if (r == SP_TLS_WANT || c->state == SP_STATE_CLOSING)
+            return;
+        on_established(c, s);
+        if (c->state == SP_STATE_CLOSING)
+            return;
+    }
+    while (s->tcp && c->state != SP_STATE_CLOSING) {
+        if (!has_room(c, to)) {
+            stop_reading(s); /* resumed, and pumped again, when the peer drains */
+            break;
+        }
+        void *buf = sp_bufpool_get(&c->w->pool);
+        if (!buf) {
+            sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+            return;
+        }
+        ssize_t n = sp_tls_read(&s->tls, buf, SP_READ_BUF_SIZE);
+        if (n <= 0) {
+            sp_bufpool_put(&c->w->pool, buf);
+            sp_pipe_flush_tls(c, s); /* post-handshake messages, alerts */
+            if (n < 0)
+                sp_conn_abort(c, SP_END_TLS_ERROR);
+            else if (s->tls.peer_closed && !s->eof)
+                on_eof(c, s);
+            return;
+        }
+        deliver(c, to, buf, (size_t)n);
+    }
+}
+
+void sp_pipe_tls_input(sp_conn *c, sp_side *from, const void *data, size_t len)
+{
+    if (sp_tls_feed(&from->tls, data, len) != 0) {
+        sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+        return;
+    }
+    sp_pipe_tls_pump(c, from);
+}
+
+void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    sp_conn *c = stream->data;
+    sp_side *from = (uv_tcp_t *)stream == c->client.tcp ? &c->client : &c->target;
+    sp_side *to = peer_of(c, from);
+    if (nread <= 0) {
+        sp_bufpool_put(&c->w->pool, buf->base);
+        if (nread == 0)
+            return; /* EAGAIN */
+        if (nread == UV_EOF)
+            on_eof(c, from);
+        else if (nread == UV_ENOBUFS)
+            sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+        else if (from->tls.ssl && !from->tls.established) {
+            from->tls.failure = SP_TLSFAIL_EOF;
+            sp_conn_tls_failed(c, from);
+        } else
+            sp_conn_abort(c, error_reason(c, from, (int)nread));
+        return;
+    }
+    from->bytes_read += (uint64_t)nread;
+    sp_counter_add(from == &c->client ? &c->w->counters.bytes_from_clients
+                                      : &c->w->counters.bytes_from_targets, nread);
+    c->last_activity_ms = uv_now(&c->w->loop);
+
+    if (c->state == SP_STATE_SNIFFING) {
+        sp_buf_append(&c->sniffed, buf->base, (size_t)nread);
+        sp_bufpool_put(&c->w->pool, buf->base);
+        sp_conn_sniffed(c);
+        return;
+    }
+    if (from->tls.ssl) {
+        sp_pipe_tls_input(c, from, buf->base, (size_t)nread);
+        sp_bufpool_put(&c->w->pool, buf->base);
+        return;
+    }
+    if (to->shut || (!to->tcp && to != &c->target)) { /* nowhere to send it: the peer is gone */
+        sp_bufpool_put(&c->w->pool, buf->base);
+        return;
+    }
+    deliver(c, to, buf->base, (size_t)nread);
+    if (c->state != SP_STATE_CLOSING && !has_room(c, to))
+        stop_reading(from);
+}
+
+void sp_pipe_start(sp_conn *c)
+{
+    sp_conn_set_state(c, SP_STATE_PIPING);
+    c->last_activity_ms = uv_now(&c->w->loop);
+    int n = c->nearly;
+    c->nearly = 0;
+    for (int i = 0; i < n; i++) {
+        if (c->state == SP_STATE_PIPING)
+            deliver(c, &c->target, c->early[i], c->early_len[i]);
+        else
+            sp_bufpool_put(&c->w->pool, c->early[i]); /* a failed write closed the connection */
+    }
+    if (c->state != SP_STATE_PIPING)
+        return;
+    if (c->client.eof) { /* a half-open client finished sending while we connected */
+        pass_fin(c, &c->target);
+        if (c->state != SP_STATE_PIPING)
+            return;
+    }
+    resume(c, &c->client);
+    if (c->state == SP_STATE_PIPING)
+        resume(c, &c->target);
+    if (c->state == SP_STATE_PIPING)
+        sp_conn_arm_timer(c);
+}
