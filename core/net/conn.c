@@ -273,7 +273,8 @@ static void on_timer(uv_timer_t *timer)
 
 /* ---- route and act ---- */
 
-/* The chosen route's action, once the route is known. */
+/* The chosen route's action, once the route is known: a TLS handshake first for
+ * terminating routes, else straight to the target. */
 static void act(sp_conn *c)
 {
     const sp_route *r = c->route;
@@ -282,17 +283,33 @@ static void act(sp_conn *c)
         sp_conn_abort(c, SP_END_BLOCKED);
         return;
     }
-    sp_conn_set_state(c, SP_STATE_CONNECTING);
-    sp_conn_arm_timer(c);
     if (r->tls.mode == SP_TLS_TERMINATE || r->tls.mode == SP_TLS_REENCRYPT) {
+        /* The target is chosen and connected once the client's handshake is done: a
+         * client that fails it never reaches a target, a target that speaks first cannot
+         * speak into a handshake, and Lua sees the negotiated version and ALPN. */
+        sp_conn_set_state(c, SP_STATE_HANDSHAKE);
         if (sp_tls_init_server(&c->client.tls, r->tls.server_ctx) != 0) {
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
             return;
         }
+        sp_conn_arm_timer(c); /* the handshake deadline */
         c->info.tls = true;
-        if (c->sniffed.len)
-            sp_pipe_tls_input(c, &c->client, c->sniffed.data, c->sniffed.len);
-    } else if (c->sniffed.len) {
+        sp_pipe_start_reading(c, &c->client);
+        sp_buf hello = c->sniffed; /* the ClientHello is for us, not for the target */
+        sp_buf_init(&c->sniffed);
+        if (hello.len)
+            sp_pipe_tls_input(c, &c->client, hello.data, hello.len);
+        sp_buf_free(&hello);
+        return;
+    }
+    sp_conn_connect_target(c);
+}
+
+void sp_conn_connect_target(sp_conn *c)
+{
+    sp_conn_set_state(c, SP_STATE_CONNECTING);
+    sp_conn_arm_timer(c);
+    if (c->sniffed.len) {
         /* passthrough and plain streams: the target gets the bytes read while routing */
         void *buf = sp_bufpool_get(&c->w->pool);
         if (!buf || !sp_pipe_hold_early(c, buf, c->sniffed.len)) {

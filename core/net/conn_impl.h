@@ -81,6 +81,8 @@ struct sp_conn {
 void sp_conn_set_state(sp_conn *c, sp_conn_state s);
 /* Frees the connection once no close callback or DNS lookup is outstanding. */
 void sp_conn_release(sp_conn *c);
+/* Resolves and connects to the route's target (with what was sniffed held for it). */
+void sp_conn_connect_target(sp_conn *c);
 /* More first bytes arrived while sniffing (in c->sniffed): route when they suffice. */
 void sp_conn_sniffed(sp_conn *c);
 void sp_conn_arm_timer(sp_conn *c);

@@ -215,12 +215,14 @@ static void on_eof(sp_conn *c, sp_side *from)
         sp_conn_abort(c, SP_END_CLIENT_CLOSED);
         return;
     }
-    if (c->state == SP_STATE_CONNECTING && from == &c->client && !c->route->half_open) {
-        sp_conn_abort(c, SP_END_CLIENT_CLOSED); /* gone before the target answered */
+    if (c->state == SP_STATE_CONNECTING || c->state == SP_STATE_HANDSHAKE) {
+        /* A client that leaves before the target is there and sent nothing is gone; one
+         * that sent something and finished gets it delivered, then the FIN (half-open)
+         * or a flushed close, once the target is ready. */
+        if (c->nearly == 0 && !c->route->half_open)
+            sp_conn_abort(c, SP_END_CLIENT_CLOSED);
         return;
     }
-    if (c->state == SP_STATE_CONNECTING)
-        return; /* half-open: the FIN follows the held bytes once the target is ready */
     if (c->route->half_open && !to->eof && to->tcp) {
         pass_fin(c, to);
         return;
@@ -242,6 +244,8 @@ static void on_established(sp_conn *c, sp_side *s)
             c->alpn[len] = 0;
             c->info.alpn = c->alpn;
         }
+        if (c->state == SP_STATE_HANDSHAKE)
+            sp_conn_connect_target(c);
         return;
     }
     c->target_ready = true; /* the upstream handshake completed */
@@ -356,7 +360,11 @@ void sp_pipe_start(sp_conn *c)
     }
     if (c->state != SP_STATE_PIPING)
         return;
-    if (c->client.eof) { /* a half-open client finished sending while we connected */
+    if (c->client.eof) { /* the client finished sending while we connected */
+        if (!c->route->half_open) {
+            sp_conn_close(c, SP_END_CLIENT_CLOSED); /* after the held bytes are flushed */
+            return;
+        }
         pass_fin(c, &c->target);
         if (c->state != SP_STATE_PIPING)
             return;

@@ -3,7 +3,7 @@
 #include <string.h>
 
 static const char *const state_names[SP_STATE_COUNT] = {
-    "accepted", "sniffing", "connecting", "piping", "closing",
+    "accepted", "sniffing", "tls_handshake", "connecting", "piping", "closing",
 };
 
 static const char *const end_names[SP_END_COUNT] = {

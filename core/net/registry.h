@@ -12,6 +12,7 @@
 typedef enum {
     SP_STATE_ACCEPTED = 0,   /* counted, not yet routed */
     SP_STATE_SNIFFING,       /* waiting for the first bytes that routing needs */
+    SP_STATE_HANDSHAKE,      /* terminating the client's TLS, before choosing a target */
     SP_STATE_CONNECTING,     /* resolving and connecting to a target */
     SP_STATE_PIPING,         /* bytes flow both ways */
     SP_STATE_CLOSING,        /* flushing what is queued, closing handles */

@@ -80,10 +80,21 @@ static sp_ip ip_from_v4(const uint8_t q[4])
 
 static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 static void put16(uint8_t *p, size_t v)
 {
     p[0] = (uint8_t)(v >> 8);
     p[1] = (uint8_t)v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    put16(p, v >> 16);
+    put16(p + 2, v & 0xffff);
 }
 
 /* ---- v1: reading ------------------------------------------------------------------- */
@@ -176,7 +187,8 @@ static bool v6_prefix_ok(const char *s, size_t n, size_t *more)
             head--;
         if (head == 0 || head > (size_t)(dot - s))
             return false;
-        return parse_text(s, head, "0.0.0.0", &ip) && v4_prefix_ok(s + head, n - head, more);
+        return parse_text(s, head, "0.0.0.0", &ip) &&
+               v4_prefix_ok(s + head, n - head, more);
     }
     for (size_t i = 0; i < n; i++)
         if (!is_hex(s[i]) && s[i] != ':')
@@ -287,7 +299,8 @@ static sp_pp_status parse_v1(const uint8_t *d, size_t len, sp_proxy_header *out,
 {
     static const char sig[] = "PROXY ";
     const size_t sig_len = sizeof sig - 1;
-    /* Nothing past SP_PP_V1_MAX can belong to the line; needing more there is "too long". */
+    /* Nothing past SP_PP_V1_MAX can belong to the line; needing more there is "too
+     * long". */
     size_t n = len < SP_PP_V1_MAX ? len : SP_PP_V1_MAX;
 
     if (memcmp(d, sig, n < sig_len ? n : sig_len) != 0)
@@ -299,7 +312,8 @@ static sp_pp_status parse_v1(const uint8_t *d, size_t len, sp_proxy_header *out,
     const uint8_t *proto = d + at;
     size_t proto_len = end - at;
     if (end == n) {
-        if (!is_prefix_of(proto, proto_len, "TCP4") && !is_prefix_of(proto, proto_len, "TCP6") &&
+        if (!is_prefix_of(proto, proto_len, "TCP4") &&
+            !is_prefix_of(proto, proto_len, "TCP6") &&
             !is_prefix_of(proto, proto_len, "UNKNOWN"))
             return invalid(why, "bad v1 protocol");
         return SP_PP_NEED_MORE;
@@ -385,6 +399,10 @@ enum {
 #define SSL_HEAD 5        /* client, 32-bit verify */
 #define CRC32C_LEN 4
 #define UNIQUE_ID_MAX 128
+#define TEXT_MAX 255      /* AUTHORITY and ALPN: what sp_proxy_header holds with a NUL */
+_Static_assert(sizeof ((sp_proxy_header *)0)->authority == TEXT_MAX + 1, "authority size");
+_Static_assert(sizeof ((sp_proxy_header *)0)->alpn == TEXT_MAX + 1, "ALPN size");
+_Static_assert(sizeof ((sp_proxy_header *)0)->unique_id == UNIQUE_ID_MAX, "unique ID size");
 
 /* State of one walk over the TLVs. */
 typedef struct tlv_walk {
@@ -423,9 +441,9 @@ static const char *check_tlv_head(uint8_t type, size_t vlen, uint32_t *seen)
     *seen |= bit;
     switch (type) {
     case PP2_TYPE_ALPN:
-        return vlen >= sizeof ((sp_proxy_header *)0)->alpn ? "ALPN too long" : NULL;
+        return vlen > TEXT_MAX ? "ALPN too long" : NULL;
     case PP2_TYPE_AUTHORITY:
-        return vlen >= sizeof ((sp_proxy_header *)0)->authority ? "authority too long" : NULL;
+        return vlen > TEXT_MAX ? "authority too long" : NULL;
     case PP2_TYPE_CRC32C:
         return vlen != CRC32C_LEN ? "bad CRC32C length" : NULL;
     case PP2_TYPE_UNIQUE_ID:
@@ -457,7 +475,7 @@ static const char *parse_ssl(const uint8_t *v, size_t n, sp_pp_ssl *ssl)
     uint32_t seen = 0;
     ssl->present = true;
     ssl->client = v[0];
-    ssl->verify = (uint32_t)v[1] << 24 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 8 | v[4];
+    ssl->verify = get32(v + 1);
     for (size_t at = SSL_HEAD; at < n;) {
         if (n - at < TLV_HEAD)
             return "TLV overruns header";
@@ -510,7 +528,8 @@ static const char *parse_tlv_value(uint8_t type, const uint8_t *d, size_t at, si
         return NULL;
     case PP2_TYPE_AUTHORITY:
         out->authority_len = vlen;
-        return copy_text(out->authority, sizeof out->authority, v, vlen, "authority too long");
+        return copy_text(out->authority, sizeof out->authority, v, vlen,
+                         "authority too long");
     case PP2_TYPE_CRC32C:
         w->crc_seen = true;
         w->crc_at = at;
@@ -560,9 +579,7 @@ static bool crc_matches(const uint8_t *d, size_t len, size_t crc_at)
     uint32_t c = sp_crc32c(0, d, crc_at);
     c = sp_crc32c(c, zeros, CRC32C_LEN);
     c = sp_crc32c(c, d + crc_at + CRC32C_LEN, len - crc_at - CRC32C_LEN);
-    const uint8_t *p = d + crc_at;
-    uint32_t sent = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-    return c == sent;
+    return c == get32(d + crc_at);
 }
 
 static void copy_unix_path(char dst[UNIX_PATH_LEN + 1], const uint8_t *src)
@@ -767,10 +784,10 @@ size_t sp_proxy_write_v2(uint8_t *out, size_t cap, const sp_ip *src, uint16_t sp
     static const uint8_t zeros[CRC32C_LEN] = {0};
     if (tlvs == NULL)
         tlvs = &no_tlvs;
-    size_t authority_len = tlvs->authority ? strnlen(tlvs->authority, 256) : 0;
+    size_t authority_len = tlvs->authority ? strnlen(tlvs->authority, TEXT_MAX + 1) : 0;
     size_t alpn_len = tlvs->alpn ? tlvs->alpn_len : 0;
     size_t unique_id_len = tlvs->unique_id ? tlvs->unique_id_len : 0;
-    if (authority_len > 255 || alpn_len > 255 || unique_id_len > UNIQUE_ID_MAX)
+    if (authority_len > TEXT_MAX || alpn_len > TEXT_MAX || unique_id_len > UNIQUE_ID_MAX)
         return 0;
 
     bool local = src == NULL || dst == NULL;
@@ -780,7 +797,7 @@ size_t sp_proxy_write_v2(uint8_t *out, size_t cap, const sp_ip *src, uint16_t sp
                   (alpn_len ? TLV_HEAD + alpn_len : 0) +
                   (unique_id_len ? TLV_HEAD + unique_id_len : 0) +
                   (tlvs->crc32c ? TLV_HEAD + CRC32C_LEN : 0);
-    size_t total = V2_FIXED + body; /* at most 16 + 697, far below the limit */
+    size_t total = V2_FIXED + body; /* at most 16 + 690, below SP_PP_V2_MAX_TLV */
     if (cap < total)
         return 0;
 
@@ -805,12 +822,7 @@ size_t sp_proxy_write_v2(uint8_t *out, size_t cap, const sp_ip *src, uint16_t sp
         p += put_tlv(p, PP2_TYPE_UNIQUE_ID, tlvs->unique_id, unique_id_len);
     if (tlvs->crc32c) {
         p += put_tlv(p, PP2_TYPE_CRC32C, zeros, CRC32C_LEN);
-        uint32_t c = sp_crc32c(0, out, total);
-        uint8_t *v = p - CRC32C_LEN;
-        v[0] = (uint8_t)(c >> 24);
-        v[1] = (uint8_t)(c >> 16);
-        v[2] = (uint8_t)(c >> 8);
-        v[3] = (uint8_t)c;
+        put32(p - CRC32C_LEN, sp_crc32c(0, out, total));
     }
     return total;
 }

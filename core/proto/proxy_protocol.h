@@ -61,7 +61,8 @@ typedef struct sp_proxy_header {
     int family;    /* AF_INET, AF_INET6, AF_UNIX or AF_UNSPEC (<sys/socket.h> values);
                     * AF_UNSPEC exactly when local. v1 TCP6 stays AF_INET6 even when both
                     * addresses are v4-mapped. */
-    bool datagram; /* v2 UDP / UNIX datagram (parsed, reported; callers refuse it for TCP) */
+    bool datagram; /* v2 UDP or UNIX datagram (parsed, reported; callers refuse it for
+                    * TCP) */
     sp_ip src, dst; /* AF_INET and AF_INET6; IPv4 stored v4-mapped as everywhere */
     uint16_t src_port, dst_port; /* host order */
     /* AF_UNIX: the 108-byte sun_path fields up to their first NUL, so an abstract

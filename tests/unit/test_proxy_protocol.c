@@ -131,7 +131,10 @@ static void put_tlv(v2 *h, uint8_t type, const void *v, size_t n)
     put(h, v, n);
 }
 
-static void put_tlv_s(v2 *h, uint8_t type, const char *s) { put_tlv(h, type, s, strlen(s)); }
+static void put_tlv_s(v2 *h, uint8_t type, const char *s)
+{
+    put_tlv(h, type, s, strlen(s));
+}
 
 /* Sets the length field to everything after the fixed 16 bytes. */
 static void v2_end(v2 *h)
@@ -214,7 +217,7 @@ TEST(v1_spec_example)
     CHECK_EQ_INT(h.src_port, 56324);
     CHECK_EQ_INT(h.dst_port, 443);
     CHECK_EQ_INT(h.length, strlen("PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"));
-    CHECK_STR_EQ((const char *)in + h.length, "GET / HTTP/1.1\r\nHost: 192.168.0.11\r\n\r\n");
+    CHECK_STR_EQ(in + h.length, "GET / HTTP/1.1\r\nHost: 192.168.0.11\r\n\r\n");
     /* Nothing of v2 is set. */
     CHECK_EQ_INT(h.authority_len, 0);
     CHECK_EQ_INT(h.alpn_len, 0);
@@ -268,7 +271,8 @@ TEST(v1_tcp6)
     CHECK_EQ_INT(h.length, strlen(in));
 
     /* Upper case and uncompressed groups are IPv6 text too. */
-    static const char upper[] = "PROXY TCP6 2001:DB8:0:0:0:0:0:00FF 0:0:0:0:0:0:0:0 1 2\r\n";
+    static const char upper[] =
+        "PROXY TCP6 2001:DB8:0:0:0:0:0:00FF 0:0:0:0:0:0:0:0 1 2\r\n";
     REQUIRE(parse(upper, strlen(upper), &h) == SP_PP_OK);
     CHECK(ip_is(&h.src, "2001:db8::ff"));
     CHECK(ip_is(&h.dst, "::"));
@@ -339,8 +343,9 @@ TEST(v1_line_length_limit)
     CHECK_STR_EQ(reason(buf, sizeof buf), "v1 line too long");
 
     /* TCP6 with embedded dotted quads can exceed the limit while every field is good. */
-    static const char dotted[] = "PROXY TCP6 0000:0000:0000:0000:0000:ffff:255.255.255.255 "
-                                 "0000:0000:0000:0000:0000:ffff:255.255.255.255 65535 65535\r\n";
+    static const char dotted[] =
+        "PROXY TCP6 0000:0000:0000:0000:0000:ffff:255.255.255.255 "
+        "0000:0000:0000:0000:0000:ffff:255.255.255.255 65535 65535\r\n";
     CHECK_STR_EQ(reason_s(dotted), "v1 line too long");
     /* ... and it is known before the ports: the shortest end would be 108 bytes. */
     CHECK(invalid_from(dotted, strlen(dotted)) < strlen(dotted) - 10);
@@ -462,7 +467,8 @@ TEST(v1_invalid_as_early_as_possible)
 TEST(v1_header_followed_by_data)
 {
     /* Even another PROXY line is data once the first header has ended. */
-    static const char two[] = "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nPROXY TCP4 9.9.9.9 9.9.9.9 3 4\r\n";
+    static const char two[] = "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"
+                              "PROXY TCP4 9.9.9.9 9.9.9.9 3 4\r\n";
     sp_proxy_header h;
     REQUIRE(parse(two, strlen(two), &h) == SP_PP_OK);
     CHECK_EQ_INT(h.length, strlen("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"));
@@ -478,7 +484,8 @@ TEST(v1_header_followed_by_data)
 /* Captured from HAProxy 2.6 "send-proxy": an IPv4 and an IPv6 client. */
 TEST(v1_from_haproxy)
 {
-    static const char v4[] = "PROXY TCP4 127.0.0.1 127.0.0.1 49290 18001\r\nGET / HTTP/1.0\r\n\r\n";
+    static const char v4[] = "PROXY TCP4 127.0.0.1 127.0.0.1 49290 18001\r\n"
+                             "GET / HTTP/1.0\r\n\r\n";
     static const char v6[] = "PROXY TCP6 ::1 ::1 46296 18004\r\nGET / HTTP/1.0\r\n\r\n";
     sp_proxy_header h;
     REQUIRE(parse(v4, strlen(v4), &h) == SP_PP_OK);
@@ -666,7 +673,7 @@ TEST(v2_all_tlvs)
         id[i] = (uint8_t)(i * 7);
     v2 ssl;
     ssl.n = 0;
-    put(&ssl, "\x07\x00\x00\x00\x00", 5); /* client: SSL | CERT_CONN | CERT_SESS; verified */
+    put(&ssl, "\x07\x00\x00\x00\x00", 5); /* SSL | CERT_CONN | CERT_SESS; verified */
     put_tlv_s(&ssl, 0x21, "TLSv1.3");
     put_tlv_s(&ssl, 0x22, "client.example");
     put_tlv_s(&ssl, 0x23, "TLS_AES_128_GCM_SHA256");
@@ -700,7 +707,8 @@ TEST(v2_all_tlvs)
     CHECK(memcmp(h.unique_id, id, sizeof id) == 0);
     CHECK(h.crc_present);
     CHECK(h.ssl.present);
-    CHECK_EQ_INT(h.ssl.client, SP_PP_CLIENT_SSL | SP_PP_CLIENT_CERT_CONN | SP_PP_CLIENT_CERT_SESS);
+    CHECK_EQ_INT(h.ssl.client,
+                 SP_PP_CLIENT_SSL | SP_PP_CLIENT_CERT_CONN | SP_PP_CLIENT_CERT_SESS);
     CHECK_EQ_INT(h.ssl.verify, 0);
     CHECK_STR_EQ(h.ssl.version, "TLSv1.3");
     CHECK_STR_EQ(h.ssl.cn, "client.example");
@@ -857,7 +865,8 @@ TEST(v2_rejects)
     for (size_t i = 0; i < UNIT_COUNT(ver_cmd); i++) {
         build_tcp4(&h2);
         h2.b[12] = ver_cmd[i][0];
-        CHECK_STR_EQ(reason(h2.b, h2.n), ver_cmd[i][1] ? "unknown command" : "unsupported version");
+        CHECK_STR_EQ(reason(h2.b, h2.n),
+                     ver_cmd[i][1] ? "unknown command" : "unsupported version");
     }
     static const uint8_t bad_fams[] = {0x41, 0x51, 0xf1, 0x40};
     for (size_t i = 0; i < sizeof bad_fams; i++) {
@@ -880,7 +889,9 @@ TEST(v2_rejects)
     static const struct {
         uint8_t fam;
         size_t len;
-    } short_blocks[] = {{0x11, 11}, {0x12, 0}, {0x21, 12}, {0x22, 35}, {0x31, 215}, {0x32, 36}};
+    } short_blocks[] = {
+        {0x11, 11}, {0x12, 0}, {0x21, 12}, {0x22, 35}, {0x31, 215}, {0x32, 36},
+    };
     for (size_t i = 0; i < UNIT_COUNT(short_blocks); i++) {
         v2_start(&h2, 0x21, short_blocks[i].fam);
         memset(h2.b + h2.n, 0, short_blocks[i].len);
@@ -1082,7 +1093,8 @@ TEST(write_v1_text)
     for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
         char out[SP_PP_V1_MAX + 1];
         sp_ip src = ip_of(cases[i].src), dst = ip_of(cases[i].dst);
-        size_t n = sp_proxy_write_v1(out, sizeof out, &src, cases[i].sport, &dst, cases[i].dport);
+        size_t n = sp_proxy_write_v1(out, sizeof out, &src, cases[i].sport, &dst,
+                                     cases[i].dport);
         CHECK_STR_EQ(out, cases[i].line);
         CHECK_EQ_INT(n, strlen(cases[i].line));
     }
@@ -1187,8 +1199,10 @@ TEST(v2_round_trip)
     };
     for (size_t i = 0; i < UNIT_COUNT(pairs); i++) {
         for (int crc = 0; crc <= 1; crc++) {
-            sp_pp_tlvs t = {.authority = "api.example.com", .alpn = "http/1.1", .alpn_len = 8,
-                            .unique_id = id, .unique_id_len = sizeof id, .crc32c = crc};
+            sp_pp_tlvs t = {
+                .authority = "api.example.com", .alpn = "http/1.1", .alpn_len = 8,
+                .unique_id = id, .unique_id_len = sizeof id, .crc32c = crc,
+            };
             sp_ip src = ip_of(pairs[i][0]), dst = ip_of(pairs[i][1]);
             uint8_t out[1024];
             size_t n = sp_proxy_write_v2(out, sizeof out, &src, 40000, &dst, 443, &t);
@@ -1270,7 +1284,8 @@ TEST(empty_and_first_byte)
     }
     /* why may be NULL, and out is zeroed when the result is not OK. */
     memset(&h, 0xee, sizeof h);
-    CHECK(sp_proxy_parse((const uint8_t *)"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r", 31, &h, NULL) ==
+    static const char partial[] = "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r";
+    CHECK(sp_proxy_parse((const uint8_t *)partial, strlen(partial), &h, NULL) ==
           SP_PP_NEED_MORE);
     CHECK_EQ_INT(h.version, 0);
     CHECK(ip_is_zero(&h.src));
