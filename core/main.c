@@ -142,6 +142,13 @@ static void stats_json(void *ud, sp_json *j)
     }
     sp_json_obj_close(j);
     sp_json_obj_close(j);
+    sp_json_key(j, "proxy_protocol");
+    sp_json_obj_open(j);
+    sp_json_key(j, "accepted");
+    sp_json_uint(j, c.proxy_headers_accepted);
+    sp_json_key(j, "rejected");
+    sp_json_uint(j, c.proxy_headers_rejected);
+    sp_json_obj_close(j);
     sp_json_key(j, "bytes_from_clients");
     sp_json_uint(j, c.bytes_from_clients);
     sp_json_key(j, "bytes_from_targets");

@@ -26,8 +26,7 @@ typedef struct cfg_cx {
 /* Keys the SPEC defines that this build does not implement yet: rejected with a clear
  * message instead of being silently ignored. */
 static const char *const planned_keys[] = {
-    "proxy_ips", "accept_proxy_protocol", "acme", "certificates",
-    "path", "headers", "send_proxy_protocol",
+    "acme", "certificates", "path", "headers",
     "websocket", "rewrite_path", "handler", "redirect", "nftables", "security",
     "max_connections_per_ip", "connection_rate_per_minute", NULL,
 };
@@ -624,7 +623,7 @@ static void compile_target(cfg_cx *cx, sp_route *r, int idx, const char *field, 
 static void compile_action(cfg_cx *cx, sp_route *r, int t)
 {
     static const char *const keys[] = {"type", "protocol", "target", "targets", "forwarding_engine",
-                                       "half_open", "tls", NULL};
+                                       "half_open", "tls", "send_proxy_protocol", NULL};
     lua_State *L = cx->L;
     check_keys(cx, t, "action", keys);
     const char *type = opt_string(cx, t, "action", "type");
@@ -652,6 +651,16 @@ static void compile_action(cfg_cx *cx, sp_route *r, int t)
         fail(cx, "action.forwarding_engine", "expected \"node\" or \"nftables\", got string \"%s\"", engine);
     }
     r->half_open = opt_bool(cx, t, "action", "half_open") == 1;
+    lua_getfield(L, t, "send_proxy_protocol");
+    if (lua_type(L, -1) == LUA_TBOOLEAN)
+        r->send_proxy_protocol = lua_toboolean(L, -1) ? 1 : 0;
+    else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "v1") == 0)
+        r->send_proxy_protocol = 1;
+    else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "v2") == 0)
+        r->send_proxy_protocol = 2;
+    else if (!lua_isnil(L, -1))
+        fail_type(cx, "action.send_proxy_protocol", -1, "false, true, \"v1\" or \"v2\"");
+    lua_pop(L, 1);
     if (opt_table(cx, t, "action", "tls")) {
         if (r->action != SP_ACTION_FORWARD)
             fail(cx, "action.tls", "only a forward route handles TLS");
@@ -807,7 +816,8 @@ static int compile_protected(lua_State *L)
     if (!lua_istable(L, top))
         fail_type(cx, "(config)", top, "the file to return a table");
     static const char *const keys[] = {"routes", "workers", "listen_addresses", "timeouts",
-                                       "keep_alive", "limits", "metrics", "log", NULL};
+                                       "keep_alive", "limits", "metrics", "log", "proxy_ips",
+                                       "accept_proxy_protocol", NULL};
     check_keys(cx, top, "", keys);
 
     uint64_t workers = 0;
@@ -838,6 +848,12 @@ static int compile_protected(lua_State *L)
     if (opt_table(cx, top, "", "limits")) { compile_limits(cx, lua_gettop(L)); lua_pop(L, 1); }
     if (opt_table(cx, top, "", "log")) { compile_log(cx, lua_gettop(L)); lua_pop(L, 1); }
     if (opt_table(cx, top, "", "metrics")) { compile_metrics(cx, lua_gettop(L)); lua_pop(L, 1); }
+
+    compile_ip_list(cx, top, "proxy_ips", "proxy_ips", &g->settings.proxy_ips);
+    int accept = opt_bool(cx, top, "", "accept_proxy_protocol");
+    g->settings.accept_proxy_protocol = accept >= 0 ? accept == 1 : g->settings.proxy_ips.n > 0;
+    if (g->settings.accept_proxy_protocol && g->settings.proxy_ips.n == 0)
+        fail(cx, "accept_proxy_protocol", "needs proxy_ips: the addresses allowed to send a PROXY header");
 
     lua_getfield(L, top, "routes");
     if (lua_isnil(L, -1))
@@ -918,6 +934,7 @@ static void gen_free(sp_gen *g, bool close_state)
         free(g->settings.listen_addresses[i]);
     free(g->settings.listen_addresses);
     free(g->settings.metrics_listen);
+    sp_ip_list_free(&g->settings.proxy_ips);
     free(g->file);
     if (close_state && g->L)
         lua_close(g->L);
@@ -1006,6 +1023,8 @@ void sp_gen_print_summary(const sp_gen *g, FILE *out)
             fprintf(out, " %u", g->ports[i].port);
         i = j;
     }
+    if (g->settings.accept_proxy_protocol)
+        fprintf(out, "\nPROXY protocol accepted from %zu pattern(s)", g->settings.proxy_ips.n);
     fputs("\nlisten addresses:", out);
     for (size_t i = 0; i < g->settings.nlisten_addresses; i++)
         fprintf(out, " %s", g->settings.listen_addresses[i]);
@@ -1039,6 +1058,8 @@ void sp_gen_print_summary(const sp_gen *g, FILE *out)
         }
         static const char *const modes[] = {"", " tls passthrough", " tls terminate", " tls terminate-and-reencrypt"};
         fputs(modes[r->tls.mode], out);
+        if (r->send_proxy_protocol)
+            fprintf(out, " send-proxy-v%d", r->send_proxy_protocol);
         fputs(r->half_open ? " (half-open)\n" : "\n", out);
     }
 }

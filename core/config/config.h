@@ -72,6 +72,7 @@ typedef struct sp_route {
     sp_target *targets;
     size_t ntargets;
     bool half_open;
+    int send_proxy_protocol;  /* 0: no; 1 or 2: that version, before any byte to the target */
     unsigned rr_next;         /* round-robin cursor; per worker since generations are */
 } sp_route;
 
@@ -94,6 +95,8 @@ typedef struct sp_settings {
     int log_json;                  /* -1: not set */
     bool log_access;
     char *metrics_listen;          /* "host:port" or NULL */
+    sp_ip_list proxy_ips;          /* who may send us a PROXY header */
+    bool accept_proxy_protocol;    /* default: true when proxy_ips is set */
 } sp_settings;
 
 /* Routes that can be chosen for one listening port, best first. */

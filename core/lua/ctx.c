@@ -32,6 +32,10 @@ void sp_lua_push_ctx(lua_State *L, const sp_conn_info *info)
         lua_pushstring(L, info->tls_version);
         lua_setfield(L, -2, "tls_version");
     }
+    if (info->proxied_by) {
+        lua_pushstring(L, info->proxied_by);
+        lua_setfield(L, -2, "proxied_by");
+    }
     if (info->alpn) {
         lua_pushstring(L, info->alpn);
         lua_setfield(L, -2, "alpn");

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "proto/client_hello.h"
+#include "proto/proxy_protocol.h"
 #include "util/log.h"
 
 static void on_handle_closed(uv_handle_t *h);
@@ -71,9 +72,10 @@ static void log_end(sp_conn *c)
     char client[SP_IP_STRLEN];
     sp_ip_format(&c->info.client_ip, client, sizeof client);
     uint64_t ms = uv_now(&c->w->loop) - c->started_ms;
-    sp_info("conn=%llu route=%s client=%s:%u port=%u sni=%s tls=%s target=%s%s%s in=%llu out=%llu "
+    sp_info("conn=%llu route=%s client=%s:%u%s%s port=%u sni=%s tls=%s target=%s%s%s in=%llu out=%llu "
             "duration_ms=%llu end=%s",
             (unsigned long long)c->id, c->route ? c->route->name : "-", client, c->info.client_port,
+            c->info.proxied_by ? " via=" : "", c->info.proxied_by ? c->info.proxied_by : "",
             c->info.server_port, c->info.domain_len ? c->info.domain : "-",
             c->info.tls_version ? c->info.tls_version : "-", c->dest.host ? c->dest.host : "-",
             c->dest.host ? ":" : "", c->dest.host ? c->dest.port_text : "",
@@ -212,6 +214,10 @@ void sp_conn_arm_timer(sp_conn *c)
         if (t->initial_data)
             due = c->started_ms + t->initial_data;
         break;
+    case SP_STATE_PROXY_HEADER:
+        if (t->proxy_header)
+            due = c->started_ms + t->proxy_header;
+        break;
     case SP_STATE_PIPING:
         if (stream_inactivity(c))
             due = c->last_activity_ms + stream_inactivity(c);
@@ -251,6 +257,10 @@ static void on_timer(uv_timer_t *timer)
         return;
     case SP_STATE_SNIFFING:
         sp_conn_abort(c, SP_END_INITIAL_DATA_TIMEOUT);
+        return;
+    case SP_STATE_PROXY_HEADER:
+        sp_conn_proxy_header_failed(c, "no complete header within timeouts.proxy_header",
+                                    SP_END_PROXY_HEADER_TIMEOUT);
         return;
     case SP_STATE_PIPING:
         if (t->max_lifetime && now >= c->started_ms + t->max_lifetime) {
@@ -371,6 +381,66 @@ void sp_conn_sniffed(sp_conn *c)
     route(c);
 }
 
+/* After the PROXY header, if any: read the first bytes when the port's routes need
+ * them, else route now (servers that speak first work: nothing waits for the client). */
+static void begin_routing(sp_conn *c)
+{
+    const sp_port_entry *e = sp_gen_port(c->gen, c->info.server_port);
+    if (e && e->sniff) {
+        sp_conn_set_state(c, SP_STATE_SNIFFING);
+        sp_conn_arm_timer(c);
+        sp_pipe_start_reading(c, &c->client);
+        if (c->sniffed.len)
+            sp_conn_sniffed(c); /* bytes that came with the PROXY header */
+        return;
+    }
+    route(c);
+}
+
+/* ---- the PROXY protocol, from trusted senders only ---- */
+
+void sp_conn_proxy_header_failed(sp_conn *c, const char *why, sp_end_reason reason)
+{
+    char peer[SP_IP_STRLEN];
+    sp_ip_format(&c->info.client_ip, peer, sizeof peer);
+    sp_counter_add(&c->w->counters.proxy_headers_rejected, 1);
+    sp_warn("conn=%llu port=%u: PROXY header from trusted %s refused: %s", (unsigned long long)c->id,
+            c->info.server_port, peer, why);
+    sp_conn_abort(c, reason);
+}
+
+void sp_conn_proxy_header_input(sp_conn *c)
+{
+    sp_proxy_header h;
+    const char *why = "invalid";
+    sp_pp_status st = sp_proxy_parse((const uint8_t *)c->sniffed.data, c->sniffed.len, &h, &why);
+    if (st == SP_PP_NEED_MORE)
+        return; /* the parser bounds the header size */
+    if (st == SP_PP_OK && h.datagram) {
+        st = SP_PP_INVALID;
+        why = "a UDP header on a TCP connection";
+    }
+    if (st != SP_PP_OK) {
+        sp_conn_proxy_header_failed(c, why, SP_END_BAD_PROXY_HEADER);
+        return;
+    }
+    sp_counter_add(&c->w->counters.proxy_headers_accepted, 1);
+    if (!h.local && h.family != AF_UNIX) {
+        /* from here on the real client drives routing, limits, Lua and logs */
+        sp_ip_format(&c->info.client_ip, c->proxied_by, sizeof c->proxied_by);
+        c->info.proxied_by = c->proxied_by;
+        c->info.client_ip = h.src;
+        c->info.client_port = h.src_port;
+        c->orig_dst = h.dst;
+        c->orig_dst_port = h.dst_port;
+        c->has_orig_dst = true;
+    }
+    /* what follows the header is the first application data */
+    memmove(c->sniffed.data, c->sniffed.data + h.length, c->sniffed.len - h.length);
+    c->sniffed.len -= h.length;
+    begin_routing(c);
+}
+
 /* ---- accept ---- */
 
 static void refuse(sp_worker *w, uv_stream_t *server, sp_refused_reason why)
@@ -449,13 +519,13 @@ void sp_conn_accept(sp_worker *w, uv_stream_t *server, uint16_t port)
     fill_info(&c->info, tcp, port, c->id);
     uv_tcp_nodelay(tcp, 1);
 
-    const sp_port_entry *e = sp_gen_port(g, port);
-    if (e && e->sniff) {
-        /* the route depends on the first bytes: read them, within initial_data */
-        sp_conn_set_state(c, SP_STATE_SNIFFING);
+    const sp_settings *st = &g->settings;
+    if (st->accept_proxy_protocol && sp_ip_list_match(&st->proxy_ips, &c->info.client_ip)) {
+        /* a trusted proxy must say whom it relays, within timeouts.proxy_header */
+        sp_conn_set_state(c, SP_STATE_PROXY_HEADER);
         sp_conn_arm_timer(c);
         sp_pipe_start_reading(c, &c->client);
         return;
     }
-    route(c); /* servers that speak first work: nothing waits for the client */
+    begin_routing(c);
 }

@@ -74,6 +74,10 @@ struct sp_conn {
     sp_conn_info info;        /* addresses and names, for routing, Lua and logs */
     char domain[256];         /* SNI, lowercased; info.domain points here */
     char alpn[64];
+    char proxied_by[SP_IP_STRLEN];  /* info.proxied_by points here */
+    sp_ip orig_dst;           /* the destination a PROXY header named, for the next hop */
+    uint16_t orig_dst_port;
+    bool has_orig_dst;
     uint64_t started_ms, last_activity_ms, phase_started_ms;
 };
 
@@ -85,6 +89,10 @@ void sp_conn_release(sp_conn *c);
 void sp_conn_connect_target(sp_conn *c);
 /* More first bytes arrived while sniffing (in c->sniffed): route when they suffice. */
 void sp_conn_sniffed(sp_conn *c);
+/* More bytes of a trusted proxy's PROXY header arrived (in c->sniffed). */
+void sp_conn_proxy_header_input(sp_conn *c);
+/* A trusted proxy's header is missing, malformed or late: count, log, close. */
+void sp_conn_proxy_header_failed(sp_conn *c, const char *why, sp_end_reason reason);
 void sp_conn_arm_timer(sp_conn *c);
 /* Ends after flushing what is queued to each side (bounded by SP_FLUSH_LIMIT_MS). */
 void sp_conn_close(sp_conn *c, sp_end_reason reason);
@@ -99,6 +107,8 @@ void sp_connect_timed_out(sp_conn *c);
 
 /* pipe.c */
 void sp_pipe_start_reading(sp_conn *c, sp_side *s);
+/* Writes buf (a pool buffer with len bytes) to the socket of `to`; takes the buffer. */
+void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len);
 /* Takes bytes bound for the target before it is ready; false when the queue is full. */
 bool sp_pipe_hold_early(sp_conn *c, void *buf, size_t len);
 /* Feeds what the client sent so far into its TLS session (terminating routes). */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "net/conn_impl.h"
+#include "proto/proxy_protocol.h"
 #include "util/log.h"
 
 static sp_end_reason connect_reason(int status)
@@ -33,6 +34,32 @@ static int start_upstream_tls(sp_conn *c)
     return 0;
 }
 
+/* The route's PROXY header, before any other byte to the target: the real client (also
+ * when it came to us in a PROXY header) and the address it connected to. */
+static void send_proxy_header(sp_conn *c)
+{
+    const sp_ip *dst = c->has_orig_dst ? &c->orig_dst : &c->info.server_ip;
+    uint16_t dport = c->has_orig_dst ? c->orig_dst_port : c->info.server_port;
+    void *buf = sp_bufpool_get(&c->w->pool);
+    if (!buf) {
+        sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+        return;
+    }
+    size_t len;
+    if (c->route->send_proxy_protocol == 1) {
+        len = sp_proxy_write_v1(buf, SP_READ_BUF_SIZE, &c->info.client_ip, c->info.client_port, dst, dport);
+    } else {
+        sp_pp_tlvs tlvs = {
+            .authority = c->info.domain_len ? c->info.domain : NULL,
+            .alpn = c->info.alpn,
+            .alpn_len = c->info.alpn ? strlen(c->info.alpn) : 0,
+        };
+        len = sp_proxy_write_v2(buf, SP_READ_BUF_SIZE, &c->info.client_ip, c->info.client_port, dst,
+                                dport, &tlvs);
+    }
+    sp_pipe_write(c, &c->target, buf, len);
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     sp_attempt *a = req->data;
@@ -50,6 +77,11 @@ static void on_connect(uv_connect_t *req, int status)
     }
     c->target.tcp = &a->tcp; /* the attempt's memory now belongs to the target side */
     uv_tcp_nodelay(c->target.tcp, 1);
+    if (c->route->send_proxy_protocol) {
+        send_proxy_header(c);
+        if (c->state == SP_STATE_CLOSING)
+            return;
+    }
     if (c->route->tls.mode == SP_TLS_REENCRYPT) {
         /* stay in "connecting" (and under its deadline) until the handshake completes */
         if (start_upstream_tls(c) != 0) {

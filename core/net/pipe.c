@@ -85,8 +85,7 @@ static void on_write(uv_write_t *req, int status)
         resume(c, peer_of(c, to));
 }
 
-/* Writes buf (a pool buffer holding len bytes) to the socket of `to`; takes the buffer. */
-static void send_raw(sp_conn *c, sp_side *to, void *buf, size_t len)
+void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len)
 {
     if (!to->tcp || len == 0) {
         sp_bufpool_put(&c->w->pool, buf);
@@ -136,7 +135,7 @@ void sp_pipe_flush_tls(sp_conn *c, sp_side *s)
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
             return;
         }
-        send_raw(c, s, buf, sp_tls_take_output(&s->tls, buf, SP_READ_BUF_SIZE));
+        sp_pipe_write(c, s, buf, sp_tls_take_output(&s->tls, buf, SP_READ_BUF_SIZE));
     }
 }
 
@@ -161,7 +160,7 @@ static void deliver(sp_conn *c, sp_side *to, void *buf, size_t len)
         return;
     }
     if (!to->tls.ssl) {
-        send_raw(c, to, buf, len);
+        sp_pipe_write(c, to, buf, len);
         return;
     }
     int rc = sp_tls_write(&to->tls, buf, len);
@@ -209,6 +208,10 @@ static void on_eof(sp_conn *c, sp_side *from)
     if (from->tls.ssl && !from->tls.established) {
         from->tls.failure = SP_TLSFAIL_EOF;
         sp_conn_tls_failed(c, from);
+        return;
+    }
+    if (c->state == SP_STATE_PROXY_HEADER) {
+        sp_conn_proxy_header_failed(c, "closed before a complete header", SP_END_BAD_PROXY_HEADER);
         return;
     }
     if (c->state == SP_STATE_SNIFFING) {
@@ -326,10 +329,13 @@ void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
                                       : &c->w->counters.bytes_from_targets, nread);
     c->last_activity_ms = uv_now(&c->w->loop);
 
-    if (c->state == SP_STATE_SNIFFING) {
+    if (c->state == SP_STATE_SNIFFING || c->state == SP_STATE_PROXY_HEADER) {
         sp_buf_append(&c->sniffed, buf->base, (size_t)nread);
         sp_bufpool_put(&c->w->pool, buf->base);
-        sp_conn_sniffed(c);
+        if (c->state == SP_STATE_PROXY_HEADER)
+            sp_conn_proxy_header_input(c);
+        else
+            sp_conn_sniffed(c);
         return;
     }
     if (from->tls.ssl) {

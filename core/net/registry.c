@@ -3,7 +3,7 @@
 #include <string.h>
 
 static const char *const state_names[SP_STATE_COUNT] = {
-    "accepted", "sniffing", "tls_handshake", "connecting", "piping", "closing",
+    "accepted", "proxy_header", "sniffing", "tls_handshake", "connecting", "piping", "closing",
 };
 
 static const char *const end_names[SP_END_COUNT] = {
@@ -11,7 +11,7 @@ static const char *const end_names[SP_END_COUNT] = {
     "target_error", "connect_refused", "connect_timeout", "connect_error", "resolve_failed",
     "no_route", "blocked", "initial_data_timeout", "inactivity_timeout", "max_lifetime",
     "lua_error", "shutdown", "internal_error", "bad_client_hello", "tls_handshake_failed",
-    "tls_error", "upstream_tls_failed",
+    "tls_error", "upstream_tls_failed", "bad_proxy_header", "proxy_header_timeout",
 };
 
 static const char *const tls_failure_names[SP_TLSFAIL_COUNT] = {
@@ -42,6 +42,8 @@ void sp_counters_sum(sp_counters *const *workers, int n, sp_counts *out)
         out->bytes_from_targets += sp_counter_get(&c->bytes_from_targets);
         out->tls_handshakes += sp_counter_get(&c->tls_handshakes);
         out->tls_resumed += sp_counter_get(&c->tls_resumed);
+        out->proxy_headers_accepted += sp_counter_get(&c->proxy_headers_accepted);
+        out->proxy_headers_rejected += sp_counter_get(&c->proxy_headers_rejected);
         for (int i = 0; i < SP_TLSFAIL_COUNT; i++) {
             out->tls_failures[i] += sp_counter_get(&c->tls_failures[i]);
             out->upstream_tls_failures[i] += sp_counter_get(&c->upstream_tls_failures[i]);

@@ -11,6 +11,7 @@
 
 typedef enum {
     SP_STATE_ACCEPTED = 0,   /* counted, not yet routed */
+    SP_STATE_PROXY_HEADER,   /* reading the PROXY header of a trusted proxy */
     SP_STATE_SNIFFING,       /* waiting for the first bytes that routing needs */
     SP_STATE_HANDSHAKE,      /* terminating the client's TLS, before choosing a target */
     SP_STATE_CONNECTING,     /* resolving and connecting to a target */
@@ -26,7 +27,7 @@ typedef enum {
     SP_END_NO_ROUTE, SP_END_BLOCKED, SP_END_INITIAL_DATA_TIMEOUT, SP_END_INACTIVITY_TIMEOUT,
     SP_END_MAX_LIFETIME, SP_END_LUA_ERROR, SP_END_SHUTDOWN, SP_END_INTERNAL_ERROR,
     SP_END_BAD_CLIENT_HELLO, SP_END_TLS_HANDSHAKE_FAILED, SP_END_TLS_ERROR,
-    SP_END_UPSTREAM_TLS_FAILED,
+    SP_END_UPSTREAM_TLS_FAILED, SP_END_BAD_PROXY_HEADER, SP_END_PROXY_HEADER_TIMEOUT,
     SP_END_COUNT
 } sp_end_reason;
 
@@ -47,6 +48,7 @@ typedef struct sp_counters {
     _Atomic uint64_t total;
     _Atomic uint64_t bytes_from_clients, bytes_from_targets;
     _Atomic uint64_t tls_handshakes, tls_resumed;
+    _Atomic uint64_t proxy_headers_accepted, proxy_headers_rejected;
     _Atomic uint64_t tls_failures[SP_TLSFAIL_COUNT];          /* client side */
     _Atomic uint64_t upstream_tls_failures[SP_TLSFAIL_COUNT]; /* re-encrypt leg */
 } sp_counters;
@@ -72,6 +74,7 @@ typedef struct sp_counts {
     uint64_t by_state[SP_STATE_COUNT], ended[SP_END_COUNT], refused[SP_REFUSED_COUNT];
     uint64_t total, active, bytes_from_clients, bytes_from_targets;
     uint64_t tls_handshakes, tls_resumed;
+    uint64_t proxy_headers_accepted, proxy_headers_rejected;
     uint64_t tls_failures[SP_TLSFAIL_COUNT], upstream_tls_failures[SP_TLSFAIL_COUNT];
 } sp_counts;
 

@@ -25,6 +25,7 @@ typedef struct sp_conn_info {
     bool tls;                  /* we terminate TLS for this connection */
     const char *tls_version;   /* negotiated, once the handshake is done */
     const char *alpn;          /* negotiated ALPN protocol, or NULL */
+    const char *proxied_by;    /* the trusted proxy that sent a PROXY header, or NULL */
 } sp_conn_info;
 
 /* Why a route did not match ("match.client_ip", "match.domains", ...), for --explain and

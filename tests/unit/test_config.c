@@ -81,6 +81,14 @@ TEST(defaults_and_settings)
     CHECK(!g->settings.log_access);
     sp_gen_unref(g);
 
+    g = compile("return { proxy_ips = '127.0.0.1', routes = { { match = { ports = 80 }, "
+                "action = { type = 'forward', target = { host = 'a', port = 1 }, send_proxy_protocol = true } } } }");
+    REQUIRE(g);
+    CHECK(g->settings.accept_proxy_protocol);
+    CHECK_EQ_INT(g->settings.proxy_ips.n, 1);
+    CHECK_EQ_INT(g->routes[0].send_proxy_protocol, 1);
+    sp_gen_unref(g);
+
     g = compile("return { keep_alive = { treatment = 'immortal' }, routes = { { match = { ports = 80 }, " FWD " } } }");
     REQUIRE(g);
     CHECK_EQ_INT(sp_settings_stream_inactivity(&g->settings), 0);
@@ -200,7 +208,14 @@ TEST(errors_name_route_field_expected_and_found)
     CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "
                      "target = { host = 'a', port = 1 }, tls = { mode = 'passthrough', upstream_verify = true } } } } }",
                      "action.tls.upstream_verify: only a \"terminate-and-reencrypt\" route"));
-    CHECK(fails_with("return { proxy_ips = {}, routes = {} }", "proxy_ips: not supported"));
+    CHECK(fails_with("return { acme = {}, routes = {} }", "acme: not supported"));
+    CHECK(fails_with("return { accept_proxy_protocol = true, routes = {} }",
+                     "accept_proxy_protocol: needs proxy_ips"));
+    CHECK(fails_with("return { proxy_ips = { '10.0.0.0/8', 'x' }, routes = {} }",
+                     "proxy_ips[2]: expected an IP address, CIDR or glob, got string \"x\""));
+    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "
+                     "target = { host = 'a', port = 1 }, send_proxy_protocol = 'v3' } } } }",
+                     "action.send_proxy_protocol: expected false, true, \"v1\" or \"v2\", got string \"v3\""));
 }
 
 TEST(router_prefers_priority_then_specific_domain_then_file_order)
