@@ -17,6 +17,7 @@
 
 #include "admin/admin.h"
 #include "config/load.h"
+#include "net/ip_table.h"
 #include "net/listener.h"
 #include "route/router.h"
 #include "util/log.h"
@@ -48,6 +49,7 @@ typedef struct app {
     uv_fs_event_t watchers[MAX_WATCHED_DIRS];
     int nwatchers;
     uv_timer_t watch_debounce;
+    uv_timer_t sweep;             /* forgets idle per-IP entries */
     bool stopping;
 } app;
 
@@ -373,6 +375,7 @@ static void close_main_handles(app *a)
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->worker_exited, NULL);
     uv_close((uv_handle_t *)&a->watch_debounce, NULL);
+    uv_close((uv_handle_t *)&a->sweep, NULL);
     for (int i = 0; i < a->nwatchers; i++)
         uv_close((uv_handle_t *)&a->watchers[i], NULL);
     a->nwatchers = 0;
@@ -404,6 +407,12 @@ static void begin_stop(app *a, const char *why)
 static void on_stop_signal(uv_signal_t *s, int signum)
 {
     begin_stop(s->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    app *a = t->data;
+    sp_ip_table_sweep(a->process.ips, uv_now(a->loop));
 }
 
 static void worker_exit_hook(void *ud)
@@ -546,7 +555,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "smartproxy: out of memory\n");
         return 2;
     }
+    a.process.ips = sp_ip_table_new();
+    if (!a.process.ips) {
+        fprintf(stderr, "smartproxy: out of memory\n");
+        return 2;
+    }
     uv_async_init(a.loop, &a.worker_exited, on_worker_exited);
+    uv_timer_init(a.loop, &a.sweep);
+    a.sweep.data = &a;
+    uv_timer_start(&a.sweep, on_sweep, 60000, 60000);
+    uv_unref((uv_handle_t *)&a.sweep); /* housekeeping never keeps the loop alive */
     a.worker_exited.data = &a;
 
     int status = 0;
@@ -604,6 +622,7 @@ int main(int argc, char **argv)
     uv_loop_close(a.loop);
     sp_gen_unref(a.gen);
     sp_source_set_unref(a.sources);
+    sp_ip_table_free(a.process.ips);
     free(a.workers);
     free(a.counters);
     if (status == 0)

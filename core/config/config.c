@@ -28,7 +28,7 @@ typedef struct cfg_cx {
 static const char *const planned_keys[] = {
     "acme", "certificates", "path", "headers",
     "websocket", "rewrite_path", "handler", "redirect", "nftables", "security",
-    "max_connections_per_ip", "connection_rate_per_minute", NULL,
+    NULL,
 };
 
 static bool in_list(const char *const *list, const char *k)
@@ -238,9 +238,13 @@ static void compile_keep_alive(cfg_cx *cx, int t)
 
 static void compile_limits(cfg_cx *cx, int t)
 {
-    static const char *const keys[] = {"max_connections", NULL};
+    static const char *const keys[] = {"max_connections", "max_connections_per_ip",
+                                       "connection_rate_per_minute", NULL};
+    sp_settings *s = &cx->g->settings;
     check_keys(cx, t, "limits", keys);
-    opt_uint(cx, t, "limits", "max_connections", 100000000, &cx->g->settings.max_connections);
+    opt_uint(cx, t, "limits", "max_connections", 100000000, &s->max_connections);
+    opt_uint(cx, t, "limits", "max_connections_per_ip", 100000000, &s->max_connections_per_ip);
+    opt_uint(cx, t, "limits", "connection_rate_per_minute", 100000000, &s->connection_rate_per_minute);
 }
 
 static void compile_log(cfg_cx *cx, int t)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "proto/client_hello.h"
+#include "net/ip_table.h"
 #include "proto/proxy_protocol.h"
 #include "util/log.h"
 
@@ -43,6 +44,8 @@ void sp_conn_release(sp_conn *c)
     sp_tls_free(&c->target.tls);
     sp_buf_free(&c->sniffed);
     sp_target_choice_clear(&c->dest);
+    if (c->ip_admitted)
+        sp_ip_table_release(w->process->ips, &c->info.client_ip, uv_now(&w->loop));
     sp_gen_unref(c->gen);
     atomic_fetch_sub(&w->process->active, 1);
     free(c);
@@ -385,6 +388,19 @@ void sp_conn_sniffed(sp_conn *c)
  * them, else route now (servers that speak first work: nothing waits for the client). */
 static void begin_routing(sp_conn *c)
 {
+    const sp_settings *st = &c->gen->settings;
+    if (st->max_connections_per_ip || st->connection_rate_per_minute) {
+        /* per real client: after the PROXY header, across all workers */
+        int v = sp_ip_table_admit(c->w->process->ips, &c->info.client_ip, st->max_connections_per_ip,
+                                  st->connection_rate_per_minute, uv_now(&c->w->loop));
+        if (v != 0) {
+            sp_counter_add(&c->w->counters.refused[v == 1 ? SP_REFUSED_MAX_CONNECTIONS_PER_IP
+                                                          : SP_REFUSED_CONNECTION_RATE], 1);
+            sp_conn_abort(c, v == 1 ? SP_END_MAX_CONNECTIONS_PER_IP : SP_END_CONNECTION_RATE);
+            return;
+        }
+        c->ip_admitted = true;
+    }
     const sp_port_entry *e = sp_gen_port(c->gen, c->info.server_port);
     if (e && e->sniff) {
         sp_conn_set_state(c, SP_STATE_SNIFFING);

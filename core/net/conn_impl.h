@@ -78,6 +78,7 @@ struct sp_conn {
     sp_ip orig_dst;           /* the destination a PROXY header named, for the next hop */
     uint16_t orig_dst_port;
     bool has_orig_dst;
+    bool ip_admitted;         /* counted in the process's per-IP table */
     uint64_t started_ms, last_activity_ms, phase_started_ms;
 };
 

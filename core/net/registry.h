@@ -28,6 +28,7 @@ typedef enum {
     SP_END_MAX_LIFETIME, SP_END_LUA_ERROR, SP_END_SHUTDOWN, SP_END_INTERNAL_ERROR,
     SP_END_BAD_CLIENT_HELLO, SP_END_TLS_HANDSHAKE_FAILED, SP_END_TLS_ERROR,
     SP_END_UPSTREAM_TLS_FAILED, SP_END_BAD_PROXY_HEADER, SP_END_PROXY_HEADER_TIMEOUT,
+    SP_END_MAX_CONNECTIONS_PER_IP, SP_END_CONNECTION_RATE,
     SP_END_COUNT
 } sp_end_reason;
 
@@ -39,7 +40,11 @@ typedef enum {
 } sp_tls_failure;
 
 /* Connections refused before they became connections (closed at accept). */
-typedef enum { SP_REFUSED_MAX_CONNECTIONS = 0, SP_REFUSED_ACCEPT_ERROR, SP_REFUSED_COUNT } sp_refused_reason;
+typedef enum {
+    SP_REFUSED_MAX_CONNECTIONS = 0, SP_REFUSED_ACCEPT_ERROR,
+    SP_REFUSED_MAX_CONNECTIONS_PER_IP, SP_REFUSED_CONNECTION_RATE,   /* closed once the real client is known */
+    SP_REFUSED_COUNT
+} sp_refused_reason;
 
 typedef struct sp_counters {
     _Atomic uint64_t by_state[SP_STATE_COUNT];

@@ -193,6 +193,47 @@ def test_max_connections_refuses_excess_at_accept(start_proxy, serve):
     sp.assert_clean(p)
 
 
+def test_max_connections_per_ip_counts_each_client_across_workers(start_proxy, serve):
+    backend = serve(sp.echo)
+    port = sp.free_port()
+    p = start_proxy({"workers": 2, "limits": {"max_connections_per_ip": 2},
+                     "routes": [route("per-ip", port, "127.0.0.1", backend.port)]})
+    two = [p.connect(port, src="127.0.0.2") for _ in range(2)]
+    for c in two:
+        sp.roundtrip(c, b"admitted")
+    before = p.stats()
+    with p.connect(port, src="127.0.0.2") as third:
+        assert sp.wait_closed(third, 5)
+    s = sp.wait_counter(p, before, "refused", "max_connections_per_ip")
+    assert s["terminations"]["max_connections_per_ip"] >= 1
+    with p.connect(port, src="127.0.0.3") as other:  # another client is not affected
+        sp.roundtrip(other, b"another address")
+    two.pop().close()
+    sp.wait_until(lambda: p.stats()["active_connections"] == 1, 5, msg="a slot to free up")
+    with p.connect(port, src="127.0.0.2") as again:
+        sp.roundtrip(again, b"a freed slot is usable")
+    for c in two:
+        c.close()
+    sp.assert_clean(p)
+
+
+def test_connection_rate_per_minute_per_ip(start_proxy, serve):
+    backend = serve(sp.echo)
+    port = sp.free_port()
+    p = start_proxy({"workers": 2, "limits": {"connection_rate_per_minute": 3},
+                     "routes": [route("rate", port, "127.0.0.1", backend.port)]})
+    for _ in range(3):
+        with p.connect(port, src="127.0.0.4") as c:
+            sp.roundtrip(c, b"within the rate")
+    before = p.stats()
+    with p.connect(port, src="127.0.0.4") as fourth:
+        assert sp.wait_closed(fourth, 5)
+    sp.wait_counter(p, before, "refused", "connection_rate")
+    with p.connect(port, src="127.0.0.5") as other:
+        sp.roundtrip(other, b"another address has its own rate")
+    sp.assert_clean(p)
+
+
 # ---------------------------------------------------------------- reload
 
 def test_reload_under_traffic(start_proxy, serve):
