@@ -567,6 +567,8 @@ int main(int argc, char **argv)
     uv_unref((uv_handle_t *)&a.sweep); /* housekeeping never keeps the loop alive */
     a.worker_exited.data = &a;
 
+    a.process.counters = a.counters;
+    a.process.nworkers = a.nworkers;
     int status = 0;
     int started = 0;
     for (int i = 0; i < a.nworkers; i++) {

@@ -27,7 +27,7 @@ typedef struct cfg_cx {
  * message instead of being silently ignored. */
 static const char *const planned_keys[] = {
     "acme", "certificates", "path", "headers",
-    "websocket", "rewrite_path", "handler", "redirect", "nftables", "security",
+    "websocket", "rewrite_path", "redirect", "nftables", "security",
     NULL,
 };
 
@@ -627,7 +627,7 @@ static void compile_target(cfg_cx *cx, sp_route *r, int idx, const char *field, 
 static void compile_action(cfg_cx *cx, sp_route *r, int t)
 {
     static const char *const keys[] = {"type", "protocol", "target", "targets", "forwarding_engine",
-                                       "half_open", "tls", "send_proxy_protocol", NULL};
+                                       "half_open", "tls", "send_proxy_protocol", "handler", NULL};
     lua_State *L = cx->L;
     check_keys(cx, t, "action", keys);
     const char *type = opt_string(cx, t, "action", "type");
@@ -637,7 +637,9 @@ static void compile_action(cfg_cx *cx, sp_route *r, int t)
         r->action = SP_ACTION_FORWARD;
     else if (strcmp(type, "block") == 0)
         r->action = SP_ACTION_BLOCK;
-    else if (strcmp(type, "socket-handler") == 0 || strcmp(type, "redirect") == 0)
+    else if (strcmp(type, "socket-handler") == 0)
+        r->action = SP_ACTION_SOCKET_HANDLER;
+    else if (strcmp(type, "redirect") == 0)
         fail(cx, "action.type", "\"%s\" is not supported by this version of smartproxy yet", type);
     else
         fail(cx, "action.type", "expected \"forward\", \"socket-handler\", \"redirect\" or \"block\", got string \"%s\"", type);
@@ -666,11 +668,21 @@ static void compile_action(cfg_cx *cx, sp_route *r, int t)
         fail_type(cx, "action.send_proxy_protocol", -1, "false, true, \"v1\" or \"v2\"");
     lua_pop(L, 1);
     if (opt_table(cx, t, "action", "tls")) {
-        if (r->action != SP_ACTION_FORWARD)
-            fail(cx, "action.tls", "only a forward route handles TLS");
+        if (r->action == SP_ACTION_BLOCK)
+            fail(cx, "action.tls", "a block route has no TLS");
         compile_tls(cx, r, lua_gettop(L));
         lua_pop(L, 1);
     }
+
+    lua_getfield(L, t, "handler");
+    if (r->action == SP_ACTION_SOCKET_HANDLER) {
+        if (lua_type(L, -1) != LUA_TFUNCTION)
+            fail_type(cx, "action.handler", -1, "a function(sock, ctx) for a socket-handler route");
+        r->handler = ref_function(cx, lua_gettop(L));
+    } else if (!lua_isnil(L, -1)) {
+        fail(cx, "action.handler", "only a \"socket-handler\" route has a handler");
+    }
+    lua_pop(L, 1);
 
     lua_getfield(L, t, "target");
     lua_getfield(L, t, "targets");
@@ -695,7 +707,7 @@ static void compile_action(cfg_cx *cx, sp_route *r, int t)
             }
         }
     } else if (has_target || has_targets) {
-        fail(cx, has_target ? "action.target" : "action.targets", "a block action has no target");
+        fail(cx, has_target ? "action.target" : "action.targets", "only a forward action has a target");
     }
     lua_pop(L, 2);
 }
@@ -705,6 +717,7 @@ static void compile_route(cfg_cx *cx, sp_route *r, int t, int index)
     static const char *const keys[] = {"name", "priority", "match", "action", NULL};
     lua_State *L = cx->L;
     r->index = index;
+    r->handler = LUA_NOREF;
     char provisional[32];
     snprintf(provisional, sizeof provisional, "route-%d", index);
     r->name = xstrdup(provisional);
@@ -928,6 +941,8 @@ static void gen_free(sp_gen *g, bool close_state)
         SSL_CTX_free(r->tls.client_ctx);
         for (size_t k = 0; k < r->ntargets; k++)
             free_target(close_state ? NULL : g->L, &r->targets[k]);
+        if (!close_state && g->L)
+            luaL_unref(g->L, LUA_REGISTRYINDEX, r->handler);
         free(r->targets);
     }
     free(g->routes);
@@ -1053,6 +1068,11 @@ void sp_gen_print_summary(const sp_gen *g, FILE *out)
             fprintf(out, "%s%s", k ? "," : " tls_version ", sp_tls_version_name(r->tls_versions[k]));
         if (r->action == SP_ACTION_BLOCK) {
             fputs(" -> block\n", out);
+            continue;
+        }
+        if (r->action == SP_ACTION_SOCKET_HANDLER) {
+            static const char *const hmodes[] = {"", " (tls passthrough)", " (tls terminate)", " (tls terminate)"};
+            fprintf(out, " -> socket-handler%s\n", hmodes[r->tls.mode]);
             continue;
         }
         fputs(" -> forward", out);

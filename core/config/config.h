@@ -24,7 +24,7 @@
 typedef struct lua_State lua_State;
 typedef struct ssl_ctx_st SSL_CTX;
 
-typedef enum { SP_ACTION_FORWARD = 0, SP_ACTION_BLOCK } sp_action_type;
+typedef enum { SP_ACTION_FORWARD = 0, SP_ACTION_BLOCK, SP_ACTION_SOCKET_HANDLER } sp_action_type;
 typedef enum { SP_KEEPALIVE_STANDARD = 0, SP_KEEPALIVE_EXTENDED, SP_KEEPALIVE_IMMORTAL } sp_keepalive;
 
 typedef struct sp_port_range { uint16_t from, to; } sp_port_range;
@@ -72,6 +72,7 @@ typedef struct sp_route {
     sp_target *targets;
     size_t ntargets;
     bool half_open;
+    int handler;              /* socket-handler: registry reference of function(sock, ctx) */
     int send_proxy_protocol;  /* 0: no; 1 or 2: that version, before any byte to the target */
     unsigned rr_next;         /* round-robin cursor; per worker since generations are */
 } sp_route;

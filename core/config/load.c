@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lua/task.h"
 #include "tls/context.h"
 
 typedef struct recorder {
@@ -167,6 +168,7 @@ sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **
         return NULL;
     }
     luaL_openlibs(L);
+    sp_lua_open_core(L);
     set_package_path(L, file);
 
     recorder rec = {0};

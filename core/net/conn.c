@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "proto/client_hello.h"
+#include "lua/task.h"
 #include "net/ip_table.h"
 #include "proto/proxy_protocol.h"
 #include "util/log.h"
@@ -25,7 +26,7 @@ void sp_conn_set_state(sp_conn *c, sp_conn_state s)
 
 void sp_conn_release(sp_conn *c)
 {
-    if (c->handles > 0 || c->resolving)
+    if (c->handles > 0 || c->lookups > 0)
         return;
     sp_worker *w = c->w;
     sp_counter_add(&w->counters.by_state[c->state], -1);
@@ -44,6 +45,8 @@ void sp_conn_release(sp_conn *c)
     sp_tls_free(&c->target.tls);
     sp_buf_free(&c->sniffed);
     sp_target_choice_clear(&c->dest);
+    if (c->task)
+        sp_task_free(c->task); /* before the generation: it holds references in its state */
     if (c->ip_admitted)
         sp_ip_table_release(w->process->ips, &c->info.client_ip, uv_now(&w->loop));
     sp_gen_unref(c->gen);
@@ -109,6 +112,8 @@ void sp_conn_abort(sp_conn *c, sp_end_reason reason)
         sp_conn_close_handle(c, (uv_handle_t *)&c->attempt->tcp);
         c->attempt = NULL;
     }
+    if (c->task)
+        sp_task_abort(c->task);
     close_side(c, &c->client);
     close_side(c, &c->target);
     sp_conn_close_handle(c, (uv_handle_t *)&c->timer);
@@ -161,7 +166,9 @@ void sp_conn_close(sp_conn *c, sp_end_reason reason)
             sp_tls_shutdown(&s->tls); /* close_notify, flushed with the rest */
             sp_pipe_flush_tls(c, s);
         }
-        uv_shutdown_t *req = s->queued && !s->shut ? malloc(sizeof *req) : NULL;
+        /* queued: our pipe's writes; the write queue: also a handler's, not yet sent */
+        bool pending = s->queued || uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) > 0;
+        uv_shutdown_t *req = pending && !s->shut ? malloc(sizeof *req) : NULL;
         if (req && uv_shutdown(req, (uv_stream_t *)s->tcp, on_shutdown) == 0) {
             req->data = c;
             s->shut = true;
@@ -222,6 +229,7 @@ void sp_conn_arm_timer(sp_conn *c)
             due = c->started_ms + t->proxy_header;
         break;
     case SP_STATE_PIPING:
+    case SP_STATE_LUA:
         if (stream_inactivity(c))
             due = c->last_activity_ms + stream_inactivity(c);
         if (t->max_lifetime && c->started_ms + t->max_lifetime < due)
@@ -266,6 +274,7 @@ static void on_timer(uv_timer_t *timer)
                                     SP_END_PROXY_HEADER_TIMEOUT);
         return;
     case SP_STATE_PIPING:
+    case SP_STATE_LUA:
         if (t->max_lifetime && now >= c->started_ms + t->max_lifetime) {
             sp_conn_abort(c, SP_END_MAX_LIFETIME);
             return;
@@ -296,6 +305,10 @@ static void act(sp_conn *c)
         sp_conn_abort(c, SP_END_BLOCKED);
         return;
     }
+    if (r->action == SP_ACTION_SOCKET_HANDLER && r->tls.mode != SP_TLS_TERMINATE) {
+        sp_task_start(c);
+        return;
+    }
     if (r->tls.mode == SP_TLS_TERMINATE || r->tls.mode == SP_TLS_REENCRYPT) {
         /* The target is chosen and connected once the client's handshake is done: a
          * client that fails it never reaches a target, a target that speaks first cannot
@@ -320,6 +333,10 @@ static void act(sp_conn *c)
 
 void sp_conn_connect_target(sp_conn *c)
 {
+    if (c->route->action == SP_ACTION_SOCKET_HANDLER) {
+        sp_conn_abort(c, SP_END_INTERNAL_ERROR); /* TLS-terminated handlers: not yet */
+        return;
+    }
     sp_conn_set_state(c, SP_STATE_CONNECTING);
     sp_conn_arm_timer(c);
     if (c->sniffed.len) {

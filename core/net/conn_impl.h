@@ -4,7 +4,8 @@
  *   connect.c  resolve and connect to a target, candidate after candidate
  *   pipe.c     move bytes both ways (plain or through TLS) with backpressure
  *
- * Private to core/net: everything else sees only net/conn.h. */
+ * Private to the connection's modules (core/net, and core/lua for socket handlers):
+ * everything else sees only net/conn.h. */
 #ifndef SP_NET_CONN_IMPL_H
 #define SP_NET_CONN_IMPL_H
 
@@ -55,7 +56,8 @@ struct sp_conn {
     bool target_ready;        /* connected, and its TLS established when it has one */
     uv_timer_t timer;
     int handles;              /* handles whose close callback is still due */
-    bool resolving;           /* a uv_getaddrinfo is outstanding */
+    int lookups;              /* uv_getaddrinfo calls outstanding (target, sp.connect) */
+    bool resolving;           /* the target's lookup is one of them */
     uv_getaddrinfo_t gai;
 
     sp_buf sniffed;           /* first client bytes, read to choose the route */
@@ -70,6 +72,8 @@ struct sp_conn {
     size_t candidates_tried;
     struct addrinfo *addrs, *next_addr;
     sp_attempt *attempt;      /* the connect in flight, or NULL */
+
+    struct sp_task *task;     /* socket-handler routes: the Lua handler and its sockets */
 
     sp_conn_info info;        /* addresses and names, for routing, Lua and logs */
     char domain[256];         /* SNI, lowercased; info.domain points here */

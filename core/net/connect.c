@@ -124,6 +124,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     sp_conn *c = req->data;
     c->resolving = false;
+    c->lookups--;
     if (c->state == SP_STATE_CLOSING) {
         if (res)
             uv_freeaddrinfo(res);
@@ -210,4 +211,5 @@ void sp_connect_next(sp_conn *c)
         return;
     }
     c->resolving = true;
+    c->lookups++;
 }

@@ -3,7 +3,7 @@
 #include <string.h>
 
 static const char *const state_names[SP_STATE_COUNT] = {
-    "accepted", "proxy_header", "sniffing", "tls_handshake", "connecting", "piping", "closing",
+    "accepted", "proxy_header", "sniffing", "tls_handshake", "connecting", "piping", "lua", "closing",
 };
 
 static const char *const end_names[SP_END_COUNT] = {
@@ -12,7 +12,7 @@ static const char *const end_names[SP_END_COUNT] = {
     "no_route", "blocked", "initial_data_timeout", "inactivity_timeout", "max_lifetime",
     "lua_error", "shutdown", "internal_error", "bad_client_hello", "tls_handshake_failed",
     "tls_error", "upstream_tls_failed", "bad_proxy_header", "proxy_header_timeout",
-    "max_connections_per_ip", "connection_rate",
+    "max_connections_per_ip", "connection_rate", "handler_done",
 };
 
 static const char *const tls_failure_names[SP_TLSFAIL_COUNT] = {

@@ -16,6 +16,7 @@ typedef enum {
     SP_STATE_HANDSHAKE,      /* terminating the client's TLS, before choosing a target */
     SP_STATE_CONNECTING,     /* resolving and connecting to a target */
     SP_STATE_PIPING,         /* bytes flow both ways */
+    SP_STATE_LUA,            /* a socket handler runs */
     SP_STATE_CLOSING,        /* flushing what is queued, closing handles */
     SP_STATE_COUNT
 } sp_conn_state;
@@ -28,7 +29,7 @@ typedef enum {
     SP_END_MAX_LIFETIME, SP_END_LUA_ERROR, SP_END_SHUTDOWN, SP_END_INTERNAL_ERROR,
     SP_END_BAD_CLIENT_HELLO, SP_END_TLS_HANDSHAKE_FAILED, SP_END_TLS_ERROR,
     SP_END_UPSTREAM_TLS_FAILED, SP_END_BAD_PROXY_HEADER, SP_END_PROXY_HEADER_TIMEOUT,
-    SP_END_MAX_CONNECTIONS_PER_IP, SP_END_CONNECTION_RATE,
+    SP_END_MAX_CONNECTIONS_PER_IP, SP_END_CONNECTION_RATE, SP_END_HANDLER_DONE,
     SP_END_COUNT
 } sp_end_reason;
 

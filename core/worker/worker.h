@@ -23,6 +23,8 @@ typedef struct sp_process {
     _Atomic uint64_t active;          /* live proxied connections, for limits.max_connections */
     _Atomic uint64_t next_conn_id;
     struct sp_ip_table *ips;          /* per-client figures, for the per-IP limits */
+    sp_counters **counters;           /* every worker's, for sp.stats */
+    int nworkers;
 } sp_process;
 
 /* A free list of fixed-size read buffers, so the pipe does not hit malloc per read. */

@@ -1,0 +1,523 @@
+/* cosocket: TCP sockets for Lua handlers, in the manner of OpenResty's cosockets.
+ *
+ * sock:read(n | "*l" | "*a"), sock:write(data), sock:close(), sock:set_timeout(ms),
+ * sock:peer(). A read is served from what already arrived when it can; otherwise the
+ * socket reads (only while a read waits: a handler that does not read applies
+ * backpressure) and the coroutine yields until the read is satisfied, the peer closes,
+ * or the timeout passes. A write returns once its bytes are queued, yielding only while
+ * more than the high-water mark waits to be sent. */
+#include <arpa/inet.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua/task.h"
+#include "net/conn_impl.h"
+#include "proto/proxy_protocol.h"
+
+#define SOCKET_MT "smartproxy.socket"
+#define DEFAULT_TIMEOUT_MS 60000
+
+typedef struct cowrite {
+    uv_write_t req;
+    sp_cosock *s;
+    size_t len;
+    char data[];
+} cowrite;
+
+sp_cosock *sp_cosock_new(sp_task *t, uv_tcp_t *tcp, bool is_client)
+{
+    sp_cosock *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->task = t;
+    s->tcp = tcp;
+    s->is_client = is_client;
+    s->timeout_ms = DEFAULT_TIMEOUT_MS;
+    if (tcp)
+        tcp->data = s;
+    s->next = t->socks;
+    t->socks = s;
+    return s;
+}
+
+void sp_cosock_close(sp_cosock *s)
+{
+    sp_conn *c = s->task->conn;
+    if (s->resolving)
+        uv_cancel((uv_req_t *)&s->gai); /* its callback still comes; the task outlives it */
+    if (s->tcp) {
+        sp_conn_close_handle(c, (uv_handle_t *)s->tcp);
+        s->tcp = NULL;
+    }
+    s->reading = false;
+}
+
+void sp_cosock_destroy(sp_cosock *s)
+{
+    if (s->ud)
+        *s->ud = NULL;
+    sp_buf_free(&s->in);
+    if (s->addrs)
+        uv_freeaddrinfo(s->addrs);
+    free(s->literal);
+    free(s);
+}
+
+static int ud_gc(lua_State *L)
+{
+    sp_cosock **ud = luaL_checkudata(L, 1, SOCKET_MT);
+    if (*ud)
+        (*ud)->ud = NULL;
+    return 0;
+}
+
+void sp_cosock_push(lua_State *L, sp_cosock *s)
+{
+    sp_cosock **ud = lua_newuserdata(L, sizeof *ud);
+    *ud = s;
+    s->ud = ud;
+    luaL_getmetatable(L, SOCKET_MT);
+    lua_setmetatable(L, -2);
+}
+
+sp_cosock *sp_cosock_check(lua_State *L, int idx, const char *fn, bool *closed)
+{
+    sp_cosock **ud = luaL_checkudata(L, idx, SOCKET_MT);
+    *closed = !*ud || !(*ud)->tcp;
+    if (!*ud)
+        return NULL;
+    (void)fn;
+    return *ud;
+}
+
+static int closed_result(lua_State *L)
+{
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+}
+
+/* ---- reading ---- */
+
+/* Pushes the results of the pending read if it can be answered now; returns how many, or
+ * 0 when it must wait. */
+static int try_read(lua_State *L, sp_cosock *s)
+{
+    sp_buf *in = &s->in;
+    const char *d = in->data ? in->data : "";
+    size_t take = 0, give = 0;
+    bool ready = false;
+    switch (s->read_kind) {
+    case SP_READ_BYTES:
+        ready = in->len >= s->read_n;
+        take = give = s->read_n;
+        break;
+    case SP_READ_LINE: {
+        const char *nl = memchr(d, '\n', in->len);
+        if (nl) {
+            ready = true;
+            take = (size_t)(nl - d) + 1;
+            give = take - 1;
+            if (give && d[give - 1] == '\r')
+                give--;
+        }
+        break;
+    }
+    case SP_READ_ALL:
+        ready = s->eof || s->error;
+        take = give = in->len;
+        break;
+    }
+    if (ready) {
+        lua_pushlstring(L, d, give);
+        memmove(in->data, in->data + take, in->len - take);
+        in->len -= take;
+        return 1;
+    }
+    if (s->eof || s->error || !s->tcp) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        lua_pushlstring(L, d, in->len);
+        sp_buf_reset(in);
+        return 3;
+    }
+    return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    sp_cosock *s = h->data;
+    buf->base = sp_bufpool_get(&s->task->conn->w->pool);
+    buf->len = buf->base ? SP_READ_BUF_SIZE : 0;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    sp_cosock *s = stream->data;
+    sp_task *t = s->task;
+    sp_conn *c = t->conn;
+    if (nread > 0) {
+        sp_buf_append(&s->in, buf->base, (size_t)nread);
+        c->last_activity_ms = uv_now(&c->w->loop);
+        sp_counter_add(s->is_client ? &c->w->counters.bytes_from_clients : &c->w->counters.bytes_from_targets, nread);
+        (s->is_client ? &c->client : &c->target)->bytes_read += (uint64_t)nread;
+    } else if (nread == UV_EOF) {
+        s->eof = true;
+    } else if (nread < 0) {
+        s->error = (int)nread;
+    }
+    sp_bufpool_put(&c->w->pool, buf->base);
+    if (nread == 0)
+        return;
+    if (t->wait != SP_WAIT_READ || t->waiting_on != s) {
+        uv_read_stop(stream);
+        s->reading = false;
+        return;
+    }
+    int n = try_read(t->co, s);
+    if (n == 0)
+        return;
+    uv_read_stop(stream);
+    s->reading = false;
+    sp_task_resume(t, n);
+}
+
+static int sock_read(lua_State *L)
+{
+    bool closed;
+    sp_cosock *s = sp_cosock_check(L, 1, "sock:read", &closed);
+    if (!s)
+        return closed_result(L);
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        lua_Number n = lua_tonumber(L, 2);
+        if (n < 0 || n > 1 << 30)
+            return luaL_argerror(L, 2, "expected a byte count from 0 to 2^30");
+        s->read_kind = SP_READ_BYTES;
+        s->read_n = (size_t)n;
+    } else {
+        const char *pat = luaL_optstring(L, 2, "*l");
+        if (strcmp(pat, "*l") == 0 || strcmp(pat, "l") == 0)
+            s->read_kind = SP_READ_LINE;
+        else if (strcmp(pat, "*a") == 0 || strcmp(pat, "a") == 0)
+            s->read_kind = SP_READ_ALL;
+        else
+            return luaL_argerror(L, 2, "expected a number, \"*l\" or \"*a\"");
+    }
+    int n = try_read(L, s);
+    if (n)
+        return n;
+    sp_task *t = sp_task_of(L);
+    if (!t || t->done)
+        return luaL_error(L, "sock:read: only inside its socket handler");
+    if (!s->reading) {
+        if (uv_read_start((uv_stream_t *)s->tcp, on_alloc, on_read) != 0)
+            return closed_result(L);
+        s->reading = true;
+    }
+    return sp_task_yield(t, SP_WAIT_READ, s, s->timeout_ms);
+}
+
+/* ---- writing ---- */
+
+static void on_write(uv_write_t *req, int status)
+{
+    cowrite *w = (cowrite *)req;
+    sp_cosock *s = w->s;
+    s->queued -= w->len;
+    free(w);
+    if (status < 0 && status != UV_ECANCELED)
+        s->error = status;
+    sp_task *t = s->task;
+    if (t->wait == SP_WAIT_WRITE && t->waiting_on == s && (s->queued <= SP_LOW_WATER || s->error)) {
+        if (s->error) {
+            lua_pushnil(t->co);
+            lua_pushliteral(t->co, "closed");
+            sp_task_resume(t, 2);
+        } else {
+            lua_pushboolean(t->co, 1);
+            sp_task_resume(t, 1);
+        }
+    }
+}
+
+/* Queues bytes on the socket (trying a direct write first). 0, or a libuv error. */
+static int queue_bytes(sp_cosock *s, const char *data, size_t len)
+{
+    if (s->queued == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)s->tcp, &b, 1);
+        if (n == (int)len)
+            return 0;
+        if (n < 0 && n != UV_EAGAIN)
+            return n;
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+        }
+    }
+    cowrite *w = malloc(sizeof *w + len);
+    if (!w)
+        return UV_ENOMEM;
+    w->s = s;
+    w->len = len;
+    memcpy(w->data, data, len);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)s->tcp, &b, 1, on_write);
+    if (rc != 0) {
+        free(w);
+        return rc;
+    }
+    s->queued += len;
+    return 0;
+}
+
+static int sock_write(lua_State *L)
+{
+    bool closed;
+    sp_cosock *s = sp_cosock_check(L, 1, "sock:write", &closed);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    if (!s || closed || s->error)
+        return closed_result(L);
+    if (len && queue_bytes(s, data, len) != 0)
+        return closed_result(L);
+    sp_conn *c = s->task->conn;
+    c->last_activity_ms = uv_now(&c->w->loop);
+    if (s->queued > SP_HIGH_WATER) {
+        sp_task *t = sp_task_of(L);
+        if (t && !t->done)
+            return sp_task_yield(t, SP_WAIT_WRITE, s, s->timeout_ms);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- the rest ---- */
+
+static int sock_close(lua_State *L)
+{
+    bool closed;
+    sp_cosock *s = sp_cosock_check(L, 1, "sock:close", &closed);
+    if (!s || closed)
+        return closed_result(L);
+    sp_cosock_close(s);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int sock_set_timeout(lua_State *L)
+{
+    bool closed;
+    sp_cosock *s = sp_cosock_check(L, 1, "sock:set_timeout", &closed);
+    lua_Number ms = luaL_checknumber(L, 2);
+    if (ms < 0)
+        return luaL_argerror(L, 2, "expected milliseconds >= 0 (0: no timeout)");
+    if (s)
+        s->timeout_ms = (uint64_t)ms;
+    return 0;
+}
+
+static int sock_peer(lua_State *L)
+{
+    bool closed;
+    sp_cosock *s = sp_cosock_check(L, 1, "sock:peer", &closed);
+    if (!s || closed)
+        return closed_result(L);
+    if (s->is_client) { /* the real client, also when a PROXY header named it */
+        char ip[SP_IP_STRLEN];
+        sp_ip_format(&s->task->conn->info.client_ip, ip, sizeof ip);
+        lua_pushstring(L, ip);
+        lua_pushinteger(L, s->task->conn->info.client_port);
+        return 2;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    sp_ip ip;
+    uint16_t port;
+    char text[SP_IP_STRLEN];
+    if (uv_tcp_getpeername(s->tcp, (struct sockaddr *)&ss, &len) != 0 ||
+        sp_ip_from_sockaddr((struct sockaddr *)&ss, &ip, &port) != 0)
+        return closed_result(L);
+    sp_ip_format(&ip, text, sizeof text);
+    lua_pushstring(L, text);
+    lua_pushinteger(L, port);
+    return 2;
+}
+
+static int sock_tostring(lua_State *L)
+{
+    sp_cosock **ud = luaL_checkudata(L, 1, SOCKET_MT);
+    lua_pushfstring(L, "smartproxy.socket (%s)", *ud && (*ud)->tcp ? "open" : "closed");
+    return 1;
+}
+
+void sp_cosock_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"read", sock_read},   {"write", sock_write},         {"close", sock_close},
+        {"set_timeout", sock_set_timeout}, {"settimeout", sock_set_timeout},
+        {"peer", sock_peer},   {NULL, NULL},
+    };
+    if (luaL_newmetatable(L, SOCKET_MT)) {
+        lua_createtable(L, 0, 8);
+        luaL_register(L, NULL, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, ud_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, sock_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushliteral(L, "smartproxy.socket");
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+}
+
+/* ---- sp.connect ---- */
+
+static void connect_next(sp_cosock *s);
+
+static void connect_done(sp_cosock *s, const char *err)
+{
+    sp_task *t = s->task;
+    s->connecting = false;
+    if (t->wait != SP_WAIT_CONNECT || t->waiting_on != s)
+        return; /* failed before the caller yielded: it reports the error itself */
+    if (err) {
+        lua_pushnil(t->co);
+        lua_pushstring(t->co, err);
+        sp_task_resume(t, 2);
+        return;
+    }
+    sp_cosock_push(t->co, s);
+    sp_task_resume(t, 1);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    sp_cosock *s = req->data;
+    if (s->task->done || !s->connecting)
+        return; /* abandoned: timed out, or the connection is ending */
+    if (status < 0) {
+        sp_cosock_close(s);
+        if (s->next_addr) {
+            connect_next(s);
+            return;
+        }
+        connect_done(s, uv_strerror(status));
+        return;
+    }
+    uv_tcp_nodelay(s->tcp, 1);
+    connect_done(s, NULL);
+}
+
+static void connect_next(sp_cosock *s)
+{
+    sp_conn *c = s->task->conn;
+    while (s->next_addr) {
+        struct addrinfo *ai = s->next_addr;
+        s->next_addr = ai->ai_next;
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        struct sockaddr_storage ss;
+        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+        ((struct sockaddr_in *)&ss)->sin_port = htons(s->port);
+        uv_tcp_t *tcp = malloc(sizeof *tcp);
+        if (!tcp)
+            break;
+        uv_tcp_init(&c->w->loop, tcp);
+        tcp->data = s;
+        c->handles++;
+        s->tcp = tcp;
+        s->connect_req.data = s;
+        if (uv_tcp_connect(&s->connect_req, tcp, (struct sockaddr *)&ss, on_connect) == 0)
+            return;
+        sp_cosock_close(s);
+    }
+    connect_done(s, "cannot connect");
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    sp_cosock *s = req->data;
+    sp_conn *c = s->task->conn;
+    s->resolving = false;
+    c->lookups--;
+    if (s->task->done || !s->connecting) {
+        if (res)
+            uv_freeaddrinfo(res);
+        if (s->task->done)
+            sp_conn_release(c); /* it may have waited for this lookup */
+        return;
+    }
+    if (status < 0 || !res) {
+        if (res)
+            uv_freeaddrinfo(res);
+        connect_done(s, status == UV_ECANCELED ? "timeout" : uv_strerror(status));
+        return;
+    }
+    s->addrs = s->next_addr = res;
+    connect_next(s);
+}
+
+int sp_cosock_connect(lua_State *L, sp_task *t)
+{
+    size_t hlen;
+    const char *host = luaL_checklstring(L, 1, &hlen);
+    lua_Number port = luaL_checknumber(L, 2);
+    if (port < 1 || port > 65535)
+        return luaL_argerror(L, 2, "expected a port from 1 to 65535");
+    uint64_t timeout = DEFAULT_TIMEOUT_MS;
+    if (lua_istable(L, 3)) {
+        lua_getfield(L, 3, "timeout");
+        if (!lua_isnil(L, -1))
+            timeout = (uint64_t)luaL_checknumber(L, -1);
+        lua_getfield(L, 3, "tls");
+        if (lua_toboolean(L, -1))
+            return luaL_error(L, "sp.connect: tls = true is not supported by this version yet");
+        lua_getfield(L, 3, "proxy_protocol");
+        if (!lua_isnil(L, -1))
+            return luaL_error(L, "sp.connect: proxy_protocol is not supported by this version yet");
+        lua_pop(L, 3);
+    }
+    sp_cosock *s = sp_cosock_new(t, NULL, false);
+    if (!s)
+        return luaL_error(L, "out of memory");
+    s->port = (uint16_t)port;
+    s->timeout_ms = DEFAULT_TIMEOUT_MS;
+    sp_target_choice lit = {.host = (char *)host, .port = s->port};
+    struct sockaddr_storage ss;
+    if (sp_target_literal(&lit, &ss)) {
+        /* a literal address: one synthetic addrinfo (freed in sp_cosock_destroy) */
+        struct addrinfo *ai = calloc(1, sizeof *ai + sizeof ss);
+        if (!ai)
+            return luaL_error(L, "out of memory");
+        ai->ai_family = ss.ss_family;
+        ai->ai_addr = (struct sockaddr *)(ai + 1);
+        ai->ai_addrlen = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+        memcpy(ai->ai_addr, &ss, ai->ai_addrlen);
+        s->next_addr = ai;
+        s->literal = ai;
+        s->connecting = true;
+        connect_next(s);
+    } else {
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        s->gai.data = s;
+        if (uv_getaddrinfo(&t->conn->w->loop, &s->gai, on_resolved, host, NULL, &hints) != 0) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "cannot resolve");
+            return 2;
+        }
+        s->resolving = true;
+        s->connecting = true;
+        t->conn->lookups++;
+    }
+    if (!s->connecting) {
+        /* failed synchronously: connect_done found nobody waiting */
+        lua_pushnil(L);
+        lua_pushliteral(L, "cannot connect");
+        return 2;
+    }
+    return sp_task_yield(t, SP_WAIT_CONNECT, s, timeout);
+}

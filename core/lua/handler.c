@@ -1,0 +1,393 @@
+/* handler: runs socket handlers as coroutines, and the "smartproxy.core" module that
+ * gives Lua the calls that wait (connect, sleep), hand over to C (pipe) or look around
+ * (log, stats, version). */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua/ctx.h"
+#include "lua/task.h"
+#include "net/conn_impl.h"
+#include "util/log.h"
+
+/* A resume that runs longer than this without yielding is reported: Lua cannot be
+ * preempted, so a handler that computes for long stalls every connection of its worker. */
+#define HOG_WARN_MS 100
+#define WORKER_KEY "smartproxy.worker"
+
+sp_task *sp_task_of(lua_State *co)
+{
+    if (lua_pushthread(co)) { /* the main thread is never a handler */
+        lua_pop(co, 1);
+        return NULL;
+    }
+    lua_rawget(co, LUA_REGISTRYINDEX);
+    sp_task *t = lua_touserdata(co, -1);
+    lua_pop(co, 1);
+    return t;
+}
+
+static void on_task_timer(uv_timer_t *timer);
+
+static void stop_timer(sp_task *t)
+{
+    if (t->timer)
+        uv_timer_stop(t->timer);
+}
+
+int sp_task_yield(sp_task *t, sp_wait wait, sp_cosock *s, uint64_t timeout_ms)
+{
+    t->wait = wait;
+    t->waiting_on = s;
+    if (timeout_ms) {
+        if (!t->timer) {
+            t->timer = malloc(sizeof *t->timer);
+            if (!t->timer)
+                return luaL_error(t->co, "out of memory");
+            uv_timer_init(&t->conn->w->loop, t->timer);
+            t->conn->handles++;
+        }
+        t->timer->data = t;
+        uv_timer_start(t->timer, on_task_timer, timeout_ms, 0);
+    }
+    return lua_yield(t->co, 0);
+}
+
+static void close_timer(sp_task *t)
+{
+    if (t->timer) {
+        sp_conn_close_handle(t->conn, (uv_handle_t *)t->timer);
+        t->timer = NULL;
+    }
+}
+
+/* The handler ended well: what it wrote to the client is flushed, then all closes. */
+static void finish(sp_task *t)
+{
+    sp_conn *c = t->conn;
+    close_timer(t);
+    for (sp_cosock *s = t->socks; s; s = s->next) {
+        if (s->is_client && s->tcp) {
+            /* give the client socket back to the connection, which flushes and closes */
+            c->client.tcp = s->tcp;
+            s->tcp->data = c;
+            s->tcp = NULL;
+        } else {
+            sp_cosock_close(s);
+        }
+    }
+    sp_conn_close(c, SP_END_HANDLER_DONE);
+}
+
+void sp_task_resume(sp_task *t, int nargs)
+{
+    if (t->done)
+        return;
+    sp_conn *c = t->conn;
+    stop_timer(t);
+    t->wait = SP_WAIT_NONE;
+    t->waiting_on = NULL;
+    uint64_t t0 = uv_hrtime();
+    int rc = lua_resume(t->co, nargs);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    if (ms >= t->hog_warn_ms)
+        sp_warn("conn=%llu route=%s: the handler ran %llu ms without yielding; every connection "
+                "of this worker waited", (unsigned long long)c->id, c->route->name, (unsigned long long)ms);
+    if (rc == LUA_YIELD)
+        return; /* waiting for something, or its sockets went to the C pipe (done) */
+    t->done = true;
+    if (rc == 0) {
+        lua_settop(t->co, 0);
+        finish(t);
+        return;
+    }
+    const char *msg = lua_tostring(t->co, -1);
+    luaL_traceback(t->L, t->co, msg ? msg : "(error object is not a string)", 0);
+    sp_error("conn=%llu route=%s: handler failed: %s", (unsigned long long)c->id, c->route->name,
+             lua_tostring(t->L, -1));
+    lua_pop(t->L, 1);
+    lua_settop(t->co, 0);
+    sp_conn_abort(c, SP_END_LUA_ERROR);
+}
+
+static void on_task_timer(uv_timer_t *timer)
+{
+    sp_task *t = timer->data;
+    sp_cosock *s = t->waiting_on;
+    switch (t->wait) {
+    case SP_WAIT_SLEEP:
+        sp_task_resume(t, 0);
+        return;
+    case SP_WAIT_READ: {
+        /* like cosockets: nil, "timeout", and what had arrived (consumed) */
+        if (s->reading) {
+            uv_read_stop((uv_stream_t *)s->tcp);
+            s->reading = false;
+        }
+        lua_pushnil(t->co);
+        lua_pushliteral(t->co, "timeout");
+        lua_pushlstring(t->co, s->in.data ? s->in.data : "", s->in.len);
+        sp_buf_reset(&s->in);
+        sp_task_resume(t, 3);
+        return;
+    }
+    case SP_WAIT_WRITE:
+    case SP_WAIT_CONNECT:
+        if (t->wait == SP_WAIT_CONNECT) {
+            s->connecting = false;
+            sp_cosock_close(s); /* abandons the attempt */
+        }
+        lua_pushnil(t->co);
+        lua_pushliteral(t->co, "timeout");
+        sp_task_resume(t, 2);
+        return;
+    default:
+        return;
+    }
+}
+
+void sp_task_start(sp_conn *c)
+{
+    lua_State *L = c->gen->L;
+    sp_task *t = calloc(1, sizeof *t);
+    if (!t) {
+        sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+        return;
+    }
+    t->conn = c;
+    t->L = L;
+    t->hog_warn_ms = HOG_WARN_MS;
+    c->task = t;
+    t->co = lua_newthread(L);
+    lua_pushlightuserdata(L, t);
+    lua_rawset(L, LUA_REGISTRYINDEX); /* registry[co] = task; pops both */
+    lua_pushthread(t->co);
+    lua_xmove(t->co, L, 1);
+    t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* anchors the coroutine */
+
+    sp_cosock *s = sp_cosock_new(t, c->client.tcp, true);
+    if (!s) {
+        sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+        return;
+    }
+    c->client.tcp = NULL; /* the task owns the client socket now */
+    s->in = c->sniffed;   /* the bytes read while routing come first */
+    sp_buf_init(&c->sniffed);
+    sp_conn_set_state(c, SP_STATE_LUA);
+    sp_conn_arm_timer(c);
+
+    lua_rawgeti(t->co, LUA_REGISTRYINDEX, c->route->handler);
+    sp_cosock_push(t->co, s);
+    sp_lua_push_ctx(t->co, &c->info);
+    sp_task_resume(t, 2);
+}
+
+void sp_task_abort(sp_task *t)
+{
+    t->done = true;
+    for (sp_cosock *s = t->socks; s; s = s->next)
+        sp_cosock_close(s);
+    close_timer(t);
+}
+
+void sp_task_free(sp_task *t)
+{
+    while (t->socks) {
+        sp_cosock *s = t->socks;
+        t->socks = s->next;
+        sp_cosock_destroy(s);
+    }
+    if (t->co) {
+        lua_pushthread(t->co);
+        lua_xmove(t->co, t->L, 1);
+        lua_pushnil(t->L);
+        lua_rawset(t->L, LUA_REGISTRYINDEX);
+        luaL_unref(t->L, LUA_REGISTRYINDEX, t->co_ref);
+    }
+    free(t);
+}
+
+/* ---- smartproxy.core ---- */
+
+static sp_task *need_task(lua_State *L, const char *fn)
+{
+    sp_task *t = sp_task_of(L);
+    if (!t || t->done)
+        luaL_error(L, "%s: only inside a socket handler", fn);
+    return t;
+}
+
+static int core_connect(lua_State *L)
+{
+    return sp_cosock_connect(L, need_task(L, "sp.connect"));
+}
+
+static int core_sleep(lua_State *L)
+{
+    sp_task *t = need_task(L, "sp.sleep");
+    lua_Number ms = luaL_checknumber(L, 1);
+    if (ms < 0)
+        return luaL_argerror(L, 1, "expected milliseconds >= 0");
+    return sp_task_yield(t, SP_WAIT_SLEEP, NULL, ms < 1 ? 1 : (uint64_t)ms);
+}
+
+/* Moves a buffer's bytes into pool buffers held for the target. */
+static bool hold_all(sp_conn *c, const sp_buf *in)
+{
+    for (size_t off = 0; off < in->len;) {
+        size_t n = in->len - off < SP_READ_BUF_SIZE ? in->len - off : SP_READ_BUF_SIZE;
+        void *buf = sp_bufpool_get(&c->w->pool);
+        if (!buf || !sp_pipe_hold_early(c, buf, n)) {
+            sp_bufpool_put(&c->w->pool, buf);
+            return false;
+        }
+        memcpy(buf, in->data + off, n);
+        off += n;
+    }
+    return true;
+}
+
+/* sp.pipe(a, b): one of them is the client socket; both go to the connection's C pipe
+ * and the handler ends here (its coroutine is never resumed). */
+static int core_pipe(lua_State *L)
+{
+    sp_task *t = need_task(L, "sp.pipe");
+    bool ca, cb;
+    sp_cosock *a = sp_cosock_check(L, 1, "sp.pipe", &ca), *b = sp_cosock_check(L, 2, "sp.pipe", &cb);
+    if (ca || cb || !a->tcp || !b->tcp) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    if (!a->is_client && b->is_client) {
+        sp_cosock *x = a;
+        a = b;
+        b = x;
+    }
+    if (!a->is_client || a == b)
+        return luaL_error(L, "sp.pipe: one side must be the handler's client socket, the other another socket");
+    sp_conn *c = t->conn;
+    if (a->in.len + b->in.len > SP_HIGH_WATER)
+        return luaL_error(L, "sp.pipe: more than %d bytes read but not consumed", SP_HIGH_WATER);
+    if (!hold_all(c, &a->in)) {
+        sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+        return sp_task_yield(t, SP_WAIT_NONE, NULL, 0);
+    }
+    sp_buf_reset(&a->in);
+    c->client.tcp = a->tcp;
+    c->target.tcp = b->tcp;
+    c->client.eof = a->eof;
+    c->target.eof = b->eof;
+    a->tcp->data = b->tcp->data = c;
+    a->tcp = b->tcp = NULL;
+    a->reading = b->reading = false;
+    uv_read_stop((uv_stream_t *)c->client.tcp);
+    uv_read_stop((uv_stream_t *)c->target.tcp);
+    t->done = true;
+    close_timer(t);
+    c->target_ready = true;
+    sp_pipe_start(c);
+    if (b->in.len && c->state == SP_STATE_PIPING) { /* what the target sent first */
+        void *buf = sp_bufpool_get(&c->w->pool);
+        if (buf) {
+            memcpy(buf, b->in.data, b->in.len);
+            sp_pipe_write(c, &c->client, buf, b->in.len);
+        }
+    }
+    sp_buf_reset(&b->in);
+    return lua_yield(L, 0); /* never resumed: the task is done */
+}
+
+static int core_log(lua_State *L)
+{
+    static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+    int level = luaL_checkoption(L, 1, NULL, levels);
+    if (!sp_log_enabled((sp_log_level)level))
+        return 0;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    int n = lua_gettop(L);
+    for (int i = 2; i <= n; i++) {
+        lua_getglobal(L, "tostring");
+        lua_pushvalue(L, i);
+        lua_call(L, 1, 1);
+        if (i > 2)
+            luaL_addchar(&b, ' ');
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    sp_task *t = sp_task_of(L);
+    if (t)
+        sp_log((sp_log_level)level, "conn=%llu route=%s: %s", (unsigned long long)t->conn->id,
+               t->conn->route->name, lua_tostring(L, -1));
+    else
+        sp_log((sp_log_level)level, "lua: %s", lua_tostring(L, -1));
+    return 0;
+}
+
+static void set_uint(lua_State *L, const char *k, uint64_t v)
+{
+    lua_pushnumber(L, (lua_Number)v);
+    lua_setfield(L, -2, k);
+}
+
+static int core_stats(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
+    sp_worker *w = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!w) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "sp.stats: only inside a worker");
+        return 2;
+    }
+    sp_counts c;
+    sp_counters_sum(w->process->counters, w->process->nworkers, &c);
+    lua_createtable(L, 0, 8);
+    set_uint(L, "active_connections", c.active);
+    set_uint(L, "total_connections", c.total);
+    set_uint(L, "bytes_from_clients", c.bytes_from_clients);
+    set_uint(L, "bytes_from_targets", c.bytes_from_targets);
+    set_uint(L, "tls_handshakes", c.tls_handshakes);
+    lua_createtable(L, 0, SP_STATE_COUNT);
+    for (int i = 0; i < SP_STATE_COUNT; i++)
+        set_uint(L, sp_state_name((sp_conn_state)i), c.by_state[i]);
+    lua_setfield(L, -2, "by_state");
+    lua_createtable(L, 0, SP_END_COUNT);
+    for (int i = 0; i < SP_END_COUNT; i++)
+        set_uint(L, sp_end_reason_name((sp_end_reason)i), c.ended[i]);
+    lua_setfield(L, -2, "terminations");
+    lua_pushinteger(L, w->id);
+    lua_setfield(L, -2, "worker");
+    return 1;
+}
+
+static int open_core(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"connect", core_connect}, {"pipe", core_pipe}, {"sleep", core_sleep},
+        {"log", core_log},         {"stats", core_stats}, {NULL, NULL},
+    };
+    lua_createtable(L, 0, 8);
+    luaL_register(L, NULL, fns);
+    lua_pushliteral(L, SP_VERSION);
+    lua_setfield(L, -2, "version");
+    return 1;
+}
+
+void sp_lua_open_core(lua_State *L)
+{
+    sp_cosock_register(L); /* handlers get sockets whether or not they require the module */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, open_core);
+    lua_setfield(L, -2, "smartproxy.core");
+    lua_pop(L, 2);
+}
+
+void sp_lua_set_worker(lua_State *L, void *worker)
+{
+    lua_pushlightuserdata(L, worker);
+    lua_setfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
+}
