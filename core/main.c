@@ -17,6 +17,7 @@
 
 #include "admin/admin.h"
 #include "config/load.h"
+#include "lua/shared.h"
 #include "net/ip_table.h"
 #include "net/listener.h"
 #include "route/router.h"
@@ -24,6 +25,7 @@
 #include "worker/worker.h"
 
 #define MAX_WATCHED_DIRS 64
+#define SHARED_CAPACITY 100000   /* entries of sp.shared */
 
 typedef struct app {
     const char *file;
@@ -556,7 +558,8 @@ int main(int argc, char **argv)
         return 2;
     }
     a.process.ips = sp_ip_table_new();
-    if (!a.process.ips) {
+    a.process.shared = sp_shared_new(SHARED_CAPACITY);
+    if (!a.process.ips || !a.process.shared) {
         fprintf(stderr, "smartproxy: out of memory\n");
         return 2;
     }
@@ -625,6 +628,7 @@ int main(int argc, char **argv)
     sp_gen_unref(a.gen);
     sp_source_set_unref(a.sources);
     sp_ip_table_free(a.process.ips);
+    sp_shared_free(a.process.shared);
     free(a.workers);
     free(a.counters);
     if (status == 0)

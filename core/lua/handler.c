@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lua/ctx.h"
+#include "lua/shared.h"
 #include "lua/task.h"
 #include "net/conn_impl.h"
 #include "util/log.h"
@@ -373,6 +374,8 @@ static int open_core(lua_State *L)
     luaL_register(L, NULL, fns);
     lua_pushliteral(L, SP_VERSION);
     lua_setfield(L, -2, "version");
+    sp_lua_push_shared(L);
+    lua_setfield(L, -2, "shared");
     return 1;
 }
 

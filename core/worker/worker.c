@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lua/shared.h"
 #include "lua/task.h"
 #include "net/conn.h"
 #include "net/listener.h"
@@ -56,6 +57,7 @@ static int load_generation(sp_worker *w, sp_source_set *sources, uint64_t number
     }
     g->number = number;
     sp_lua_set_worker(g->L, w);
+    sp_lua_set_shared(g->L, w->process->shared);
     int rc = sp_listeners_sync(w, g, err, sizeof err);
     if (rc != 0 && !w->gen) {
         /* at startup a port that cannot be bound is fatal (exit 2); main reports it */

@@ -24,6 +24,7 @@ typedef struct sp_process {
     _Atomic uint64_t next_conn_id;
     struct sp_ip_table *ips;          /* per-client figures, for the per-IP limits */
     sp_counters **counters;           /* every worker's, for sp.stats */
+    struct sp_shared *shared;         /* sp.shared, the dictionary all workers see */
     int nworkers;
 } sp_process;
 
