@@ -170,6 +170,75 @@ static void stats_json(void *ud, sp_json *j)
     sp_json_obj_close(j);
 }
 
+/* Prometheus text format: names smartproxy_*, base units, _total for counters. */
+static void metric_head(sp_buf *b, const char *name, const char *type, const char *help)
+{
+    sp_buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+#define TOP_CLIENT_IPS 10
+
+static void metrics_text(void *ud, sp_buf *b)
+{
+    app *a = ud;
+    sp_counts c;
+    sp_counters_sum(a->counters, a->nworkers, &c);
+    metric_head(b, "smartproxy_connections_active", "gauge", "Proxied connections open now.");
+    sp_buf_appendf(b, "smartproxy_connections_active %llu\n", (unsigned long long)c.active);
+    metric_head(b, "smartproxy_connections_state", "gauge", "Open connections by lifecycle state.");
+    for (int i = 0; i < SP_STATE_COUNT; i++)
+        sp_buf_appendf(b, "smartproxy_connections_state{state=\"%s\"} %llu\n", sp_state_name((sp_conn_state)i),
+                       (unsigned long long)c.by_state[i]);
+    metric_head(b, "smartproxy_connections_total", "counter", "Connections accepted.");
+    sp_buf_appendf(b, "smartproxy_connections_total %llu\n", (unsigned long long)c.total);
+    metric_head(b, "smartproxy_connections_ended_total", "counter", "Connections ended, by termination reason.");
+    for (int i = 0; i < SP_END_COUNT; i++)
+        sp_buf_appendf(b, "smartproxy_connections_ended_total{reason=\"%s\"} %llu\n",
+                       sp_end_reason_name((sp_end_reason)i), (unsigned long long)c.ended[i]);
+    metric_head(b, "smartproxy_connections_refused_total", "counter", "Connections refused by a limit.");
+    for (int i = 0; i < SP_REFUSED_COUNT; i++)
+        sp_buf_appendf(b, "smartproxy_connections_refused_total{reason=\"%s\"} %llu\n",
+                       sp_refused_name((sp_refused_reason)i), (unsigned long long)c.refused[i]);
+    metric_head(b, "smartproxy_received_bytes_total", "counter", "Bytes received, by peer.");
+    sp_buf_appendf(b, "smartproxy_received_bytes_total{from=\"client\"} %llu\n", (unsigned long long)c.bytes_from_clients);
+    sp_buf_appendf(b, "smartproxy_received_bytes_total{from=\"target\"} %llu\n", (unsigned long long)c.bytes_from_targets);
+    metric_head(b, "smartproxy_tls_handshakes_total", "counter", "Client TLS handshakes completed.");
+    sp_buf_appendf(b, "smartproxy_tls_handshakes_total %llu\n", (unsigned long long)c.tls_handshakes);
+    metric_head(b, "smartproxy_tls_resumed_total", "counter", "Client TLS handshakes that resumed a session.");
+    sp_buf_appendf(b, "smartproxy_tls_resumed_total %llu\n", (unsigned long long)c.tls_resumed);
+    metric_head(b, "smartproxy_tls_handshake_failures_total", "counter", "TLS handshakes failed, by side and reason.");
+    for (int i = 0; i < SP_TLSFAIL_COUNT; i++) {
+        sp_buf_appendf(b, "smartproxy_tls_handshake_failures_total{side=\"client\",reason=\"%s\"} %llu\n",
+                       sp_tls_failure_name((sp_tls_failure)i), (unsigned long long)c.tls_failures[i]);
+        sp_buf_appendf(b, "smartproxy_tls_handshake_failures_total{side=\"upstream\",reason=\"%s\"} %llu\n",
+                       sp_tls_failure_name((sp_tls_failure)i), (unsigned long long)c.upstream_tls_failures[i]);
+    }
+    metric_head(b, "smartproxy_proxy_protocol_headers_total", "counter", "PROXY headers from trusted senders.");
+    sp_buf_appendf(b, "smartproxy_proxy_protocol_headers_total{result=\"accepted\"} %llu\n",
+                   (unsigned long long)c.proxy_headers_accepted);
+    sp_buf_appendf(b, "smartproxy_proxy_protocol_headers_total{result=\"rejected\"} %llu\n",
+                   (unsigned long long)c.proxy_headers_rejected);
+    metric_head(b, "smartproxy_client_connections_active", "gauge",
+                "Open connections of the busiest client addresses (top 10 only).");
+    sp_ip_count top[TOP_CLIENT_IPS];
+    size_t n = sp_ip_table_top(a->process.ips, top, TOP_CLIENT_IPS);
+    for (size_t i = 0; i < n; i++) {
+        char ip[SP_IP_STRLEN];
+        sp_ip_format(&top[i].ip, ip, sizeof ip);
+        sp_buf_appendf(b, "smartproxy_client_connections_active{client_ip=\"%s\"} %llu\n", ip,
+                       (unsigned long long)top[i].active);
+    }
+    metric_head(b, "smartproxy_config_generation", "gauge", "The configuration generation serving new connections.");
+    sp_buf_appendf(b, "smartproxy_config_generation %llu\n", (unsigned long long)a->generation);
+    metric_head(b, "smartproxy_config_reloads_total", "counter", "Configuration reloads, by result.");
+    sp_buf_appendf(b, "smartproxy_config_reloads_total{result=\"ok\"} %llu\n", (unsigned long long)a->reloads);
+    sp_buf_appendf(b, "smartproxy_config_reloads_total{result=\"failed\"} %llu\n", (unsigned long long)a->reloads_failed);
+    metric_head(b, "smartproxy_workers", "gauge", "Worker threads.");
+    sp_buf_appendf(b, "smartproxy_workers %d\n", a->nworkers);
+    metric_head(b, "smartproxy_uptime_seconds", "gauge", "Seconds since start.");
+    sp_buf_appendf(b, "smartproxy_uptime_seconds %.3f\n", (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
+}
+
 static void routes_json(void *ud, sp_json *j)
 {
     app *a = ud;
@@ -592,7 +661,7 @@ int main(int argc, char **argv)
     }
     if (status == 0 && a.gen->settings.metrics_listen) {
         sp_admin_hooks hooks = {.ud = &a, .stats_json = stats_json, .routes_json = routes_json,
-                                .reload = do_reload};
+                                .metrics_text = metrics_text, .reload = do_reload};
         a.admin = sp_admin_start(a.loop, a.gen->settings.metrics_listen, &hooks, err, sizeof err);
         if (!a.admin) {
             sp_error("%s", err);

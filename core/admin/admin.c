@@ -144,6 +144,12 @@ static void dispatch(admin_conn *ac)
 
     if (strcmp(path, "/healthz") == 0 && get) {
         respond_text(ac, 200, "OK", "ok");
+    } else if (strcmp(path, "/metrics") == 0 && get) {
+        sp_buf body;
+        sp_buf_init(&body);
+        a->hooks.metrics_text(a->hooks.ud, &body);
+        respond(ac, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", &body);
+        sp_buf_free(&body);
     } else if (strcmp(path, "/stats") == 0 && get) {
         respond_json(ac, a->hooks.stats_json);
     } else if (strcmp(path, "/routes") == 0 && get) {
@@ -154,7 +160,7 @@ static void dispatch(admin_conn *ac)
             respond_text(ac, 200, "OK", "reloaded");
         else
             respond_text(ac, 422, "Unprocessable Entity", err);
-    } else if (strcmp(path, "/healthz") == 0 || strcmp(path, "/stats") == 0 ||
+    } else if (strcmp(path, "/healthz") == 0 || strcmp(path, "/stats") == 0 || strcmp(path, "/metrics") == 0 ||
                strcmp(path, "/routes") == 0 || strcmp(path, "/reload") == 0) {
         respond_text(ac, 405, "Method Not Allowed", "method not allowed");
     } else {

@@ -1,6 +1,7 @@
 /* admin: the admin and metrics HTTP endpoint, served by the main thread's loop.
  *
- * GET /healthz, GET /stats (JSON), GET /routes (the compiled routes), POST /reload.
+ * GET /healthz, GET /metrics (Prometheus text), GET /stats (JSON), GET /routes (the
+ * compiled routes), POST /reload.
  * One request per connection (Connection: close); heads are parsed with llhttp and
  * bounded in size and time. It reads figures only through the callbacks below, so it
  * knows nothing of workers or generations. */
@@ -15,6 +16,7 @@ typedef struct sp_admin_hooks {
     void *ud;
     void (*stats_json)(void *ud, sp_json *j);     /* writes one JSON object */
     void (*routes_json)(void *ud, sp_json *j);
+    void (*metrics_text)(void *ud, sp_buf *out);  /* Prometheus text exposition */
     /* Reloads now; returns 0 on success, else fills err. */
     int (*reload)(void *ud, char *err, size_t errlen);
 } sp_admin_hooks;

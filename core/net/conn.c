@@ -406,8 +406,9 @@ void sp_conn_sniffed(sp_conn *c)
 static void begin_routing(sp_conn *c)
 {
     const sp_settings *st = &c->gen->settings;
-    if (st->max_connections_per_ip || st->connection_rate_per_minute) {
-        /* per real client: after the PROXY header, across all workers */
+    {
+        /* per real client: after the PROXY header, across all workers; always counted,
+         * for the busiest-clients metric, refused only when a limit is set */
         int v = sp_ip_table_admit(c->w->process->ips, &c->info.client_ip, st->max_connections_per_ip,
                                   st->connection_rate_per_minute, uv_now(&c->w->loop));
         if (v != 0) {

@@ -1,0 +1,52 @@
+"""The admin endpoint's Prometheus text: valid for promtool, and the figures agree with
+/stats after known traffic."""
+import re
+import shutil
+import subprocess
+import urllib.request
+
+import pytest
+
+import sp
+from sp import route
+
+
+def metrics(p):
+    with urllib.request.urlopen(f"http://127.0.0.1:{p.metrics_port}/metrics", timeout=5) as r:
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return r.read().decode()
+
+
+def value(text, name, **labels):
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)$"
+    m = re.search(pattern, text, re.M)
+    assert m, f"{name}{{{want}}} missing from /metrics"
+    return float(m.group(1))
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian's prometheus) not installed")
+def test_metrics_pass_promtool_and_match_traffic(start_proxy, serve):
+    backend = serve(sp.echo)
+    port, dead = sp.free_port(), sp.free_port()
+    p = start_proxy({"routes": [route("echo", port, "127.0.0.1", backend.port),
+                                route("dead", dead, "127.0.0.1", sp.free_port())]})
+    for _ in range(3):
+        with p.connect(port) as c:
+            sp.roundtrip(c, b"x" * 1000)
+    with p.connect(dead) as c:
+        sp.wait_closed(c, 5)
+    held = p.connect(port, src="127.0.0.7")
+    sp.roundtrip(held, b"held open")
+    sp.wait_until(lambda: p.stats()["terminations"]["connect_refused"] == 1, 5, msg="refused counted")
+    text = metrics(p)
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert value(text, "smartproxy_connections_total") == 5
+    assert value(text, "smartproxy_connections_active") == 1
+    assert value(text, "smartproxy_connections_ended_total", reason="connect_refused") == 1
+    assert value(text, "smartproxy_received_bytes_total", **{"from": "client"}) >= 3000
+    assert value(text, "smartproxy_client_connections_active", client_ip="127.0.0.7") == 1
+    assert value(text, "smartproxy_config_generation") == 1
+    held.close()
+    sp.assert_clean(p)
