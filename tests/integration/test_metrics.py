@@ -19,7 +19,7 @@ def metrics(p):
 
 def value(text, name, **labels):
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)$"
+    pattern = "^" + re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)$"
     m = re.search(pattern, text, re.M)
     assert m, f"{name}{{{want}}} missing from /metrics"
     return float(m.group(1))
