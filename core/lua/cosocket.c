@@ -18,6 +18,7 @@
 
 #define SOCKET_MT "smartproxy.socket"
 #define DEFAULT_TIMEOUT_MS 60000
+#define MAX_LINE (64 * 1024)   /* a "*l" read fails with "line too long" past this */
 
 typedef struct cowrite {
     uv_write_t req;
@@ -50,6 +51,10 @@ void sp_cosock_close(sp_cosock *s)
     if (s->tcp) {
         sp_conn_close_handle(c, (uv_handle_t *)s->tcp);
         s->tcp = NULL;
+    }
+    if (s->lingering) {
+        sp_conn_close_handle(c, (uv_handle_t *)s->lingering);
+        s->lingering = NULL;
     }
     s->reading = false;
 }
@@ -129,12 +134,23 @@ static int try_read(lua_State *L, sp_cosock *s)
         ready = s->eof || s->error;
         take = give = in->len;
         break;
+    case SP_READ_ANY:
+        ready = in->len > 0;
+        take = give = in->len < s->read_n ? in->len : s->read_n;
+        break;
     }
     if (ready) {
         lua_pushlstring(L, d, give);
         memmove(in->data, in->data + take, in->len - take);
         in->len -= take;
         return 1;
+    }
+    if (s->read_kind == SP_READ_LINE && in->len > MAX_LINE) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "line too long");
+        lua_pushlstring(L, d, in->len);
+        sp_buf_reset(in);
+        return 3;
     }
     if (s->eof || s->error || !s->tcp) {
         lua_pushnil(L);
@@ -184,6 +200,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     sp_task_resume(t, n);
 }
 
+static int read_or_wait(lua_State *L, sp_cosock *s);
+
 static int sock_read(lua_State *L)
 {
     bool closed;
@@ -205,6 +223,12 @@ static int sock_read(lua_State *L)
         else
             return luaL_argerror(L, 2, "expected a number, \"*l\" or \"*a\"");
     }
+    return read_or_wait(L, s);
+}
+
+/* Answers the read set up in s now, or yields until it can be. */
+static int read_or_wait(lua_State *L, sp_cosock *s)
+{
     int n = try_read(L, s);
     if (n)
         return n;
@@ -217,6 +241,22 @@ static int sock_read(lua_State *L)
         s->reading = true;
     }
     return sp_task_yield(t, SP_WAIT_READ, s, s->timeout_ms);
+}
+
+/* sock:receiveany(max): whatever has arrived, 1 to max bytes, waiting only when nothing
+ * has (like OpenResty's receiveany): the way to relay a stream without per-byte reads. */
+static int sock_receiveany(lua_State *L)
+{
+    bool closed;
+    sp_cosock *s = sp_cosock_check(L, 1, "sock:receiveany", &closed);
+    if (!s)
+        return closed_result(L);
+    lua_Number max = luaL_checknumber(L, 2);
+    if (max < 1 || max > 1 << 30)
+        return luaL_argerror(L, 2, "expected a byte count from 1 to 2^30");
+    s->read_kind = SP_READ_ANY;
+    s->read_n = (size_t)max;
+    return read_or_wait(L, s);
 }
 
 /* ---- writing ---- */
@@ -296,13 +336,36 @@ static int sock_write(lua_State *L)
 
 /* ---- the rest ---- */
 
+static void on_close_shutdown(uv_shutdown_t *req, int status)
+{
+    sp_cosock *s = req->data;
+    free(req);
+    if (s->lingering) {
+        sp_conn_close_handle(s->task->conn, (uv_handle_t *)s->lingering);
+        s->lingering = NULL;
+    }
+}
+
+/* Closes after what was written is sent: a FIN once the queue drains, then the handle. */
 static int sock_close(lua_State *L)
 {
     bool closed;
     sp_cosock *s = sp_cosock_check(L, 1, "sock:close", &closed);
     if (!s || closed)
         return closed_result(L);
-    sp_cosock_close(s);
+    uv_shutdown_t *req = NULL;
+    if (uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) > 0 && (req = malloc(sizeof *req)) &&
+        uv_shutdown(req, (uv_stream_t *)s->tcp, on_close_shutdown) == 0) {
+        req->data = s;
+        if (s->reading)
+            uv_read_stop((uv_stream_t *)s->tcp);
+        s->reading = false;
+        s->lingering = s->tcp; /* still owned, closed by the shutdown callback or an abort */
+        s->tcp = NULL;
+    } else {
+        free(req);
+        sp_cosock_close(s);
+    }
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -356,7 +419,8 @@ static int sock_tostring(lua_State *L)
 void sp_cosock_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"read", sock_read},   {"write", sock_write},         {"close", sock_close},
+        {"read", sock_read},   {"receiveany", sock_receiveany}, {"write", sock_write},
+        {"close", sock_close},
         {"set_timeout", sock_set_timeout}, {"settimeout", sock_set_timeout},
         {"peer", sock_peer},   {NULL, NULL},
     };

@@ -24,12 +24,13 @@ typedef struct sp_task sp_task;
 typedef struct sp_cosock sp_cosock;
 
 typedef enum { SP_WAIT_NONE = 0, SP_WAIT_READ, SP_WAIT_WRITE, SP_WAIT_CONNECT, SP_WAIT_SLEEP } sp_wait;
-typedef enum { SP_READ_BYTES = 0, SP_READ_LINE, SP_READ_ALL } sp_read_kind;
+typedef enum { SP_READ_BYTES = 0, SP_READ_LINE, SP_READ_ALL, SP_READ_ANY } sp_read_kind;
 
 struct sp_cosock {
     sp_task *task;
     sp_cosock *next;              /* the task's sockets */
     uv_tcp_t *tcp;                /* NULL once closed */
+    uv_tcp_t *lingering;          /* closed by Lua, flushing before the handle closes */
     sp_cosock **ud;               /* the Lua userdata pointing at us, or NULL */
     bool is_client;               /* the connection's own client socket */
     sp_buf in;                    /* received and not yet read by Lua */

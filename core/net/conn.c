@@ -135,18 +135,52 @@ void sp_conn_tls_failed(sp_conn *c, sp_side *s)
     sp_conn_abort(c, client ? SP_END_TLS_HANDSHAKE_FAILED : SP_END_UPSTREAM_TLS_FAILED);
 }
 
+static void finish_if_closed(sp_conn *c)
+{
+    if (!c->client.tcp && !c->target.tcp)
+        sp_conn_close_handle(c, (uv_handle_t *)&c->timer);
+}
+
+static void on_linger_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    sp_conn *c = h->data;
+    buf->base = sp_bufpool_get(&c->w->pool);
+    buf->len = buf->base ? SP_READ_BUF_SIZE : 0;
+}
+
+/* Lingering close: what the client still sends after our FIN is read and dropped until
+ * it closes too (or the deadline), because closing a socket with unread bytes makes the
+ * kernel send a reset, which can destroy the response before the client has read it. */
+static void on_linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    sp_conn *c = stream->data;
+    sp_bufpool_put(&c->w->pool, buf->base);
+    if (nread < 0) {
+        close_side(c, &c->client);
+        finish_if_closed(c);
+    }
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     sp_conn *c = req->data;
     uv_tcp_t *tcp = (uv_tcp_t *)req->handle;
     free(req);
-    /* The side is flushed (or failed): close it, and finish once both are closed. */
-    if (c->client.tcp == tcp)
+    /* The side is flushed (or failed). The client lingers; the target closes now. */
+    if (c->client.tcp == tcp) {
+        if (status == 0 && !c->client.eof &&
+            uv_read_start((uv_stream_t *)tcp, on_linger_alloc, on_linger_read) == 0) {
+            uint64_t linger = uv_now(&c->w->loop) + SP_LINGER_MS;
+            if (linger < c->closing_deadline_ms)
+                c->closing_deadline_ms = linger;
+            sp_conn_arm_timer(c);
+            return;
+        }
         close_side(c, &c->client);
-    else if (c->target.tcp == tcp)
+    } else if (c->target.tcp == tcp) {
         close_side(c, &c->target);
-    if (!c->client.tcp && !c->target.tcp)
-        sp_conn_close_handle(c, (uv_handle_t *)&c->timer);
+    }
+    finish_if_closed(c);
 }
 
 void sp_conn_close(sp_conn *c, sp_end_reason reason)
@@ -155,6 +189,7 @@ void sp_conn_close(sp_conn *c, sp_end_reason reason)
     if (c->state == SP_STATE_CLOSING)
         return;
     sp_conn_set_state(c, SP_STATE_CLOSING);
+    c->closing_deadline_ms = uv_now(&c->w->loop) + SP_FLUSH_LIMIT_MS;
     sp_side *sides[2] = {&c->client, &c->target};
     for (int i = 0; i < 2; i++) {
         sp_side *s = sides[i];
@@ -166,9 +201,11 @@ void sp_conn_close(sp_conn *c, sp_end_reason reason)
             sp_tls_shutdown(&s->tls); /* close_notify, flushed with the rest */
             sp_pipe_flush_tls(c, s);
         }
-        /* queued: our pipe's writes; the write queue: also a handler's, not yet sent */
+        /* queued: our pipe's writes; the write queue: also a handler's, not yet sent.
+         * The client always gets a FIN first, then a lingering close. */
         bool pending = s->queued || uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) > 0;
-        uv_shutdown_t *req = pending && !s->shut ? malloc(sizeof *req) : NULL;
+        bool shut = !s->shut && (pending || (s == &c->client && !s->eof));
+        uv_shutdown_t *req = shut ? malloc(sizeof *req) : NULL;
         if (req && uv_shutdown(req, (uv_stream_t *)s->tcp, on_shutdown) == 0) {
             req->data = c;
             s->shut = true;
@@ -236,7 +273,7 @@ void sp_conn_arm_timer(sp_conn *c)
             due = c->started_ms + t->max_lifetime;
         break;
     case SP_STATE_CLOSING:
-        due = c->phase_started_ms + SP_FLUSH_LIMIT_MS;
+        due = c->closing_deadline_ms;
         break;
     default:
         break;

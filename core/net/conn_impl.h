@@ -24,8 +24,10 @@
 #define SP_LOW_WATER (1 * SP_READ_BUF_SIZE)
 /* Buffers of target-bound bytes held while the target is not ready yet. */
 #define SP_EARLY_BUFS (SP_HIGH_WATER / SP_READ_BUF_SIZE)
-/* How long a closing connection may spend flushing queued bytes to a peer. */
+/* How long a closing connection may spend flushing queued bytes to a peer, and how long
+ * the client then has to close its side before we close regardless. */
 #define SP_FLUSH_LIMIT_MS 10000
+#define SP_LINGER_MS 2000
 
 typedef struct sp_side {
     uv_tcp_t *tcp;            /* NULL when absent or handed to uv_close */
@@ -83,7 +85,7 @@ struct sp_conn {
     uint16_t orig_dst_port;
     bool has_orig_dst;
     bool ip_admitted;         /* counted in the process's per-IP table */
-    uint64_t started_ms, last_activity_ms, phase_started_ms;
+    uint64_t started_ms, last_activity_ms, phase_started_ms, closing_deadline_ms;
 };
 
 /* conn.c */

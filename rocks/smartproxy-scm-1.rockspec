@@ -1,0 +1,55 @@
+-- The Lua library of smartproxy: `require "smartproxy"` in configurations and socket
+-- handlers, plus the route helpers, the ready-made handlers and a small HTTP/1.1 server.
+--
+--   luarocks make rocks/smartproxy-scm-1.rockspec --tree /some/tree --lua-version 5.1
+--
+-- Pure Lua (LuaJIT 2.1 / Lua 5.1 semantics). "smartproxy.core" is not part of the rock:
+-- the proxy preloads it in its Lua states; outside the proxy the helpers still work.
+rockspec_format = "3.0"
+package = "smartproxy"
+version = "scm-1"
+
+-- The project has no public repository address yet: `luarocks make` builds from the
+-- checkout it runs in and does not use source.url. Set it before publishing the rock.
+source = {
+   url = "git+https://example.invalid/smartproxy.git",
+}
+
+description = {
+   summary = "Lua library for smartproxy, the programmable reverse proxy",
+   detailed = [[
+Route helpers (http_route, https_terminate_route, https_passthrough_route,
+complete_https_server, http_to_https_redirect, socket_handler_route, nftables_route,
+load_balancer_route), ready-made socket handlers (echo, proxy, line_protocol,
+http_response, http_redirect, block, http_block, http_server) and the bridge to the
+proxy's C core (connect, pipe, sleep, log, stats, update_routes) for smartproxy
+configurations written in Lua.
+]],
+   license = "MIT",
+   labels = { "proxy", "networking", "http", "luajit" },
+}
+
+dependencies = {
+   "lua >= 5.1",
+}
+
+build = {
+   type = "builtin",
+   modules = {
+      ["smartproxy"] = "lua/smartproxy/init.lua",
+      ["smartproxy.runtime"] = "lua/smartproxy/runtime.lua",
+      ["smartproxy.routes"] = "lua/smartproxy/routes.lua",
+      ["smartproxy.handlers"] = "lua/smartproxy/handlers.lua",
+      ["smartproxy.http"] = "lua/smartproxy/http.lua",
+      ["smartproxy.template"] = "lua/smartproxy/template.lua",
+   },
+}
+
+test_dependencies = {
+   "busted",
+}
+
+test = {
+   type = "busted",
+   flags = { "--lpath=./lua/?.lua;./lua/?/init.lua", "tests/lua" },
+}
