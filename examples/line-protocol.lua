@@ -1,4 +1,5 @@
--- A tiny key-value store speaking a line protocol (like a very small Redis):
+-- A tiny key-value store speaking a line protocol (like a very small Redis), kept in
+-- sp.shared: the dictionary every worker sees, so all clients share one store.
 --
 --   SET key value    -> OK            (the value is the rest of the line)
 --   GET key          -> VALUE value | NIL
@@ -8,33 +9,16 @@
 --   anything else    -> ERR ...
 --
 -- Try it:
---   smartproxy -w 1 examples/line-protocol.lua
+--   smartproxy examples/line-protocol.lua
 --   nc -C 127.0.0.1 7001
 --   SET greeting hello world
 --   GET greeting
 --   INCR visits
 --
--- The store is a plain Lua table, so it lives in ONE worker's Lua state: with several
--- workers each has its own store, and a reload (a new configuration generation) starts
--- empty. A store shared by all workers (sp.shared) is not available yet; run with -w 1
--- to see a single store.
+-- sp.shared lives as long as the process: a reload keeps the data.
 local sp = require "smartproxy"
 
-local MAX_KEYS = 10000
 local MAX_VALUE = 4096
-
-local store, count = {}, 0
-
-local function set(key, value)
-  if store[key] == nil then
-    if count >= MAX_KEYS then
-      return nil
-    end
-    count = count + 1
-  end
-  store[key] = value
-  return true
-end
 
 local commands = {}
 
@@ -45,26 +29,26 @@ function commands.SET(key, value)
   if #value > MAX_VALUE then
     return "ERR value too long"
   end
-  return set(key, value) and "OK" or "ERR store full"
+  local ok, err = sp.shared:set(key, value)
+  return ok and "OK" or ("ERR " .. err)
 end
 
 function commands.GET(key)
   if not key then
     return "ERR usage: GET key"
   end
-  local v = store[key]
-  return v and ("VALUE " .. v) or "NIL"
+  local v = sp.shared:get(key)
+  return v ~= nil and ("VALUE " .. tostring(v)) or "NIL"
 end
 
 function commands.DEL(key)
   if not key then
     return "ERR usage: DEL key"
   end
-  if store[key] == nil then
+  if sp.shared:get(key) == nil then
     return "0"
   end
-  store[key] = nil
-  count = count - 1
+  sp.shared:delete(key)
   return "1"
 end
 
@@ -72,15 +56,11 @@ function commands.INCR(key)
   if not key then
     return "ERR usage: INCR key"
   end
-  local current = store[key] or "0"
-  if not current:match("^%-?%d+$") or #current > 15 then
-    return "ERR value is not an integer"
+  local n, err = sp.shared:incr(key, 1, 0)
+  if not n then
+    return "ERR " .. (err == "not a number" and "value is not an integer" or err)
   end
-  local n = tonumber(current) + 1
-  if not set(key, tostring(n)) then
-    return "ERR store full"
-  end
-  return tostring(n)
+  return string.format("%d", n)
 end
 
 function commands.QUIT()

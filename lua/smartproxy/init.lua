@@ -26,6 +26,7 @@ local _M = {
     connect = runtime.connect,              -- (host, port, opts) -> sock | nil, err
     pipe = runtime.pipe,                    -- (sock_a, sock_b): the handler ends there
     sleep = runtime.sleep,                  -- (ms)
+    shared = runtime.shared,                -- dictionary shared by all workers
     log = runtime.log,                      -- (level, ...): args joined with spaces
     stats = runtime.stats,                  -- () -> table
     update_routes = runtime.update_routes,  -- (routes) -> true | nil, err

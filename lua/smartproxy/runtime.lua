@@ -12,6 +12,7 @@ local tostring = tostring
 local type = type
 local concat = table.concat
 local error = error
+local setmetatable = setmetatable
 
 local _M = {}
 
@@ -66,6 +67,24 @@ end
 function _M.pipe(a, b)
     return need_core("pipe")(a, b)
 end
+
+-- shared: the dictionary all workers see (SPEC 7 / issue 6): shared:get(k),
+-- shared:set(k, v, ttl_seconds), shared:incr(k, by, init, ttl_seconds), shared:delete(k).
+-- Values are strings, numbers or booleans. A proxy table, so the library loads outside
+-- smartproxy too; using it there raises.
+_M.shared = setmetatable({}, {
+    __index = function(_, method)
+        local c = core or find_core()
+        if not c then
+            error("sp.shared: " .. NO_CORE, 2)
+        end
+        local dict = c.shared
+        if type(dict) ~= "table" then
+            error("sp.shared: not supported by this version of smartproxy yet", 2)
+        end
+        return dict[method]
+    end,
+})
 
 -- sleep(ms): yields for ms milliseconds.
 function _M.sleep(ms)

@@ -1,5 +1,6 @@
 """Every example config is valid, and the quickstart does what the README says."""
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,3 +47,98 @@ def test_quickstart_serves_stats_through_the_proxy(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+class Example:
+    """An example config run as is (its fixed ports must be free)."""
+
+    def __init__(self, name, tmp_path, ports):
+        if not all(listenable(p) for p in ports):
+            pytest.skip(f"{name}: its fixed ports {ports} are taken on this machine")
+        self.err = open(tmp_path / f"{name}.stderr", "wb")
+        self.proc = subprocess.Popen([sp.BIN, name], cwd=sp.REPO / "examples", stdout=self.err,
+                                     stderr=self.err, stdin=subprocess.DEVNULL)
+        sp.wait_until(lambda: all(not listenable(p) for p in ports), 10, msg=f"{name} listening")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(10) == 0
+
+
+def ask(port, *lines):
+    """Sends each line on its own connection; returns the first reply line of each."""
+    out = []
+    for line in lines:
+        with sp.connect(port) as c:
+            c.sendall(line.encode() + b"\r\n")
+            out.append(sp.recv_line(c).decode().strip())
+    return out
+
+
+@pytest.fixture
+def examples(tmp_path):
+    started = []
+
+    def start(name, ports):
+        ex = Example(name, tmp_path, ports)
+        started.append(ex)
+        return ex
+    yield start
+    for ex in started:
+        if ex.proc.poll() is None:
+            ex.stop()
+
+
+def test_line_protocol_example_shares_its_store_across_workers(examples):
+    ex = examples("line-protocol.lua", [7001, 9102])
+    # one connection per command: they land on both workers, and see one store
+    assert ask(7001, "SET greeting hello world", "GET greeting") == ["OK", "VALUE hello world"]
+    assert ask(7001, *["INCR visits"] * 6)[-1] == "6"
+    assert ask(7001, "DEL greeting", "GET greeting", "NOPE") == ["1", "NIL", "ERR unknown command NOPE"]
+    ex.stop()
+
+
+def test_echo_and_custom_router_examples(examples):
+    examples("echo.lua", [7000, 9101])
+    examples("custom-router.lua", [7100, 9104])
+    with sp.connect(7000) as c:
+        sp.roundtrip(c, b"straight to echo\n")
+    with sp.connect(7100) as c:  # not SSH, not HTTP: routed to the echo example
+        sp.roundtrip(c, b"hello through the router\n")
+
+
+def test_smtp_gateway_example_greets_first_then_relays(examples, serve):
+    if not listenable(2526):
+        pytest.skip("port 2526 (the example's SMTP backend) is taken")
+    seen = []
+
+    def smtp(conn, srv):
+        conn.sendall(b"220 backend ready\r\n")
+        line = conn.makefile("rb").readline()
+        seen.append(line)
+        conn.sendall(b"250 backend says hi\r\n")
+    serve(smtp, port=2526)
+    examples("smtp-gateway.lua", [2525, 9103])
+    with sp.connect(2525) as c:
+        greeting = sp.recv_line(c).decode()
+        assert greeting.startswith("220 ") and "smartproxy" in greeting
+        c.sendall(b"EHLO me\r\n")
+        assert sp.recv_line(c).decode().startswith("250 backend says hi")
+    assert seen == [b"EHLO me\r\n"]
+
+
+def test_rock_installs_into_a_tree_and_loads(tmp_path):
+    if not shutil.which("luarocks"):
+        pytest.skip("luarocks not installed")
+    tree = tmp_path / "tree"
+    r = subprocess.run(["luarocks", "make", "--lua-version", "5.1", "--tree", str(tree),
+                        "rocks/smartproxy-scm-1.rockspec"], cwd=sp.REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lua = (f'package.path = "{tree}/share/lua/5.1/?.lua;{tree}/share/lua/5.1/?/init.lua;" .. package.path '
+           'local sp = require "smartproxy" '
+           'assert(type(sp.http_route) == "function" and type(sp.handlers.echo) == "function") '
+           'print(package.searchpath("smartproxy", package.path))')
+    r = subprocess.run(["luajit", "-e", lua], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert str(tree) in r.stdout

@@ -64,7 +64,7 @@ describe("examples", function()
             assert.equal(0, sock.close_calls) -- ended by returning
         end)
 
-        it("keeps the store across connections of a worker", function()
+        it("keeps the store (sp.shared) across connections", function()
             run(route, "SET k v\r\n")
             assert.equal("VALUE v\r\n", run(route, "GET k\r\n"):output())
         end)

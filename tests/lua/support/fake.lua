@@ -212,6 +212,24 @@ function _M.core()
         record("stats")
         return { active_connections = 1, total_connections = 2 }
     end
+    -- the shared dictionary, with the C module's semantics (no TTL expiry here)
+    local dict = {}
+    core.shared = {
+        get = function(_, k) return dict[k] end,
+        set = function(_, k, v) dict[k] = v; return true end,
+        delete = function(_, k) dict[k] = nil; return true end,
+        incr = function(_, k, by, init)
+            local v = dict[k]
+            if v == nil then
+                if init == nil then return nil, "not found" end
+                v = init
+            elseif type(v) ~= "number" then
+                return nil, "not a number"
+            end
+            dict[k] = v + (by or 1)
+            return dict[k]
+        end,
+    }
     function core.update_routes(routes)
         record("update_routes", routes)
         core.updates[#core.updates + 1] = routes
