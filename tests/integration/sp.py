@@ -23,6 +23,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("SMARTPROXY_BIN") or str(REPO / "build" / "smartproxy")
+# tests/run sets this for the ASan + UBSan binary: memory figures mean little there
+SANITIZED = os.environ.get("SMARTPROXY_SANITIZED") == "1"
 PYTHON = "/usr/bin/python3"
 
 CONN_STATES = ("accepted", "sniffing", "connecting", "piping", "closing")
