@@ -26,7 +26,7 @@ void sp_lua_push_ctx(lua_State *L, const sp_conn_info *info)
     }
     lua_pushlstring(L, info->domain ? info->domain : "", info->domain_len);
     lua_setfield(L, -2, "domain");
-    lua_pushboolean(L, info->tls || info->tls_offered); /* the client speaks TLS */
+    lua_pushboolean(L, info->tls);
     lua_setfield(L, -2, "tls");
     if (info->tls_version) {
         lua_pushstring(L, info->tls_version);
