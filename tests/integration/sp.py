@@ -27,7 +27,8 @@ BIN = os.environ.get("SMARTPROXY_BIN") or str(REPO / "build" / "smartproxy")
 SANITIZED = os.environ.get("SMARTPROXY_SANITIZED") == "1"
 PYTHON = "/usr/bin/python3"
 
-CONN_STATES = ("accepted", "sniffing", "connecting", "piping", "closing")
+CONN_STATES = ("accepted", "proxy_header", "sniffing", "tls_handshake", "connecting", "piping",
+               "lua", "closing")
 
 
 # ---------------------------------------------------------------------------- waiting

@@ -271,7 +271,9 @@ def test_chain_per_ip_limit_counts_real_clients(start_proxy, serve, tmp_path):
         route("three", ip, "127.0.0.1", b.port, client_ip=["127.0.0.3"]),
     ], op, ip, {"limits": {"max_connections_per_ip": 2}})
     before = inner.stats()
-    served, refused, socks = {"127.0.0.2": 0, "127.0.0.3": 0}, {"127.0.0.2": 0, "127.0.0.3": 0}, []
+    served = {"127.0.0.2": 0, "127.0.0.3": 0}
+    refused = dict(served)
+    socks = []
     for src in ("127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.3", "127.0.0.2"):
         c = sp.connect(op, src=src)
         socks.append(c)
@@ -315,6 +317,9 @@ def test_untrusted_proxy_header_is_plain_data(start_proxy, serve, tmp_path):
     [r] = pputil.wait_ctx(rec, 1)
     assert (r["client_ip"], r["proxied_by"]) == ("127.0.0.1", None), r
     assert pp_delta(pp_before, p) == {"accepted": 0, "rejected": 0}
+    cport = pputil.read_ctx(rec)[0]["client_port"]
+    line_seen = pputil.wait_access_line(p, rf"route=r client=127\.0\.0\.1:{cport} ")
+    assert " via=" not in line_seen, line_seen
     # the same bytes from the trusted 127.0.0.9 are a header
     with sp.connect(port, src="127.0.0.9") as c:
         c.sendall(payload)
@@ -367,10 +372,10 @@ def test_stalling_sender_times_out(start_proxy, serve, sent):
 
 
 def test_garbage_instead_of_header_is_refused_at_once(start_proxy, serve):
-    p, port, backend = trusted_proxy(start_proxy, serve, proxy_header=400)
-    took = expect_refused(p, port, b"GET / HTTP/1.1\r\n", "bad_proxy_header", backend=backend,
-                          close_within=0.3)
-    assert took < 0.3
+    """Refused from the first impossible byte, long before timeouts.proxy_header."""
+    p, port, backend = trusted_proxy(start_proxy, serve, proxy_header=3000)
+    expect_refused(p, port, b"GET / HTTP/1.1\r\n", "bad_proxy_header", backend=backend,
+                   close_within=1.0)
     assert "PROXY header from trusted 127.0.0.1 refused" in p.stderr_tail()
     pputil.assert_clean(p)
 
@@ -684,4 +689,75 @@ def test_send_after_local_header_uses_socket_addresses(start_proxy, serve):
         cport = c.getsockname()[1]
     assert (hdr["src"], hdr["sport"], hdr["dst"], hdr["dport"]) == \
         ("127.0.0.1", cport, "127.0.0.1", port), hdr
+    pputil.assert_clean(p)
+
+
+@pytest.fixture(scope="module")
+def leaf(tmp_path_factory):
+    if not os.path.exists(tlsutil.OPENSSL):
+        pytest.skip("the openssl command-line tool is missing")
+    pki = tlsutil.PKI(tmp_path_factory.mktemp("pki"))
+    return pki, pki.leaf("a.example.test", "ecdsa")
+
+
+@pytest.mark.parametrize("offer,alpn", [(["h2", "http/1.1"], "http/1.1"), (None, None)],
+                         ids=["alpn", "no_alpn"])
+def test_send_v2_alpn_and_authority_on_terminate(start_proxy, serve, leaf, offer, alpn):
+    """TLS terminated: the v2 header names the SNI and the negotiated ALPN (if any)."""
+    pki, cert = leaf
+    backend = serve(pputil.pp_backend())
+    port = sp.free_port()
+    p = start_proxy({"routes": [with_send(
+        tlsutil.tls_route("term", port, "127.0.0.1", backend.port, cert=cert,
+                          domains="a.example.test"), "v2")]})
+    raw = sp.connect(port, src="127.0.0.2")
+    with tlsutil.client_context(pki.ca, alpn=offer).wrap_socket(
+            raw, server_hostname="a.example.test") as c:
+        assert c.selected_alpn_protocol() == alpn
+        hdr = pputil.read_pp_line(c)
+        tlsutil.tls_roundtrip(c, b"decrypted by the proxy")
+        cport = c.getsockname()[1]
+    assert (hdr["version"], hdr["src"], hdr["sport"], hdr["dst"], hdr["dport"]) == \
+        (2, "127.0.0.2", cport, "127.0.0.1", port), hdr
+    assert (hdr["authority"], hdr["alpn"]) == ("a.example.test", alpn), hdr
+    pputil.assert_clean(p)
+
+
+# ---------------------------------------------------------------------------- configuration
+
+def test_config_errors(tmp_path):
+    cases = {
+        "accept_proxy_protocol = true,": "accept_proxy_protocol",
+        'proxy_ips = "not an address",': "proxy_ips",
+        'proxy_ips = "127.0.0.1", timeouts = { proxy_header = "soon" },': "proxy_header",
+    }
+    for extra, field in cases.items():
+        path = tmp_path / "bad.lua"
+        path.write_text("return { " + extra + "\n routes = { { match = { ports = 1 },\n"
+                        "  action = { type = \"forward\",\n"
+                        "    target = { host = \"127.0.0.1\", port = 2 } } } } }\n")
+        r = sp.run_cli("--check", path)
+        assert r.returncode == 1, (extra, r.stdout, r.stderr)
+        assert field in r.stderr and "bad.lua" in r.stderr, (extra, r.stderr)
+    bad_send = tmp_path / "send.lua"
+    bad_send.write_text("return { routes = { { name = \"s\", match = { ports = 1 },\n"
+                        "  action = { type = \"forward\", send_proxy_protocol = \"v3\",\n"
+                        "    target = { host = \"127.0.0.1\", port = 2 } } } } }\n")
+    r = sp.run_cli("--check", bad_send)
+    assert r.returncode == 1 and "action.send_proxy_protocol" in r.stderr and '"s"' in r.stderr, \
+        r.stderr
+
+
+def test_accept_proxy_protocol_false_forwards_headers_as_data(start_proxy, serve, tmp_path):
+    payload = pputil.v2("192.0.2.1", "198.51.100.1", 1, 2) + b"data"
+    backend = serve(pputil.record_bytes(len(payload)))
+    port = sp.free_port()
+    rec = ctx_file(tmp_path)
+    p = start_proxy({"proxy_ips": TRUSTED, "accept_proxy_protocol": False, "routes": [
+        recording_route("r", port, rec, {}, backend.port)]})
+    with sp.connect(port) as c:
+        c.sendall(payload)
+        assert sp.recv_exact(c, len(payload)) == payload
+    assert backend.wait_results(1) == [payload]
+    assert pputil.wait_ctx(rec, 1)[0]["client_ip"] == "127.0.0.1"
     pputil.assert_clean(p)
