@@ -8,6 +8,7 @@
 #include <llhttp.h>
 #include <luajit.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include "net/ip_table.h"
 #include "net/listener.h"
 #include "route/router.h"
+#include "tls/context.h"
 #include "util/log.h"
 #include "worker/worker.h"
 
@@ -628,7 +630,9 @@ int main(int argc, char **argv)
     }
     a.process.ips = sp_ip_table_new();
     a.process.shared = sp_shared_new(SHARED_CAPACITY);
-    if (!a.process.ips || !a.process.shared) {
+    a.process.lua_tls[0] = sp_tls_lua_client_ctx(false);
+    a.process.lua_tls[1] = sp_tls_lua_client_ctx(true);
+    if (!a.process.ips || !a.process.shared || !a.process.lua_tls[0] || !a.process.lua_tls[1]) {
         fprintf(stderr, "smartproxy: out of memory\n");
         return 2;
     }
@@ -698,6 +702,8 @@ int main(int argc, char **argv)
     sp_source_set_unref(a.sources);
     sp_ip_table_free(a.process.ips);
     sp_shared_free(a.process.shared);
+    SSL_CTX_free(a.process.lua_tls[0]);
+    SSL_CTX_free(a.process.lua_tls[1]);
     free(a.workers);
     free(a.counters);
     if (status == 0)

@@ -15,6 +15,7 @@
 #include "lua/task.h"
 #include "net/conn_impl.h"
 #include "proto/proxy_protocol.h"
+#include "tls/stream.h"
 
 #define SOCKET_MT "smartproxy.socket"
 #define DEFAULT_TIMEOUT_MS 60000
@@ -67,6 +68,9 @@ void sp_cosock_destroy(sp_cosock *s)
     if (s->addrs)
         uv_freeaddrinfo(s->addrs);
     free(s->literal);
+    free(s->sni);
+    free(s->host);
+    sp_tls_free(&s->tls);
     free(s);
 }
 
@@ -103,6 +107,11 @@ static int closed_result(lua_State *L)
     lua_pushliteral(L, "closed");
     return 2;
 }
+
+static int tls_input(sp_cosock *s, const char *data, size_t len);
+static int tls_write(sp_cosock *s, const char *data, size_t len);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 
 /* ---- reading ---- */
 
@@ -174,7 +183,19 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     sp_cosock *s = stream->data;
     sp_task *t = s->task;
     sp_conn *c = t->conn;
-    if (nread > 0) {
+    if (nread > 0 && s->tls.ssl) {
+        if (tls_input(s, buf->base, (size_t)nread) != 0) {
+            sp_bufpool_put(&c->w->pool, buf->base);
+            return; /* the handshake failed and was reported, or the error is recorded */
+        }
+        c->last_activity_ms = uv_now(&c->w->loop);
+        sp_counter_add(&c->w->counters.bytes_from_targets, nread);
+        c->target.bytes_read += (uint64_t)nread;
+        if (!s->tls.established) { /* still handshaking: nothing for Lua yet */
+            sp_bufpool_put(&c->w->pool, buf->base);
+            return;
+        }
+    } else if (nread > 0) {
         sp_buf_append(&s->in, buf->base, (size_t)nread);
         c->last_activity_ms = uv_now(&c->w->loop);
         sp_counter_add(s->is_client ? &c->w->counters.bytes_from_clients : &c->w->counters.bytes_from_targets, nread);
@@ -321,7 +342,7 @@ static int sock_write(lua_State *L)
     const char *data = luaL_checklstring(L, 2, &len);
     if (!s || closed || s->error)
         return closed_result(L);
-    if (len && queue_bytes(s, data, len) != 0)
+    if (len && (s->tls.ssl ? tls_write(s, data, len) : queue_bytes(s, data, len)) != 0)
         return closed_result(L);
     sp_conn *c = s->task->conn;
     c->last_activity_ms = uv_now(&c->w->loop);
@@ -332,6 +353,104 @@ static int sock_write(lua_State *L)
     }
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/* ---- TLS (sp.connect with tls = true) ---- */
+
+static void connect_done(sp_cosock *s, const char *err);
+
+/* Sends what the TLS session wants sent. */
+static int tls_flush(sp_cosock *s)
+{
+    char buf[16384];
+    size_t n;
+    while ((n = sp_tls_take_output(&s->tls, buf, sizeof buf)) > 0)
+        if (queue_bytes(s, buf, n) != 0)
+            return -1;
+    return 0;
+}
+
+static int tls_write(sp_cosock *s, const char *data, size_t len)
+{
+    if (sp_tls_write(&s->tls, data, len) != 0)
+        return -1;
+    return tls_flush(s);
+}
+
+/* Feeds network bytes to the session: advances the handshake (finishing sp.connect) or
+ * appends the plaintext to what Lua reads. */
+static int tls_input(sp_cosock *s, const char *data, size_t len)
+{
+    if (sp_tls_feed(&s->tls, data, len) != 0) {
+        s->error = UV_ENOMEM;
+        return -1;
+    }
+    if (!s->tls.established) {
+        sp_tls_result r = sp_tls_handshake(&s->tls);
+        if (tls_flush(s) != 0 || r == SP_TLS_FAILED) {
+            char why[96];
+            snprintf(why, sizeof why, "tls handshake failed: %s", sp_tls_failure_name(s->tls.failure));
+            sp_counter_add(&s->task->conn->w->counters.upstream_tls_failures[s->tls.failure], 1);
+            uv_read_stop((uv_stream_t *)s->tcp);
+            s->reading = false;
+            sp_cosock_close(s);
+            connect_done(s, why);
+            return -1;
+        }
+        if (r == SP_TLS_WANT)
+            return 0;
+        uv_read_stop((uv_stream_t *)s->tcp); /* reads resume when Lua reads */
+        s->reading = false;
+        connect_done(s, NULL);
+        return 0;
+    }
+    char buf[16384];
+    for (;;) {
+        ssize_t n = sp_tls_read(&s->tls, buf, sizeof buf);
+        if (n > 0) {
+            sp_buf_append(&s->in, buf, (size_t)n);
+            continue;
+        }
+        if (n < 0)
+            s->error = UV_EPROTO;
+        else if (s->tls.peer_closed)
+            s->eof = true;
+        break;
+    }
+    return tls_flush(s);
+}
+
+/* After the TCP connect: the PROXY header, then the TLS handshake if asked. */
+static void connected(sp_cosock *s)
+{
+    sp_conn *c = s->task->conn;
+    if (s->proxy_protocol) {
+        uint8_t hdr[SP_PP_V2_MAX_TLV + 16];
+        size_t n = s->proxy_protocol == 1
+                       ? sp_proxy_write_v1((char *)hdr, sizeof hdr, &c->info.client_ip, c->info.client_port,
+                                           &c->info.server_ip, c->info.server_port)
+                       : sp_proxy_write_v2(hdr, sizeof hdr, &c->info.client_ip, c->info.client_port,
+                                           &c->info.server_ip, c->info.server_port, NULL);
+        if (n == 0 || queue_bytes(s, (const char *)hdr, n) != 0) {
+            sp_cosock_close(s);
+            connect_done(s, "cannot write the PROXY header");
+            return;
+        }
+    }
+    if (!s->want_tls) {
+        connect_done(s, NULL);
+        return;
+    }
+    SSL_CTX *ctx = c->w->process->lua_tls[s->tls_verify ? 1 : 0];
+    const char *name = s->sni ? s->sni : s->host;
+    if (sp_tls_init_client(&s->tls, ctx, name, name) != 0 ||
+        sp_tls_handshake(&s->tls) == SP_TLS_FAILED || tls_flush(s) != 0 ||
+        uv_read_start((uv_stream_t *)s->tcp, on_alloc, on_read) != 0) {
+        sp_cosock_close(s);
+        connect_done(s, "cannot start TLS");
+        return;
+    }
+    s->reading = true;
 }
 
 /* ---- the rest ---- */
@@ -353,6 +472,10 @@ static int sock_close(lua_State *L)
     sp_cosock *s = sp_cosock_check(L, 1, "sock:close", &closed);
     if (!s || closed)
         return closed_result(L);
+    if (s->tls.ssl && s->tls.established) {
+        sp_tls_shutdown(&s->tls);
+        tls_flush(s);
+    }
     uv_shutdown_t *req = NULL;
     if (uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) > 0 && (req = malloc(sizeof *req)) &&
         uv_shutdown(req, (uv_stream_t *)s->tcp, on_close_shutdown) == 0) {
@@ -473,7 +596,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(s->tcp, 1);
-    connect_done(s, NULL);
+    connected(s);
 }
 
 static void connect_next(sp_cosock *s)
@@ -533,20 +656,36 @@ int sp_cosock_connect(lua_State *L, sp_task *t)
     if (port < 1 || port > 65535)
         return luaL_argerror(L, 2, "expected a port from 1 to 65535");
     uint64_t timeout = DEFAULT_TIMEOUT_MS;
+    int pp = 0;
+    bool tls = false, verify = false;
+    const char *sni = NULL;
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "timeout");
         if (!lua_isnil(L, -1))
             timeout = (uint64_t)luaL_checknumber(L, -1);
         lua_getfield(L, 3, "tls");
-        if (lua_toboolean(L, -1))
-            return luaL_error(L, "sp.connect: tls = true is not supported by this version yet");
+        tls = lua_toboolean(L, -1);
+        lua_getfield(L, 3, "verify");
+        verify = lua_toboolean(L, -1);
+        lua_getfield(L, 3, "sni");
+        sni = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
         lua_getfield(L, 3, "proxy_protocol");
-        if (!lua_isnil(L, -1))
-            return luaL_error(L, "sp.connect: proxy_protocol is not supported by this version yet");
-        lua_pop(L, 3);
+        if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "v2") == 0)
+            pp = 2;
+        else if ((lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "v1") == 0) ||
+                 (lua_isboolean(L, -1) && lua_toboolean(L, -1)))
+            pp = 1;
+        else if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1)))
+            return luaL_error(L, "sp.connect: proxy_protocol: expected \"v1\", \"v2\", true or false");
+        lua_pop(L, 5);
     }
     sp_cosock *s = sp_cosock_new(t, NULL, false);
     if (!s)
+        return luaL_error(L, "out of memory");
+    s->proxy_protocol = pp;
+    s->want_tls = tls;
+    s->tls_verify = verify;
+    if ((sni && !(s->sni = strdup(sni))) || !(s->host = strdup(host)))
         return luaL_error(L, "out of memory");
     s->port = (uint16_t)port;
     s->timeout_ms = DEFAULT_TIMEOUT_MS;

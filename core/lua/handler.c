@@ -278,6 +278,8 @@ static int core_pipe(lua_State *L)
     sp_buf_reset(&a->in);
     c->client.tcp = a->tcp;
     c->target.tcp = b->tcp;
+    c->target.tls = b->tls; /* an established TLS upstream keeps its session */
+    memset(&b->tls, 0, sizeof b->tls);
     c->client.eof = a->eof;
     c->target.eof = b->eof;
     a->tcp->data = b->tcp->data = c;

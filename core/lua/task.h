@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "tls/stream.h"
 #include "util/buf.h"
 
 typedef struct lua_State lua_State;
@@ -46,6 +47,12 @@ struct sp_cosock {
     struct addrinfo *addrs, *next_addr;
     uint16_t port;
     bool connecting;              /* an sp.connect waits on this socket */
+    int proxy_protocol;           /* sp.connect: a PROXY header (1, 2) before anything else */
+    bool want_tls;                /* sp.connect: TLS after the TCP connect */
+    bool tls_verify;              /* ... checking the certificate against the system CAs */
+    char *sni;                    /* sp.connect: the TLS server name (default: the host) */
+    char *host;
+    sp_tls_stream tls;            /* tls.ssl set when the socket speaks TLS */
     struct addrinfo *literal;     /* the synthetic address of a literal host */
     uv_connect_t connect_req;
 };

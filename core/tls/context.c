@@ -200,3 +200,19 @@ void sp_tls_set_unref(sp_tls_set *s)
     free(s->client);
     free(s);
 }
+
+SSL_CTX *sp_tls_lua_client_ctx(bool verify)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+            ERR_clear_error(); /* no system store: every verification fails, as it should */
+    }
+    return ctx;
+}

@@ -9,6 +9,7 @@
 #define SP_TLS_CONTEXT_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config/config.h"
@@ -26,5 +27,9 @@ sp_tls_set *sp_tls_set_build(sp_gen *g, char *err, size_t errlen);
 /* Attaches a set built for the same configuration to another copy of its routes. */
 int sp_tls_set_attach(const sp_tls_set *s, sp_gen *g, char *err, size_t errlen);
 void sp_tls_set_unref(sp_tls_set *s);
+
+/* A client context for Lua's sp.connect: verifying against the system CAs or not.
+ * Built once by the main thread (loading the CA store reads files). */
+SSL_CTX *sp_tls_lua_client_ctx(bool verify);
 
 #endif

@@ -15,6 +15,8 @@
 #include "config/load.h"
 #include "net/registry.h"
 
+typedef struct ssl_ctx_st SSL_CTX;
+
 typedef struct sp_listener sp_listener;
 typedef struct sp_conn sp_conn;
 
@@ -25,6 +27,7 @@ typedef struct sp_process {
     struct sp_ip_table *ips;          /* per-client figures, for the per-IP limits */
     sp_counters **counters;           /* every worker's, for sp.stats */
     struct sp_shared *shared;         /* sp.shared, the dictionary all workers see */
+    SSL_CTX *lua_tls[2];              /* sp.connect TLS: [0] no verification, [1] system CAs */
     int nworkers;
 } sp_process;
 

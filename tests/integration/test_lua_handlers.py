@@ -399,19 +399,69 @@ def test_connect_by_host_name(start_proxy, serve):
     lu.assert_clean(p)
 
 
-def test_connect_unsupported_options_raise(start_proxy):
+@pytest.fixture(scope="module")
+def leaf(tmp_path_factory):
+    """A test CA and a leaf certificate for a.example.test."""
+    pki = tlsutil.PKI(tmp_path_factory.mktemp("pki"))
+    return pki.leaf("a.example.test", "ecdsa")
+
+
+def test_connect_tls_sni_and_pipe_a_tls_upstream(start_proxy, serve, leaf):
+    backend = serve(tlsutil.tls_echo(leaf))
     body = f"""
     {CORE}
-    local ok1, e1 = pcall(core.connect, "127.0.0.1", 9, {{tls = true}})
-    local ok2, e2 = pcall(core.connect, "127.0.0.1", 9, {{proxy_protocol = "v1"}})
-    sock:write(tostring(ok1) .. "|" .. tostring(e1) .. "\\n")
-    sock:write(tostring(ok2) .. "|" .. tostring(e2) .. "\\n")
+    local up, err = core.connect("127.0.0.1", {backend.port}, {{tls = true, sni = "a.example.test"}})
+    if not up then sock:write("ERR " .. tostring(err) .. "\\n") return end
+    up:write("ping\\n")
+    local echoed = up:read("*l")
+    sock:write("tls said " .. tostring(echoed) .. "\\n")
+    core.pipe(sock, up)
     """
-    p, port = one_route(start_proxy, "opts", body)
+    p, port = one_route(start_proxy, "tlsup", body)
     with p.connect(port) as c:
-        for _ in range(2):
-            line = sp.recv_line(c).decode()
-            assert line.startswith("false|") and "not supported by this version yet" in line, line
+        assert sp.recv_line(c) == b"tls said ping\n"
+        sp.roundtrip(c, b"through the TLS upstream after sp.pipe")
+    info = backend.wait_results(1)[0]
+    assert info.get("sni") == "a.example.test", info
+    lu.assert_clean(p)
+
+
+def test_connect_tls_verify_refuses_an_unknown_ca(start_proxy, serve, leaf):
+    backend = serve(tlsutil.tls_echo(leaf))
+    body = f"""
+    {CORE}
+    local up, err = core.connect("127.0.0.1", {backend.port}, {{tls = true, verify = true, sni = "a.example.test"}})
+    sock:write(up and "connected\\n" or ("refused " .. tostring(err) .. "\\n"))
+    """
+    p, port = one_route(start_proxy, "tlsverify", body)
+    before = p.stats()
+    with p.connect(port) as c:
+        assert sp.recv_line(c) == b"refused tls handshake failed: verify_failed\n"
+    s = p.stats()
+    assert s["tls"]["upstream_failures"]["verify_failed"] - before["tls"]["upstream_failures"]["verify_failed"] == 1
+    lu.assert_clean(p)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_connect_sends_a_proxy_header_for_the_client(start_proxy, serve, version):
+    backend = serve(lu.recording_echo())
+    body = f"""
+    {CORE}
+    local up = assert(core.connect("127.0.0.1", {backend.port}, {{proxy_protocol = "{version}"}}))
+    up:write("after the header")
+    up:close()
+    """
+    p, port = one_route(start_proxy, "ppup", body)
+    with p.connect(port, src="127.0.0.2") as c:
+        lu.recv_until_closed(c)
+    got = backend.wait_results(1)[0]
+    data = got if isinstance(got, (bytes, bytearray)) else got.get("bytes", b"")
+    if version == "v1":
+        assert data.startswith(b"PROXY TCP4 127.0.0.2 127.0.0.1 "), data[:60]
+    else:
+        assert data.startswith(b"\r\n\r\n\x00\r\nQUIT\n"), data[:20]
+        assert bytes(data[16:20]) == bytes([127, 0, 0, 2])
+    assert data.endswith(b"after the header")
     lu.assert_clean(p)
 
 
