@@ -23,6 +23,7 @@
 #include "net/listener.h"
 #include "route/router.h"
 #include "tls/context.h"
+#include "util/access_log.h"
 #include "util/log.h"
 #include "worker/worker.h"
 
@@ -48,7 +49,7 @@ typedef struct app {
     int nworkers, workers_exited;
     uv_async_t worker_exited;
 
-    uv_signal_t sighup, sigterm, sigint;
+    uv_signal_t sighup, sigterm, sigint, sigusr1;
     sp_admin *admin;
     uv_fs_event_t watchers[MAX_WATCHED_DIRS];
     int nwatchers;
@@ -341,6 +342,11 @@ static int do_reload(void *ud, char *err, size_t errlen)
         sp_source_set_unref(sources);
         g = NULL;
     }
+    if (g && sp_access_log_open(g->settings.access_log, err, errlen) != 0) {
+        sp_gen_unref(g);
+        sp_source_set_unref(sources);
+        g = NULL;
+    }
     if (!g) {
         a->reloads_failed++;
         sp_error("reload rejected, generation %llu keeps serving: %s",
@@ -362,6 +368,15 @@ static int do_reload(void *ud, char *err, size_t errlen)
     sp_info("configuration reloaded: generation %llu, %zu route(s) on %zu port(s)",
             (unsigned long long)a->generation, g->nroutes, g->nports);
     return 0;
+}
+
+static void on_sigusr1(uv_signal_t *s, int signum)
+{
+    char err[512];
+    if (sp_access_log_reopen(err, sizeof err) != 0)
+        sp_error("SIGUSR1: %s", err);
+    else
+        sp_info("SIGUSR1: access log reopened");
 }
 
 static void on_sighup(uv_signal_t *s, int signum)
@@ -446,6 +461,7 @@ static void close_main_handles(app *a)
     uv_close((uv_handle_t *)&a->sighup, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sigusr1, NULL);
     uv_close((uv_handle_t *)&a->worker_exited, NULL);
     uv_close((uv_handle_t *)&a->watch_debounce, NULL);
     uv_close((uv_handle_t *)&a->sweep, NULL);
@@ -615,6 +631,10 @@ int main(int argc, char **argv)
     }
     apply_log_settings(&a, a.gen);
     signal(SIGPIPE, SIG_IGN);
+    if (sp_access_log_open(a.gen->settings.access_log, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
 
     a.loop = uv_default_loop();
     a.started_ms = uv_now(a.loop);
@@ -676,7 +696,8 @@ int main(int argc, char **argv)
     uv_signal_init(a.loop, &a.sighup);
     uv_signal_init(a.loop, &a.sigterm);
     uv_signal_init(a.loop, &a.sigint);
-    a.sighup.data = a.sigterm.data = a.sigint.data = &a;
+    uv_signal_init(a.loop, &a.sigusr1);
+    a.sighup.data = a.sigterm.data = a.sigint.data = a.sigusr1.data = &a;
     uv_timer_init(a.loop, &a.watch_debounce);
     a.watch_debounce.data = &a;
     a.nworkers = started;
@@ -684,6 +705,7 @@ int main(int argc, char **argv)
         uv_signal_start(&a.sighup, on_sighup, SIGHUP);
         uv_signal_start(&a.sigterm, on_stop_signal, SIGTERM);
         uv_signal_start(&a.sigint, on_stop_signal, SIGINT);
+        uv_signal_start(&a.sigusr1, on_sigusr1, SIGUSR1);
         if (a.watch)
             watch_sources(&a);
         sp_info("smartproxy %s: %d worker(s), %zu route(s) on %zu port(s), generation 1", SP_VERSION,

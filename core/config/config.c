@@ -261,9 +261,14 @@ static void compile_log(cfg_cx *cx, int t)
         else if (strcmp(fmt, "json") == 0) s->log_json = 1;
         else fail(cx, "log.format", "expected \"text\" or \"json\", got string \"%s\"", fmt);
     }
-    int acc = opt_bool(cx, t, "log", "access");
-    if (acc >= 0)
-        s->log_access = acc;
+    lua_getfield(cx->L, t, "access");
+    if (lua_type(cx->L, -1) == LUA_TBOOLEAN)
+        s->log_access = lua_toboolean(cx->L, -1);
+    else if (lua_type(cx->L, -1) == LUA_TSTRING && lua_objlen(cx->L, -1) > 0)
+        s->access_log = xstrdup(lua_tostring(cx->L, -1));
+    else if (!lua_isnil(cx->L, -1))
+        fail_type(cx, "log.access", -1, "true, false or a file path");
+    lua_pop(cx->L, 1);
 }
 
 /* "127.0.0.1:9100", "[::1]:9100" */
@@ -953,6 +958,7 @@ static void gen_free(sp_gen *g, bool close_state)
         free(g->settings.listen_addresses[i]);
     free(g->settings.listen_addresses);
     free(g->settings.metrics_listen);
+    free(g->settings.access_log);
     sp_ip_list_free(&g->settings.proxy_ips);
     free(g->file);
     if (close_state && g->L)

@@ -95,6 +95,7 @@ typedef struct sp_settings {
     int log_level;                 /* -1: not set in the file */
     int log_json;                  /* -1: not set */
     bool log_access;
+    char *access_log;              /* file for access lines, NULL: stderr */
     char *metrics_listen;          /* "host:port" or NULL */
     sp_ip_list proxy_ips;          /* who may send us a PROXY header */
     bool accept_proxy_protocol;    /* default: true when proxy_ips is set */

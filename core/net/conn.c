@@ -9,6 +9,7 @@
 #include "lua/task.h"
 #include "net/ip_table.h"
 #include "proto/proxy_protocol.h"
+#include "util/access_log.h"
 #include "util/log.h"
 
 static void on_handle_closed(uv_handle_t *h);
@@ -73,20 +74,27 @@ static void close_side(sp_conn *c, sp_side *s)
 
 static void log_end(sp_conn *c)
 {
-    if (!c->gen->settings.log_access || !sp_log_enabled(SP_LOG_INFO))
+    if (!c->gen->settings.log_access)
         return;
-    char client[SP_IP_STRLEN];
+    char client[SP_IP_STRLEN], target[300], time[32];
     sp_ip_format(&c->info.client_ip, client, sizeof client);
-    uint64_t ms = uv_now(&c->w->loop) - c->started_ms;
-    sp_info("conn=%llu route=%s client=%s:%u%s%s port=%u sni=%s tls=%s target=%s%s%s in=%llu out=%llu "
-            "duration_ms=%llu end=%s",
-            (unsigned long long)c->id, c->route ? c->route->name : "-", client, c->info.client_port,
-            c->info.proxied_by ? " via=" : "", c->info.proxied_by ? c->info.proxied_by : "",
-            c->info.server_port, c->info.domain_len ? c->info.domain : "-",
-            c->info.tls_version ? c->info.tls_version : "-", c->dest.host ? c->dest.host : "-",
-            c->dest.host ? ":" : "", c->dest.host ? c->dest.port_text : "",
-            (unsigned long long)c->client.bytes_read, (unsigned long long)c->target.bytes_read,
-            (unsigned long long)ms, sp_end_reason_name(c->reason));
+    if (c->dest.host)
+        snprintf(target, sizeof target, strchr(c->dest.host, ':') ? "[%s]:%s" : "%s:%s", c->dest.host,
+                 c->dest.port_text);
+    sp_access_entry e = {
+        .id = c->id, .route = c->route ? c->route->name : NULL, .client_ip = client,
+        .client_port = c->info.client_port, .via = c->info.proxied_by, .port = c->info.server_port,
+        .sni = c->info.domain_len ? c->info.domain : NULL, .tls_version = c->info.tls_version,
+        .target = c->dest.host ? target : NULL, .bytes_in = c->client.bytes_read,
+        .bytes_out = c->target.bytes_read, .duration_ms = uv_now(&c->w->loop) - c->started_ms,
+        .end = sp_end_reason_name(c->reason),
+    };
+    sp_buf line;
+    sp_buf_init(&line);
+    sp_log_time(time);
+    sp_access_format(&line, &e, time, sp_log_json());
+    sp_access_log_write(&line);
+    sp_buf_free(&line);
 }
 
 static void record_end(sp_conn *c, sp_end_reason reason)

@@ -28,6 +28,18 @@ int sp_log_level_parse(const char *s)
     return -1;
 }
 
+bool sp_log_json(void) { return atomic_load_explicit(&log_json, memory_order_relaxed); }
+
+void sp_log_time(char out[32])
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t tl = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + tl, 32 - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
+}
+
 void sp_log(sp_log_level level, const char *fmt, ...)
 {
     if (!sp_log_enabled(level))
@@ -40,13 +52,8 @@ void sp_log(sp_log_level level, const char *fmt, ...)
     if (n < 0)
         return;
 
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[40];
-    size_t tl = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + tl, sizeof ts - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
+    char ts[32];
+    sp_log_time(ts);
 
     sp_buf b;
     sp_buf_init(&b);

@@ -18,6 +18,9 @@ int sp_log_level_parse(const char *s);
 const char *sp_log_level_name(sp_log_level level);
 
 void sp_log(sp_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool sp_log_json(void);
+/* The current time as RFC 3339 UTC with milliseconds ("2026-11-29T10:00:00.123Z"). */
+void sp_log_time(char out[32]);
 
 #define sp_error(...) sp_log(SP_LOG_ERROR, __VA_ARGS__)
 #define sp_warn(...)  sp_log(SP_LOG_WARN, __VA_ARGS__)

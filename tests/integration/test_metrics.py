@@ -50,3 +50,31 @@ def test_metrics_pass_promtool_and_match_traffic(start_proxy, serve):
     assert value(text, "smartproxy_config_generation") == 1
     held.close()
     sp.assert_clean(p)
+
+
+def test_access_log_file_json_lines_and_reopen_on_sigusr1(start_proxy, serve, tmp_path):
+    import json
+    import os
+    import signal
+    backend = serve(sp.echo)
+    port = sp.free_port()
+    log = tmp_path / "access.log"
+    p = start_proxy({"log": {"access": str(log)}, "routes": [route("logged", port, "127.0.0.1", backend.port)]},
+                    args=["--log-format", "json"])
+    with p.connect(port, src="127.0.0.3") as c:
+        sp.roundtrip(c, b"12345")
+    line = sp.wait_until(lambda: log.exists() and log.read_text().strip(), 5, msg="an access line")
+    entry = json.loads(line.splitlines()[0])
+    assert entry["type"] == "access" and entry["route"] == "logged"
+    assert entry["client_ip"] == "127.0.0.3" and entry["port"] == port
+    assert entry["bytes_in"] == 5 and entry["bytes_out"] == 5 and entry["end"] == "client_closed"
+    assert entry["target"] == f"127.0.0.1:{backend.port}"
+
+    os.rename(log, tmp_path / "access.log.1")  # what logrotate does, then SIGUSR1
+    p.proc.send_signal(signal.SIGUSR1)
+    sp.wait_until(log.exists, 5, msg="the access log reopened")
+    with p.connect(port) as c:
+        sp.roundtrip(c, b"after rotation")
+    sp.wait_until(lambda: log.read_text().count("\n") == 1, 5, msg="the new line in the new file")
+    assert (tmp_path / "access.log.1").read_text().count("\n") == 1
+    sp.assert_clean(p)

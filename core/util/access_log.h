@@ -1,0 +1,41 @@
+/* access_log: one line per connection that ended, as text (key=value) or JSON, to
+ * stderr or to a file that SIGUSR1 reopens (for logrotate).
+ *
+ * A line is formatted by the pure sp_access_format and written with a single write(2)
+ * on an O_APPEND descriptor, so lines from several workers never interleave. Reopening
+ * dup2()s the new file onto the same descriptor: a worker writing at that moment lands
+ * in the old or the new file, never in a closed or reused descriptor. Like nginx's
+ * unbuffered access_log, the write is synchronous: appending to the page cache. */
+#ifndef SP_UTIL_ACCESS_LOG_H
+#define SP_UTIL_ACCESS_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+typedef struct sp_access_entry {
+    uint64_t id;
+    const char *route;         /* NULL: no route matched */
+    const char *client_ip;     /* the real client (after a PROXY header) */
+    uint16_t client_port;
+    const char *via;           /* the trusted proxy that sent a PROXY header, or NULL */
+    uint16_t port;             /* the port the client connected to */
+    const char *sni;           /* or NULL */
+    const char *tls_version;   /* negotiated when terminating, or NULL */
+    const char *target;        /* "host:port", or NULL */
+    uint64_t bytes_in, bytes_out, duration_ms;
+    const char *end;           /* termination reason */
+} sp_access_entry;
+
+/* Appends one line (with its newline) for e to out; `time` is an RFC 3339 timestamp. */
+void sp_access_format(sp_buf *out, const sp_access_entry *e, const char *time, bool json);
+
+/* Sends access lines to path (NULL: stderr). Returns 0, or -1 with the reason in err. */
+int sp_access_log_open(const char *path, char *err, size_t errlen);
+/* Reopens the file (SIGUSR1); a no-op for stderr. */
+int sp_access_log_reopen(char *err, size_t errlen);
+void sp_access_log_write(const sp_buf *line);
+
+#endif
