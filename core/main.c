@@ -21,6 +21,7 @@
 #include "lua/shared.h"
 #include "net/ip_table.h"
 #include "net/listener.h"
+#include "net/route_limits.h"
 #include "route/router.h"
 #include "tls/context.h"
 #include "util/access_log.h"
@@ -649,10 +650,11 @@ int main(int argc, char **argv)
         return 2;
     }
     a.process.ips = sp_ip_table_new();
+    a.process.routes = sp_route_limits_new();
     a.process.shared = sp_shared_new(SHARED_CAPACITY);
     a.process.lua_tls[0] = sp_tls_lua_client_ctx(false);
     a.process.lua_tls[1] = sp_tls_lua_client_ctx(true);
-    if (!a.process.ips || !a.process.shared || !a.process.lua_tls[0] || !a.process.lua_tls[1]) {
+    if (!a.process.ips || !a.process.routes || !a.process.shared || !a.process.lua_tls[0] || !a.process.lua_tls[1]) {
         fprintf(stderr, "smartproxy: out of memory\n");
         return 2;
     }
@@ -723,6 +725,7 @@ int main(int argc, char **argv)
     sp_gen_unref(a.gen);
     sp_source_set_unref(a.sources);
     sp_ip_table_free(a.process.ips);
+    sp_route_limits_free(a.process.routes);
     sp_shared_free(a.process.shared);
     SSL_CTX_free(a.process.lua_tls[0]);
     SSL_CTX_free(a.process.lua_tls[1]);

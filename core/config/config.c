@@ -27,7 +27,7 @@ typedef struct cfg_cx {
  * message instead of being silently ignored. */
 static const char *const planned_keys[] = {
     "acme", "certificates", "path", "headers",
-    "websocket", "rewrite_path", "redirect", "nftables", "security",
+    "websocket", "rewrite_path", "redirect", "nftables", "basic_auth", "rate_limit",
     NULL,
 };
 
@@ -717,9 +717,20 @@ static void compile_action(cfg_cx *cx, sp_route *r, int t)
     lua_pop(L, 2);
 }
 
+static void compile_security(cfg_cx *cx, sp_route *r, int t)
+{
+    static const char *const keys[] = {"ip_allow_list", "ip_block_list", "max_connections",
+                                       "max_connections_per_ip", "basic_auth", "rate_limit", NULL};
+    check_keys(cx, t, "security", keys);
+    compile_ip_list(cx, t, "ip_allow_list", "security.ip_allow_list", &r->ip_allow_list);
+    compile_ip_list(cx, t, "ip_block_list", "security.ip_block_list", &r->ip_block_list);
+    opt_uint(cx, t, "security", "max_connections", 100000000, &r->max_connections);
+    opt_uint(cx, t, "security", "max_connections_per_ip", 100000000, &r->max_connections_per_ip);
+}
+
 static void compile_route(cfg_cx *cx, sp_route *r, int t, int index)
 {
-    static const char *const keys[] = {"name", "priority", "match", "action", NULL};
+    static const char *const keys[] = {"name", "priority", "match", "action", "security", NULL};
     lua_State *L = cx->L;
     r->index = index;
     r->handler = LUA_NOREF;
@@ -757,6 +768,10 @@ static void compile_route(cfg_cx *cx, sp_route *r, int t, int index)
         fail(cx, "action", "required: { type = ... }");
     compile_action(cx, r, lua_gettop(L));
     lua_pop(L, 1);
+    if (opt_table(cx, t, "", "security")) {
+        compile_security(cx, r, lua_gettop(L));
+        lua_pop(L, 1);
+    }
     cx->route = NULL;
 }
 
@@ -936,6 +951,8 @@ static void gen_free(sp_gen *g, bool close_state)
         free(r->name);
         free(r->ports);
         sp_ip_list_free(&r->client_ip);
+        sp_ip_list_free(&r->ip_allow_list);
+        sp_ip_list_free(&r->ip_block_list);
         free(r->domains);
         free(r->tls_versions);
         free(r->tls.cert);

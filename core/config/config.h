@@ -67,6 +67,9 @@ typedef struct sp_route {
     uint16_t *tls_versions;   /* empty: any; else the client's highest offered version */
     size_t ntls_versions;
     sp_route_tls tls;
+    /* security: block wins over allow; limits counted across workers and reloads */
+    sp_ip_list ip_allow_list, ip_block_list;
+    uint64_t max_connections, max_connections_per_ip;
     sp_action_type action;
     /* forward: candidates tried round-robin; a failing one is skipped for the next */
     sp_target *targets;

@@ -8,6 +8,7 @@
 #include "proto/client_hello.h"
 #include "lua/task.h"
 #include "net/ip_table.h"
+#include "net/route_limits.h"
 #include "proto/proxy_protocol.h"
 #include "util/access_log.h"
 #include "util/log.h"
@@ -50,6 +51,8 @@ void sp_conn_release(sp_conn *c)
         sp_task_free(c->task); /* before the generation: it holds references in its state */
     if (c->ip_admitted)
         sp_ip_table_release(w->process->ips, &c->info.client_ip, uv_now(&w->loop));
+    if (c->route_counter)
+        sp_route_counter_release(c->route_counter, &c->info.client_ip, uv_now(&w->loop));
     sp_gen_unref(c->gen);
     atomic_fetch_sub(&w->process->active, 1);
     free(c);
@@ -342,10 +345,43 @@ static void on_timer(uv_timer_t *timer)
 
 /* The chosen route's action, once the route is known: a TLS handshake first for
  * terminating routes, else straight to the target. */
+/* The route's security: block list, allow list (block wins), then its limits. */
+static bool route_admits(sp_conn *c)
+{
+    const sp_route *r = c->route;
+    sp_refused_reason why;
+    sp_end_reason end;
+    if (r->ip_block_list.n && sp_ip_list_match(&r->ip_block_list, &c->info.client_ip)) {
+        why = SP_REFUSED_IP_BLOCKED;
+        end = SP_END_IP_BLOCKED;
+    } else if (r->ip_allow_list.n && !sp_ip_list_match(&r->ip_allow_list, &c->info.client_ip)) {
+        why = SP_REFUSED_IP_NOT_ALLOWED;
+        end = SP_END_IP_NOT_ALLOWED;
+    } else if (!r->max_connections && !r->max_connections_per_ip) {
+        return true;
+    } else {
+        sp_route_counter *rc = sp_route_limits_get(c->w->process->routes, r->name);
+        int v = rc ? sp_route_counter_admit(rc, &c->info.client_ip, r->max_connections,
+                                            r->max_connections_per_ip, uv_now(&c->w->loop))
+                   : 0;
+        if (v == 0) {
+            c->route_counter = rc;
+            return true;
+        }
+        why = v == 1 ? SP_REFUSED_ROUTE_MAX_CONNECTIONS : SP_REFUSED_ROUTE_MAX_CONNECTIONS_PER_IP;
+        end = v == 1 ? SP_END_ROUTE_MAX_CONNECTIONS : SP_END_ROUTE_MAX_CONNECTIONS_PER_IP;
+    }
+    sp_counter_add(&c->w->counters.refused[why], 1);
+    sp_conn_abort(c, end);
+    return false;
+}
+
 static void act(sp_conn *c)
 {
     const sp_route *r = c->route;
     c->info.route_name = r->name;
+    if (!route_admits(c))
+        return;
     if (r->action == SP_ACTION_BLOCK) {
         sp_conn_abort(c, SP_END_BLOCKED);
         return;

@@ -85,6 +85,7 @@ struct sp_conn {
     uint16_t orig_dst_port;
     bool has_orig_dst;
     bool ip_admitted;         /* counted in the process's per-IP table */
+    struct sp_route_counter *route_counter;  /* counted against its route's limits */
     uint64_t started_ms, last_activity_ms, phase_started_ms, closing_deadline_ms;
 };
 

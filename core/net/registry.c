@@ -12,7 +12,8 @@ static const char *const end_names[SP_END_COUNT] = {
     "no_route", "blocked", "initial_data_timeout", "inactivity_timeout", "max_lifetime",
     "lua_error", "shutdown", "internal_error", "bad_client_hello", "tls_handshake_failed",
     "tls_error", "upstream_tls_failed", "bad_proxy_header", "proxy_header_timeout",
-    "max_connections_per_ip", "connection_rate", "handler_done",
+    "max_connections_per_ip", "connection_rate", "handler_done", "ip_blocked", "ip_not_allowed",
+    "route_max_connections", "route_max_connections_per_ip",
 };
 
 static const char *const tls_failure_names[SP_TLSFAIL_COUNT] = {
@@ -22,6 +23,7 @@ static const char *const tls_failure_names[SP_TLSFAIL_COUNT] = {
 
 static const char *const refused_names[SP_REFUSED_COUNT] = {
     "max_connections", "accept_error", "max_connections_per_ip", "connection_rate",
+    "ip_blocked", "ip_not_allowed", "route_max_connections", "route_max_connections_per_ip",
 };
 
 const char *sp_state_name(sp_conn_state s) { return state_names[s]; }

@@ -25,6 +25,7 @@ typedef struct sp_process {
     _Atomic uint64_t active;          /* live proxied connections, for limits.max_connections */
     _Atomic uint64_t next_conn_id;
     struct sp_ip_table *ips;          /* per-client figures, for the per-IP limits */
+    struct sp_route_limits *routes;   /* per-route live counts, for route security limits */
     sp_counters **counters;           /* every worker's, for sp.stats */
     struct sp_shared *shared;         /* sp.shared, the dictionary all workers see */
     SSL_CTX *lua_tls[2];              /* sp.connect TLS: [0] no verification, [1] system CAs */

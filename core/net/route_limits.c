@@ -1,0 +1,83 @@
+#include "net/route_limits.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/ip_table.h"
+
+struct sp_route_counter {
+    sp_route_counter *next;
+    _Atomic uint64_t active;
+    sp_ip_table *ips;
+    char name[];
+};
+
+struct sp_route_limits {
+    pthread_mutex_t lock;          /* guards the list; counters are atomics */
+    sp_route_counter *counters;
+};
+
+sp_route_limits *sp_route_limits_new(void)
+{
+    sp_route_limits *l = calloc(1, sizeof *l);
+    if (l)
+        pthread_mutex_init(&l->lock, NULL);
+    return l;
+}
+
+void sp_route_limits_free(sp_route_limits *l)
+{
+    if (!l)
+        return;
+    while (l->counters) {
+        sp_route_counter *rc = l->counters;
+        l->counters = rc->next;
+        sp_ip_table_free(rc->ips);
+        free(rc);
+    }
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}
+
+sp_route_counter *sp_route_limits_get(sp_route_limits *l, const char *route)
+{
+    pthread_mutex_lock(&l->lock);
+    sp_route_counter *rc = l->counters;
+    while (rc && strcmp(rc->name, route) != 0)
+        rc = rc->next;
+    if (!rc && (rc = calloc(1, sizeof *rc + strlen(route) + 1))) {
+        strcpy(rc->name, route);
+        if (!(rc->ips = sp_ip_table_new())) {
+            free(rc);
+            rc = NULL;
+        } else {
+            rc->next = l->counters;
+            l->counters = rc;
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    return rc;
+}
+
+int sp_route_counter_admit(sp_route_counter *rc, const sp_ip *ip, uint64_t max_active,
+                           uint64_t max_per_ip, uint64_t now_ms)
+{
+    uint64_t n = atomic_fetch_add(&rc->active, 1);
+    if (max_active && n >= max_active) {
+        atomic_fetch_sub(&rc->active, 1);
+        return 1;
+    }
+    if (sp_ip_table_admit(rc->ips, ip, max_per_ip, 0, now_ms) != 0) {
+        atomic_fetch_sub(&rc->active, 1);
+        return 2;
+    }
+    return 0;
+}
+
+void sp_route_counter_release(sp_route_counter *rc, const sp_ip *ip, uint64_t now_ms)
+{
+    atomic_fetch_sub(&rc->active, 1);
+    sp_ip_table_release(rc->ips, ip, now_ms);
+}

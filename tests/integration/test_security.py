@@ -1,0 +1,60 @@
+"""A route's security: IP allow and block lists (block wins), and its connection limits,
+counted across workers."""
+import sp
+from sp import route
+
+
+def secured(name, port, backend_port, **security):
+    r = route(name, port, "127.0.0.1", backend_port)
+    r["security"] = security
+    return r
+
+
+def test_block_list_wins_over_allow_list(start_proxy, serve):
+    backend = serve(sp.echo)
+    port = sp.free_port()
+    p = start_proxy({"routes": [secured("guarded", port, backend.port,
+                                        ip_allow_list=["127.0.0.0/24", "127.0.1.*"],
+                                        ip_block_list=["127.0.0.3"])]})
+    before = p.stats()
+    with p.connect(port, src="127.0.0.2") as c:  # allowed
+        sp.roundtrip(c, b"allowed")
+    with p.connect(port, src="127.0.1.9") as c:  # allowed by the glob
+        sp.roundtrip(c, b"allowed too")
+    with p.connect(port, src="127.0.0.3") as c:  # allowed, but blocked: block wins
+        assert sp.wait_closed(c, 5)
+    with p.connect(port, src="127.0.2.1") as c:  # not on the allow list
+        assert sp.wait_closed(c, 5)
+    s = sp.wait_counter(p, before, "refused", "ip_not_allowed")
+    d = sp.delta(before, s, "refused")
+    assert d == {"ip_blocked": 1, "ip_not_allowed": 1}, d
+    assert backend.accepted == 2
+    sp.assert_clean(p)
+
+
+def test_route_limits_count_across_workers(start_proxy, serve):
+    backend = serve(sp.echo)
+    port, other = sp.free_port(), sp.free_port()
+    p = start_proxy({"workers": 2, "routes": [
+        secured("small", port, backend.port, max_connections=3, max_connections_per_ip=2),
+        route("free", other, "127.0.0.1", backend.port)]})
+    held = [p.connect(port, src="127.0.0.2") for _ in range(2)]
+    for c in held:
+        sp.roundtrip(c, b"in")
+    before = p.stats()
+    with p.connect(port, src="127.0.0.2") as c:  # a third from .2: over its per-IP share
+        assert sp.wait_closed(c, 5)
+    sp.wait_counter(p, before, "refused", "route_max_connections_per_ip")
+    held.append(p.connect(port, src="127.0.0.4"))
+    sp.roundtrip(held[-1], b"third overall")
+    with p.connect(port, src="127.0.0.5") as c:  # a fourth overall: over the route's limit
+        assert sp.wait_closed(c, 5)
+    sp.wait_counter(p, before, "refused", "route_max_connections")
+    with p.connect(other, src="127.0.0.2") as c:  # other routes are not limited
+        sp.roundtrip(c, b"elsewhere")
+    for c in held:
+        c.close()
+    sp.wait_until(lambda: p.stats()["active_connections"] == 0, 5, msg="all closed")
+    with p.connect(port, src="127.0.0.5") as c:  # slots come back
+        sp.roundtrip(c, b"free again")
+    sp.assert_clean(p)
