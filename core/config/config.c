@@ -389,44 +389,11 @@ static void compile_ports(cfg_cx *cx, sp_route *r, int t)
     lua_pop(L, 1);
 }
 
-/* A string or a list of strings, each an IP pattern. */
-static void compile_ip_list(cfg_cx *cx, int t, const char *key, const char *field, sp_ip_list *out)
-{
-    lua_State *L = cx->L;
-    lua_getfield(L, t, key);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return;
-    }
-    bool single = lua_type(L, -1) == LUA_TSTRING;
-    if (!single && !is_array(L, -1))
-        fail_type(cx, field, -1, "an IP pattern or a list of them");
-    size_t n = single ? 1 : lua_objlen(L, -1);
-    out->items = xcalloc(n, sizeof *out->items);
-    for (size_t i = 1; i <= n; i++) {
-        char f[160];
-        if (single) {
-            lua_pushvalue(L, -1);
-            snprintf(f, sizeof f, "%s", field);
-        } else {
-            lua_rawgeti(L, -1, (int)i);
-            snprintf(f, sizeof f, "%s[%zu]", field, i);
-        }
-        if (lua_type(L, -1) != LUA_TSTRING)
-            fail_type(cx, f, -1, "an IP address, CIDR or glob");
-        const char *why = "invalid";
-        if (sp_ip_pattern_parse(lua_tostring(L, -1), &out->items[out->n], &why) != 0)
-            fail(cx, f, "expected an IP address, CIDR or glob, got string \"%s\" (%s)", lua_tostring(L, -1), why);
-        out->n++;
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-}
-
-/* Calls each(cx, r, value_index, field) for a string-or-list field; returns the count. */
-static size_t for_each_string(cfg_cx *cx, sp_route *r, int t, const char *key, const char *field,
+/* Calls each(cx, dst, value_index, field, count) for every string of a field that is a
+ * string or a list of strings; returns the count. */
+static size_t for_each_string(cfg_cx *cx, void *dst, int t, const char *key, const char *field,
                               const char *expected,
-                              void (*each)(cfg_cx *, sp_route *, int, const char *, size_t))
+                              void (*each)(cfg_cx *, void *, int, const char *, size_t))
 {
     lua_State *L = cx->L;
     lua_getfield(L, t, key);
@@ -449,15 +416,35 @@ static size_t for_each_string(cfg_cx *cx, sp_route *r, int t, const char *key, c
         }
         if (lua_type(L, -1) != LUA_TSTRING)
             fail_type(cx, f, -1, expected);
-        each(cx, r, lua_gettop(L), f, n);
+        each(cx, dst, lua_gettop(L), f, n);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
     return n;
 }
 
-static void add_domain(cfg_cx *cx, sp_route *r, int idx, const char *field, size_t n)
+static void add_ip_pattern(cfg_cx *cx, void *dst, int idx, const char *field, size_t n)
 {
+    sp_ip_list *out = dst;
+    if (!out->items)
+        out->items = xcalloc(n, sizeof *out->items);
+    const char *why = "invalid";
+    if (sp_ip_pattern_parse(lua_tostring(cx->L, idx), &out->items[out->n], &why) != 0)
+        fail(cx, field, "expected an IP address, CIDR or glob, got string \"%s\" (%s)",
+             lua_tostring(cx->L, idx), why);
+    out->n++;
+}
+
+/* A string or a list of strings, each an IP pattern. */
+static void compile_ip_list(cfg_cx *cx, int t, const char *key, const char *field, sp_ip_list *out)
+{
+    for_each_string(cx, out, t, key, field, "an IP address, CIDR or glob, or a list of them",
+                    add_ip_pattern);
+}
+
+static void add_domain(cfg_cx *cx, void *dst, int idx, const char *field, size_t n)
+{
+    sp_route *r = dst;
     if (!r->domains)
         r->domains = xcalloc(n, sizeof *r->domains);
     const char *why = "invalid";
@@ -467,8 +454,9 @@ static void add_domain(cfg_cx *cx, sp_route *r, int idx, const char *field, size
     r->ndomains++;
 }
 
-static void add_tls_version(cfg_cx *cx, sp_route *r, int idx, const char *field, size_t n)
+static void add_tls_version(cfg_cx *cx, void *dst, int idx, const char *field, size_t n)
 {
+    sp_route *r = dst;
     if (!r->tls_versions)
         r->tls_versions = xcalloc(n, sizeof *r->tls_versions);
     int v = sp_tls_version_parse(lua_tostring(cx->L, idx));
