@@ -322,6 +322,9 @@ static void compile_listen_addresses(cfg_cx *cx, int t)
         sp_ip ip;
         if (lua_type(cx->L, -1) != LUA_TSTRING || sp_ip_parse(lua_tostring(cx->L, -1), &ip) != 0)
             fail_type(cx, field, -1, "an IPv4 or IPv6 address");
+        if (sp_ip_is_v4(&ip) && strchr(lua_tostring(cx->L, -1), ':'))
+            fail(cx, field, "an IPv4-mapped address cannot be bound: write \"%s\" as IPv4",
+                 lua_tostring(cx->L, -1));
         s->listen_addresses[s->nlisten_addresses++] = xstrdup(lua_tostring(cx->L, -1));
         lua_pop(cx->L, 1);
     }

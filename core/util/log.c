@@ -44,13 +44,16 @@ void sp_log(sp_log_level level, const char *fmt, ...)
 {
     if (!sp_log_enabled(level))
         return;
-    char msg[2048];
+    /* long enough for a Lua traceback; longer messages are cut, marked with "..." */
+    char msg[8192];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (n < 0)
         return;
+    if ((size_t)n >= sizeof msg)
+        memcpy(msg + sizeof msg - 4, "...", 4);
 
     char ts[32];
     sp_log_time(ts);
