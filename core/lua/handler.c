@@ -16,6 +16,8 @@
  * preempted, so a handler that computes for long stalls every connection of its worker. */
 #define HOG_WARN_MS 100
 #define WORKER_KEY "smartproxy.worker"
+#define GEN_KEY "smartproxy.gen"            /* set once the worker serves the state's generation */
+#define SPAWNS_KEY "smartproxy.spawns"      /* functions spawned while the config loaded */
 
 sp_task *sp_task_of(lua_State *co)
 {
@@ -148,14 +150,12 @@ static void on_task_timer(uv_timer_t *timer)
     }
 }
 
-void sp_task_start(sp_conn *c)
+static sp_task *task_new(sp_conn *c)
 {
     lua_State *L = c->gen->L;
     sp_task *t = calloc(1, sizeof *t);
-    if (!t) {
-        sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-        return;
-    }
+    if (!t)
+        return NULL;
     t->conn = c;
     t->L = L;
     t->hog_warn_ms = HOG_WARN_MS;
@@ -166,7 +166,29 @@ void sp_task_start(sp_conn *c)
     lua_pushthread(t->co);
     lua_xmove(t->co, L, 1);
     t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* anchors the coroutine */
+    return t;
+}
 
+void sp_task_start_function(sp_conn *c, int fn_ref)
+{
+    sp_task *t = task_new(c);
+    if (!t) {
+        luaL_unref(c->gen->L, LUA_REGISTRYINDEX, fn_ref);
+        sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+        return;
+    }
+    lua_rawgeti(t->co, LUA_REGISTRYINDEX, fn_ref);
+    luaL_unref(c->gen->L, LUA_REGISTRYINDEX, fn_ref);
+    sp_task_resume(t, 0);
+}
+
+void sp_task_start(sp_conn *c)
+{
+    sp_task *t = task_new(c);
+    if (!t) {
+        sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+        return;
+    }
     sp_cosock *s = sp_cosock_new(t, c->client.tcp, true);
     if (!s) {
         sp_conn_abort(c, SP_END_INTERNAL_ERROR);
@@ -366,11 +388,59 @@ static int core_stats(lua_State *L)
     return 1;
 }
 
+/* core.spawn(fn): runs fn as a background task of this worker (what sp.timer and
+ * sp.every are built on). While the config loads, the function waits until the worker
+ * serves that generation; in the main thread's validation load it never runs. */
+static int core_spawn(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, GEN_KEY);
+    sp_gen *g = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
+    sp_worker *w = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (g && w && !w->stopping) {
+        sp_conn_start_background(w, g, luaL_ref(L, LUA_REGISTRYINDEX));
+        return 0;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, SPAWNS_KEY);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, SPAWNS_KEY);
+    }
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+    return 0;
+}
+
+void sp_lua_start_spawns(void *worker, sp_gen *g)
+{
+    lua_State *L = g->L;
+    lua_pushlightuserdata(L, g);
+    lua_setfield(L, LUA_REGISTRYINDEX, GEN_KEY);
+    lua_getfield(L, LUA_REGISTRYINDEX, SPAWNS_KEY);
+    if (lua_istable(L, -1)) {
+        int n = (int)lua_objlen(L, -1);
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            sp_conn_start_background(worker, g, luaL_ref(L, LUA_REGISTRYINDEX));
+        }
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, SPAWNS_KEY);
+}
+
 static int open_core(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"connect", core_connect}, {"pipe", core_pipe}, {"sleep", core_sleep},
-        {"log", core_log},         {"stats", core_stats}, {NULL, NULL},
+        {"log", core_log},         {"stats", core_stats}, {"spawn", core_spawn},
+        {NULL, NULL},
     };
     lua_createtable(L, 0, 8);
     luaL_register(L, NULL, fns);

@@ -23,6 +23,7 @@ typedef struct lua_State lua_State;
 typedef struct sp_conn sp_conn;
 typedef struct sp_task sp_task;
 typedef struct sp_cosock sp_cosock;
+typedef struct sp_gen sp_gen;
 
 typedef enum { SP_WAIT_NONE = 0, SP_WAIT_READ, SP_WAIT_WRITE, SP_WAIT_CONNECT, SP_WAIT_SLEEP } sp_wait;
 typedef enum { SP_READ_BYTES = 0, SP_READ_LINE, SP_READ_ALL, SP_READ_ANY } sp_read_kind;
@@ -73,6 +74,12 @@ struct sp_task {
 /* Starts the route's handler for connection c on its client socket; the bytes read while
  * routing are the first the handler reads. */
 void sp_task_start(sp_conn *c);
+/* Starts the function at registry reference fn_ref as the task of a background
+ * connection (no client socket); takes the reference. */
+void sp_task_start_function(sp_conn *c, int fn_ref);
+/* A worker installed generation g: runs the tasks its config spawned while loading,
+ * and lets later sp.spawn calls start at once. */
+void sp_lua_start_spawns(void *worker, sp_gen *g);
 /* The connection is ending: close every handle of the task now. */
 void sp_task_abort(sp_task *t);
 /* The connection is released: free what is left. */

@@ -2,6 +2,7 @@
 #include "net/conn_impl.h"
 
 #include <ctype.h>
+#include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,8 +21,10 @@ static void on_timer(uv_timer_t *timer);
 
 void sp_conn_set_state(sp_conn *c, sp_conn_state s)
 {
-    sp_counter_add(&c->w->counters.by_state[c->state], -1);
-    sp_counter_add(&c->w->counters.by_state[s], 1);
+    if (!c->background) {
+        sp_counter_add(&c->w->counters.by_state[c->state], -1);
+        sp_counter_add(&c->w->counters.by_state[s], 1);
+    }
     c->state = s;
     c->phase_started_ms = uv_now(&c->w->loop);
 }
@@ -31,8 +34,10 @@ void sp_conn_release(sp_conn *c)
     if (c->handles > 0 || c->lookups > 0)
         return;
     sp_worker *w = c->w;
-    sp_counter_add(&w->counters.by_state[c->state], -1);
-    sp_counter_add(&w->counters.ended[c->reason], 1);
+    if (!c->background) {
+        sp_counter_add(&w->counters.by_state[c->state], -1);
+        sp_counter_add(&w->counters.ended[c->reason], 1);
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -54,9 +59,12 @@ void sp_conn_release(sp_conn *c)
     if (c->route_counter)
         sp_route_counter_release(c->route_counter, &c->info.client_ip, uv_now(&w->loop));
     sp_gen_unref(c->gen);
-    atomic_fetch_sub(&w->process->active, 1);
+    bool counted = !c->background;
     free(c);
-    sp_worker_conn_gone(w);
+    if (counted) {
+        atomic_fetch_sub(&w->process->active, 1);
+        sp_worker_conn_gone(w);
+    }
 }
 
 void sp_conn_close_handle(sp_conn *c, uv_handle_t *h)
@@ -77,7 +85,7 @@ static void close_side(sp_conn *c, sp_side *s)
 
 static void log_end(sp_conn *c)
 {
-    if (!c->gen->settings.log_access)
+    if (!c->gen->settings.log_access || c->background)
         return;
     char client[SP_IP_STRLEN], target[300], time[32];
     sp_ip_format(&c->info.client_ip, client, sizeof client);
@@ -643,4 +651,42 @@ void sp_conn_accept(sp_worker *w, uv_stream_t *server, uint16_t port)
         return;
     }
     begin_routing(c);
+}
+
+/* ---- background tasks ---- */
+
+static const sp_route background_route = {.name = "(background)", .handler = LUA_NOREF};
+
+void sp_conn_start_background(sp_worker *w, sp_gen *g, int fn_ref)
+{
+    sp_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        luaL_unref(g->L, LUA_REGISTRYINDEX, fn_ref);
+        return;
+    }
+    c->w = w;
+    c->gen = g;
+    sp_gen_ref(g);
+    c->background = true;
+    c->id = atomic_fetch_add(&w->process->next_conn_id, 1) + 1;
+    c->route = &background_route;
+    c->info.route_name = background_route.name;
+    c->info.domain = "";
+    c->handles = 1; /* the timer */
+    uv_timer_init(&w->loop, &c->timer);
+    c->timer.data = c;
+    c->started_ms = c->last_activity_ms = c->phase_started_ms = uv_now(&w->loop);
+    c->state = SP_STATE_LUA;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    sp_task_start_function(c, fn_ref);
+}
+
+void sp_conns_end_background(sp_worker *w, const sp_gen *keep)
+{
+    for (sp_conn *c = w->conns; c; c = c->next)
+        if (c->background && c->gen != keep && c->state != SP_STATE_CLOSING)
+            sp_conn_abort(c, SP_END_SHUTDOWN);
 }

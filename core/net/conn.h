@@ -24,4 +24,11 @@ void sp_conn_abort(sp_conn *c, sp_end_reason reason);
 /* Ends every live connection of the worker now. */
 void sp_conns_abort_all(sp_worker *w, sp_end_reason reason);
 
+/* Runs the Lua function at registry reference fn_ref (in g's state) as a background task
+ * (sp.timer, sp.every): a coroutine with no client, not counted as a connection, ended
+ * when its generation stops being current or the worker stops. Takes the reference. */
+void sp_conn_start_background(sp_worker *w, sp_gen *g, int fn_ref);
+/* Ends the background tasks of every generation but `keep` (NULL: all). */
+void sp_conns_end_background(sp_worker *w, const sp_gen *keep);
+
 #endif

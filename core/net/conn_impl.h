@@ -76,6 +76,7 @@ struct sp_conn {
     sp_attempt *attempt;      /* the connect in flight, or NULL */
 
     struct sp_task *task;     /* socket-handler routes: the Lua handler and its sockets */
+    bool background;          /* sp.timer/sp.every: no client, not a proxied connection */
 
     sp_conn_info info;        /* addresses and names, for routing, Lua and logs */
     char domain[256];         /* SNI, lowercased; info.domain points here */

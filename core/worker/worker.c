@@ -71,6 +71,8 @@ static int load_generation(sp_worker *w, sp_source_set *sources, uint64_t number
     if (w->gen)
         sp_gen_unref(w->gen); /* live connections keep their own references */
     w->gen = g;
+    sp_conns_end_background(w, g); /* the old generation's timers stop with it */
+    sp_lua_start_spawns(w, g);
     sp_debug("worker %d: serving generation %llu", w->id, (unsigned long long)number);
     return 0;
 }
@@ -107,6 +109,7 @@ static void begin_stop(sp_worker *w, uint64_t drain_ms)
         return;
     w->stopping = true;
     sp_listeners_close_all(w);
+    sp_conns_end_background(w, NULL);
     if (w->nconns) {
         sp_info("worker %d: stopping, draining %llu connection(s) for up to %llu ms", w->id,
                 (unsigned long long)w->nconns, (unsigned long long)drain_ms);

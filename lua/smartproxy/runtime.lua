@@ -86,6 +86,45 @@ _M.shared = setmetatable({}, {
     end,
 })
 
+-- timer(ms, fn): runs fn once, ms milliseconds from now, as a background task of each
+-- worker (a coroutine: it may connect, sleep, log). Called while the config loads, it
+-- starts when the worker serves that configuration and stops with it on reload.
+function _M.timer(ms, fn)
+    if type(ms) ~= "number" or ms < 0 then
+        error("sp.timer: ms: expected milliseconds >= 0, got " .. tostring(ms), 2)
+    end
+    if type(fn) ~= "function" then
+        error("sp.timer: fn: expected a function, got " .. type(fn), 2)
+    end
+    local spawn, sleep = need_core("spawn"), need_core("sleep")
+    spawn(function()
+        sleep(ms)
+        fn()
+    end)
+end
+
+-- every(ms, fn): runs fn every ms milliseconds (after each run ends) in each worker, until
+-- the configuration is reloaded or the proxy stops. An error in one run is logged and the
+-- next run happens anyway.
+function _M.every(ms, fn)
+    if type(ms) ~= "number" or ms < 1 then
+        error("sp.every: ms: expected milliseconds >= 1, got " .. tostring(ms), 2)
+    end
+    if type(fn) ~= "function" then
+        error("sp.every: fn: expected a function, got " .. type(fn), 2)
+    end
+    local spawn, sleep, log = need_core("spawn"), need_core("sleep"), need_core("log")
+    spawn(function()
+        while true do
+            sleep(ms)
+            local ok, err = pcall(fn)
+            if not ok then
+                log("error", "sp.every: " .. tostring(err))
+            end
+        end
+    end)
+end
+
 -- sleep(ms): yields for ms milliseconds.
 function _M.sleep(ms)
     return need_core("sleep")(ms)

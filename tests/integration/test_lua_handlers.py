@@ -12,6 +12,7 @@ import pytest
 import sp
 import tlsutil
 from luautil import CORE, ECHO_LINES, LUA_MEMORY, handler_route
+from sp import Lua
 import luautil as lu
 
 MiB = 1 << 20
@@ -834,3 +835,50 @@ def test_max_lifetime_closes_a_busy_handler(start_proxy):
     s = sp.wait_counter(p, before, "terminations", "max_lifetime")
     assert sp.delta(before, s, "terminations") == {"max_lifetime": 1}
     lu.assert_clean(p)
+
+
+# ---------------------------------------------------------------- background tasks
+
+def background(key, every_ms):
+    """A config value that, as the config loads, starts an sp.every bumping sp.shared[key]
+    and an sp.timer setting key.."_once" (a function call inside the returned table)."""
+    return Lua(f"""(function()
+      local sp = require "smartproxy"
+      sp.every({every_ms}, function() sp.shared:incr("{key}", 1, 0) end)
+      sp.timer(50, function() sp.shared:set("{key}_once", "done") end)
+      return 1
+    end)()""")
+
+
+SHOW_SHARED = """
+    local sp = require "smartproxy"
+    local key = sock:read("*l")
+    sock:write(tostring(sp.shared:get(key)) .. "\\n")
+"""
+
+
+def shared_value(p, port, key):
+    with p.connect(port) as c:
+        c.sendall(key.encode() + b"\n")
+        v = sp.recv_line(c).decode().strip()
+    return None if v == "nil" else v
+
+
+def test_timers_run_in_the_background_and_stop_with_their_generation(start_proxy):
+    port = sp.free_port()
+    p = start_proxy({"workers": background("v1", 50),
+                     "routes": [handler_route("show", port, SHOW_SHARED)]})
+    sp.wait_until(lambda: shared_value(p, port, "v1_once") == "done", 5, msg="sp.timer ran")
+    sp.wait_until(lambda: int(shared_value(p, port, "v1") or 0) >= 5, 5, msg="sp.every ticking")
+    assert p.stats()["active_connections"] <= 1, "background tasks must not count as connections"
+
+    p.write_config({"workers": background("v2", 50), "routes": [handler_route("show", port, SHOW_SHARED)]})
+    assert p.reload()
+    sp.wait_until(lambda: int(shared_value(p, port, "v2") or 0) >= 3, 5, msg="the new generation's timer")
+    frozen = int(shared_value(p, port, "v1"))
+    time.sleep(0.3)  # six periods: the old generation's timer must have stopped
+    assert int(shared_value(p, port, "v1")) <= frozen + 2  # (a tick may have been in flight)
+    lu.assert_clean(p)
+    t0 = time.monotonic()
+    assert p.stop() == 0
+    assert time.monotonic() - t0 < 3, "background loops must not hold up a stop"

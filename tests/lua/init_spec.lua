@@ -134,3 +134,40 @@ describe("smartproxy inside the proxy", function()
                          "bad argument #1 to 'update_routes': expected a list of routes, got string")
     end)
 end)
+
+describe("sp.timer and sp.every", function()
+    local fake = require "support.fake"
+    teardown(fake.unload)
+
+    it("spawn a background task that sleeps, then runs the function", function()
+        local sp, core = fake.load_smartproxy()
+        local ran = 0
+        sp.timer(250, function() ran = ran + 1 end)
+        assert.equal(1, #core.spawned)
+        core.spawned[1]()
+        assert.same({ 250 }, core.sleeps)
+        assert.equal(1, ran)
+    end)
+
+    it("every() keeps going after an error and logs it", function()
+        local sp, core = fake.load_smartproxy()
+        local runs = 0
+        sp.every(100, function()
+            runs = runs + 1
+            if runs == 1 then error("first run fails") end
+            if runs == 3 then coroutine.yield("stop") end -- leave the loop for the test
+        end)
+        local co = coroutine.create(core.spawned[1])
+        assert.is_true(coroutine.resume(co))
+        assert.equal(3, runs)
+        assert.equal("error", core.logs[1].level)
+        assert.matches("first run fails", core.logs[1].msg)
+    end)
+
+    it("check their arguments", function()
+        local sp = fake.load_smartproxy()
+        assert.has_error(function() sp.timer(-1, function() end) end,
+                         "sp.timer: ms: expected milliseconds >= 0, got -1")
+        assert.has_error(function() sp.every(10, "x") end, "sp.every: fn: expected a function, got string")
+    end)
+end)

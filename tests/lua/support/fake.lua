@@ -200,6 +200,11 @@ function _M.core()
         record("pipe", a, b)
         core.pipes[#core.pipes + 1] = { a, b }
     end
+    core.spawned = {}
+    function core.spawn(fn)
+        record("spawn", fn)
+        core.spawned[#core.spawned + 1] = fn
+    end
     function core.sleep(ms)
         record("sleep", ms)
         core.sleeps[#core.sleeps + 1] = ms
