@@ -329,15 +329,17 @@ static int check_new_ports(const sp_gen *old, const sp_gen *g, char *err, size_t
     return 0;
 }
 
-static int do_reload(void *ud, char *err, size_t errlen)
+/* Loads a new generation, from the file (routes_text NULL) or from the current sources
+ * with the routes sp.update_routes sent; on success every worker gets it. */
+static int load_and_install(app *a, const char *routes_text, char *err, size_t errlen)
 {
-    app *a = ud;
     if (a->stopping) {
         snprintf(err, errlen, "shutting down");
         return -1;
     }
     sp_source_set *sources = NULL;
-    sp_gen *g = sp_config_load(a->file, NULL, &sources, err, errlen);
+    sp_gen *g = routes_text ? sp_config_load_routes(a->file, a->sources, routes_text, &sources, err, errlen)
+                            : sp_config_load(a->file, NULL, &sources, err, errlen);
     if (g && check_new_ports(a->gen, g, err, errlen) != 0) {
         sp_gen_unref(g);
         sp_source_set_unref(sources);
@@ -366,9 +368,31 @@ static int do_reload(void *ud, char *err, size_t errlen)
     apply_log_settings(a, g);
     if (a->watch)
         watch_sources(a);
-    sp_info("configuration reloaded: generation %llu, %zu route(s) on %zu port(s)",
+    sp_info("%s: generation %llu, %zu route(s) on %zu port(s)",
+            routes_text ? "routes updated from Lua" : "configuration reloaded",
             (unsigned long long)a->generation, g->nroutes, g->nports);
     return 0;
+}
+
+static int do_reload(void *ud, char *err, size_t errlen)
+{
+    return load_and_install(ud, NULL, err, errlen);
+}
+
+static void on_routes_update(uv_async_t *h)
+{
+    app *a = h->data;
+    sp_routes_mailbox *mb = a->process.updates;
+    uv_mutex_lock(&mb->lock);
+    char *text = mb->pending;
+    mb->pending = NULL;
+    uv_mutex_unlock(&mb->lock);
+    /* every worker may send the same set (a timer runs in each): apply it once */
+    if (text && !(a->sources->routes_override && strcmp(a->sources->routes_override, text) == 0)) {
+        char err[1024];
+        load_and_install(a, text, err, sizeof err);
+    }
+    free(text);
 }
 
 static void on_sigusr1(uv_signal_t *s, int signum)
@@ -471,6 +495,7 @@ static void close_main_handles(app *a)
     a->nwatchers = 0;
     sp_admin_stop(a->admin);
     a->admin = NULL;
+    uv_close((uv_handle_t *)&a->process.updates->wake, NULL);
 }
 
 static void on_worker_exited(uv_async_t *h)
@@ -658,6 +683,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "smartproxy: out of memory\n");
         return 2;
     }
+    static sp_routes_mailbox updates;
+    uv_mutex_init(&updates.lock);
+    uv_async_init(a.loop, &updates.wake, on_routes_update);
+    updates.wake.data = &a;
+    a.process.updates = &updates;
     uv_async_init(a.loop, &a.worker_exited, on_worker_exited);
     uv_timer_init(a.loop, &a.sweep);
     a.sweep.data = &a;
@@ -726,6 +756,8 @@ int main(int argc, char **argv)
     sp_source_set_unref(a.sources);
     sp_ip_table_free(a.process.ips);
     sp_route_limits_free(a.process.routes);
+    free(updates.pending);
+    uv_mutex_destroy(&updates.lock);
     sp_shared_free(a.process.shared);
     SSL_CTX_free(a.process.lua_tls[0]);
     SSL_CTX_free(a.process.lua_tls[1]);

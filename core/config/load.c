@@ -159,6 +159,19 @@ static void free_items(sp_source *items, size_t n)
     free(items);
 }
 
+/* Replaces the `routes` of the config table on top of L with what `text` returns. */
+static int apply_routes_override(lua_State *L, const char *text, char *err, size_t errlen)
+{
+    if (!lua_istable(L, -1))
+        return 0; /* the compiler reports that the file did not return a table */
+    if (luaL_loadbuffer(L, text, strlen(text), "=sp.update_routes") != 0 || lua_pcall(L, 0, 1, 0) != 0) {
+        snprintf(err, errlen, "sp.update_routes: %s", lua_tostring(L, -1));
+        return -1;
+    }
+    lua_setfield(L, -2, "routes");
+    return 0;
+}
+
 sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **recorded,
                        char *err, size_t errlen)
 {
@@ -204,6 +217,8 @@ sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
         goto fail;
     }
+    if (replay && replay->routes_override && apply_routes_override(L, replay->routes_override, err, errlen) != 0)
+        goto fail;
     if (rec.oom) {
         snprintf(err, errlen, "%s: out of memory while recording sources", file);
         goto fail;
@@ -256,6 +271,46 @@ void sp_source_set_unref(sp_source_set *s)
     if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
         free_items(s->items, s->n);
         sp_tls_set_unref(s->tls);
+        free(s->routes_override);
         free(s);
     }
+}
+
+sp_gen *sp_config_load_routes(const char *file, const sp_source_set *base, const char *routes_text,
+                              sp_source_set **out, char *err, size_t errlen)
+{
+    sp_source_set *set = calloc(1, sizeof *set);
+    if (!set || !(set->items = calloc(base->n + 1, sizeof *set->items)) ||
+        !(set->routes_override = strdup(routes_text))) {
+        snprintf(err, errlen, "%s: out of memory", file);
+        goto fail;
+    }
+    atomic_init(&set->refs, 1);
+    for (size_t i = 0; i < base->n; i++, set->n++) {
+        const sp_source *b = &base->items[i];
+        sp_source *d = &set->items[i];
+        d->module = b->module ? strdup(b->module) : NULL;
+        d->path = strdup(b->path);
+        d->text = malloc(b->len ? b->len : 1);
+        d->len = b->len;
+        if ((b->module && !d->module) || !d->path || !d->text) {
+            set->n++;
+            snprintf(err, errlen, "%s: out of memory", file);
+            goto fail;
+        }
+        memcpy(d->text, b->text, b->len);
+    }
+    sp_gen *g = sp_config_load(file, set, NULL, err, errlen);
+    if (!g)
+        goto fail;
+    /* the contexts were attached from nothing: build this set's own */
+    if (!(set->tls = sp_tls_set_build(g, err, errlen))) {
+        sp_gen_unref(g);
+        goto fail;
+    }
+    *out = set;
+    return g;
+fail:
+    sp_source_set_unref(set);
+    return NULL;
 }

@@ -29,6 +29,7 @@ typedef struct sp_source_set {
     sp_source *items;
     size_t n;
     struct sp_tls_set *tls;
+    char *routes_override;  /* "return {...}" from sp.update_routes: replaces `routes`, or NULL */
 } sp_source_set;
 
 /* Loads `file`. With `replay` NULL, reads from disk, builds the TLS contexts and, on
@@ -37,6 +38,12 @@ typedef struct sp_source_set {
  * failure (syntax, runtime, validation, certificates). */
 sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **recorded,
                        char *err, size_t errlen);
+
+/* Loads the configuration recorded in `base` with its routes replaced by the table that
+ * the Lua source routes_text returns (sp.update_routes). On success *out is a new set
+ * (base's sources, the override, freshly built TLS contexts). */
+sp_gen *sp_config_load_routes(const char *file, const sp_source_set *base, const char *routes_text,
+                              sp_source_set **out, char *err, size_t errlen);
 
 void sp_source_set_ref(sp_source_set *s);
 void sp_source_set_unref(sp_source_set *s);

@@ -388,6 +388,120 @@ static int core_stats(lua_State *L)
     return 1;
 }
 
+/* Writes the value at idx as a Lua expression; data only (tables of strings, numbers,
+ * booleans), since routes travel to other threads' Lua states as source text. */
+static void serialize(lua_State *L, int idx, sp_buf *out, char *path, size_t pathlen, int depth)
+{
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN:
+        sp_buf_appendf(out, "%s", lua_toboolean(L, idx) ? "true" : "false");
+        return;
+    case LUA_TNUMBER:
+        sp_buf_appendf(out, "%.17g", lua_tonumber(L, idx));
+        return;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *p = lua_tolstring(L, idx, &n);
+        sp_buf_append(out, "\"", 1);
+        for (size_t i = 0; i < n; i++) {
+            unsigned char ch = (unsigned char)p[i];
+            if (ch == '"' || ch == '\\')
+                sp_buf_appendf(out, "\\%c", ch);
+            else if (ch < 32 || ch == 127)
+                sp_buf_appendf(out, "\\%03u", ch);
+            else
+                sp_buf_append(out, &p[i], 1);
+        }
+        sp_buf_append(out, "\"", 1);
+        return;
+    }
+    case LUA_TTABLE:
+        break;
+    default:
+        luaL_error(L, "sp.update_routes: %s is a %s; only data (tables, strings, numbers, booleans) "
+                      "can be sent to every worker", path, luaL_typename(L, idx));
+    }
+    if (depth > 32)
+        luaL_error(L, "sp.update_routes: %s nests too deep (a cycle?)", path);
+    sp_buf_append(out, "{", 1);
+    size_t plen = strlen(path);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            snprintf(path + plen, pathlen - plen, ".%s", lua_tostring(L, -2));
+            sp_buf_append(out, "[", 1);
+            serialize(L, -2, out, path, pathlen, depth + 1);
+            sp_buf_append(out, "]=", 2);
+        } else if (lua_type(L, -2) == LUA_TNUMBER) {
+            snprintf(path + plen, pathlen - plen, "[%.14g]", lua_tonumber(L, -2));
+            sp_buf_appendf(out, "[%.17g]=", lua_tonumber(L, -2));
+        } else {
+            luaL_error(L, "sp.update_routes: %s has a %s key", path, luaL_typename(L, -2));
+        }
+        serialize(L, -1, out, path, pathlen, depth + 1);
+        sp_buf_append(out, ",", 1);
+        path[plen] = 0;
+        lua_pop(L, 1);
+    }
+    sp_buf_append(out, "}", 1);
+}
+
+/* core.update_routes(routes): hands the main thread a new route list, as data. It is
+ * validated and, if good, becomes a new generation in every worker (listeners open and
+ * close as needed); if not, the current routes keep serving and the error is logged and
+ * counted in reloads_failed. Returns true once queued. A reload from the file (SIGHUP,
+ * --watch) replaces routes set this way. */
+typedef struct serialize_job {
+    sp_buf out;
+    char path[256];
+} serialize_job;
+
+static int serialize_protected(lua_State *L)
+{
+    serialize_job *job = lua_touserdata(L, 2);
+    serialize(L, 1, &job->out, job->path, sizeof job->path, 0);
+    return 0;
+}
+
+static int core_update_routes(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
+    sp_worker *w = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!w || !w->process->updates) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "sp.update_routes: only inside a worker");
+        return 2;
+    }
+    serialize_job job = {.path = "routes"};
+    sp_buf_init(&job.out);
+    sp_buf_append(&job.out, "return ", 7);
+    /* serialize raises on what cannot be sent: catch it so the buffer is freed */
+    lua_pushcfunction(L, serialize_protected);
+    lua_pushvalue(L, 1);
+    lua_pushlightuserdata(L, &job);
+    int rc = lua_pcall(L, 2, 0, 0);
+    if (rc != 0 || job.out.oom) {
+        sp_buf_free(&job.out);
+        if (rc == 0)
+            lua_pushliteral(L, "out of memory");
+        lua_pushnil(L);
+        lua_insert(L, -2); /* nil, message */
+        return 2;
+    }
+    sp_routes_mailbox *mb = w->process->updates;
+    uv_mutex_lock(&mb->lock);
+    free(mb->pending);
+    mb->pending = job.out.data; /* the buffer's memory moves to the mailbox */
+    uv_mutex_unlock(&mb->lock);
+    uv_async_send(&mb->wake);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* core.spawn(fn): runs fn as a background task of this worker (what sp.timer and
  * sp.every are built on). While the config loads, the function waits until the worker
  * serves that generation; in the main thread's validation load it never runs. */
@@ -440,6 +554,7 @@ static int open_core(lua_State *L)
     static const luaL_Reg fns[] = {
         {"connect", core_connect}, {"pipe", core_pipe}, {"sleep", core_sleep},
         {"log", core_log},         {"stats", core_stats}, {"spawn", core_spawn},
+        {"update_routes", core_update_routes},
         {NULL, NULL},
     };
     lua_createtable(L, 0, 8);

@@ -20,6 +20,13 @@ typedef struct ssl_ctx_st SSL_CTX;
 typedef struct sp_listener sp_listener;
 typedef struct sp_conn sp_conn;
 
+/* Route sets sent by Lua's sp.update_routes, for the main thread to load (latest wins). */
+typedef struct sp_routes_mailbox {
+    uv_mutex_t lock;
+    char *pending;                    /* "return {...}", or NULL */
+    uv_async_t wake;                  /* on the main loop */
+} sp_routes_mailbox;
+
 /* Process-wide figures shared by all workers (atomics only). */
 typedef struct sp_process {
     _Atomic uint64_t active;          /* live proxied connections, for limits.max_connections */
@@ -29,6 +36,7 @@ typedef struct sp_process {
     sp_counters **counters;           /* every worker's, for sp.stats */
     struct sp_shared *shared;         /* sp.shared, the dictionary all workers see */
     SSL_CTX *lua_tls[2];              /* sp.connect TLS: [0] no verification, [1] system CAs */
+    sp_routes_mailbox *updates;       /* sp.update_routes -> the main thread */
     int nworkers;
 } sp_process;
 

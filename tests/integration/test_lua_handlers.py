@@ -882,3 +882,48 @@ def test_timers_run_in_the_background_and_stop_with_their_generation(start_proxy
     t0 = time.monotonic()
     assert p.stop() == 0
     assert time.monotonic() - t0 < 3, "background loops must not hold up a stop"
+
+
+def test_update_routes_from_lua_opens_and_closes_listeners(start_proxy, serve):
+    backend = serve(sp.echo)
+    control, added = sp.free_port(), sp.free_port()
+    body = f"""
+    local sp = require "smartproxy"
+    local want = sock:read("*l")
+    local routes = {{
+      {{ name = "control", match = {{ ports = {control} }}, action = {{ type = "forward",
+         target = {{ host = "127.0.0.1", port = {backend.port} }} }} }},
+    }}
+    if want == "add" then
+      routes[2] = {{ name = "added", match = {{ ports = {added} }}, action = {{ type = "forward",
+                     target = {{ host = "127.0.0.1", port = {backend.port} }} }} }}
+    elseif want == "bad" then
+      routes[2] = {{ name = "bad", match = {{ ports = "nope" }}, action = {{ type = "block" }} }}
+    elseif want == "function" then
+      routes[1].action.handler = function() end
+    end
+    local ok, err = sp.update_routes(routes)
+    sock:write(tostring(ok) .. " " .. tostring(err) .. "\\n")
+    """
+    p = start_proxy({"routes": [handler_route("control", control, body)]})
+
+    def ask(word):
+        with p.connect(control) as c:
+            c.sendall(word.encode() + b"\n")
+            return sp.recv_line(c).decode().strip()
+
+    answer = ask("function")  # functions cannot travel to other workers' Lua states
+    assert answer.startswith("nil sp.update_routes: routes[1].action.handler is a function"), answer
+    before = p.stats()
+    assert ask("bad") == "true nil"  # queued; rejected by the main thread, old routes serve
+    sp.wait_until(lambda: p.stats()["reloads_failed"] == before["reloads_failed"] + 1, 5, msg="rejected")
+    assert p.stats()["config_generation"] == before["config_generation"]
+    assert ask("add") == "true nil"
+    sp.wait_until(lambda: p.stats()["config_generation"] == before["config_generation"] + 1, 5,
+                  msg="the new generation")
+    sp.wait_until(lambda: sp._bindable(added, ("127.0.0.1",)) is False, 5, msg="the added port listening")
+    with p.connect(added) as c:
+        sp.roundtrip(c, b"through a route added from Lua")
+    with p.connect(control) as c:  # the control port is now a plain forward
+        sp.roundtrip(c, b"forwarded now")
+    lu.assert_clean(p)
