@@ -182,6 +182,43 @@ static void metric_head(sp_buf *b, const char *name, const char *type, const cha
 
 #define TOP_CLIENT_IPS 10
 
+/* Route names are the user's: escape them as Prometheus label values. */
+static void label_value(sp_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            sp_buf_appendf(b, "\\%c", *s);
+        else if (*s == '\n')
+            sp_buf_append(b, "\\n", 2);
+        else
+            sp_buf_append(b, s, 1);
+    }
+}
+
+static void route_metric_active(void *ud, const sp_route_figures *f)
+{
+    sp_buf_appendf(ud, "%s", "smartproxy_route_connections_active{route=\"");
+    label_value(ud, f->name);
+    sp_buf_appendf(ud, "\"} %llu\n", (unsigned long long)f->active);
+}
+
+static void route_metric_total(void *ud, const sp_route_figures *f)
+{
+    sp_buf_appendf(ud, "%s", "smartproxy_route_connections_total{route=\"");
+    label_value(ud, f->name);
+    sp_buf_appendf(ud, "\"} %llu\n", (unsigned long long)f->total);
+}
+
+static void route_metric_bytes(void *ud, const sp_route_figures *f)
+{
+    sp_buf_appendf(ud, "%s", "smartproxy_route_received_bytes_total{route=\"");
+    label_value(ud, f->name);
+    sp_buf_appendf(ud, "\",from=\"client\"} %llu\n", (unsigned long long)f->bytes_from_clients);
+    sp_buf_appendf(ud, "%s", "smartproxy_route_received_bytes_total{route=\"");
+    label_value(ud, f->name);
+    sp_buf_appendf(ud, "\",from=\"target\"} %llu\n", (unsigned long long)f->bytes_from_targets);
+}
+
 static void metrics_text(void *ud, sp_buf *b)
 {
     app *a = ud;
@@ -232,6 +269,13 @@ static void metrics_text(void *ud, sp_buf *b)
         sp_buf_appendf(b, "smartproxy_client_connections_active{client_ip=\"%s\"} %llu\n", ip,
                        (unsigned long long)top[i].active);
     }
+    metric_head(b, "smartproxy_route_connections_active", "gauge", "Open connections by route.");
+    sp_route_limits_each(a->process.routes, route_metric_active, b);
+    metric_head(b, "smartproxy_route_connections_total", "counter", "Connections admitted by route.");
+    sp_route_limits_each(a->process.routes, route_metric_total, b);
+    metric_head(b, "smartproxy_route_received_bytes_total", "counter",
+                "Bytes received by route and peer (counted when a connection ends).");
+    sp_route_limits_each(a->process.routes, route_metric_bytes, b);
     metric_head(b, "smartproxy_config_generation", "gauge", "The configuration generation serving new connections.");
     sp_buf_appendf(b, "smartproxy_config_generation %llu\n", (unsigned long long)a->generation);
     metric_head(b, "smartproxy_config_reloads_total", "counter", "Configuration reloads, by result.");

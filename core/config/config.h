@@ -78,6 +78,7 @@ typedef struct sp_route {
     int handler;              /* socket-handler: registry reference of function(sock, ctx) */
     int send_proxy_protocol;  /* 0: no; 1 or 2: that version, before any byte to the target */
     unsigned rr_next;         /* round-robin cursor; per worker since generations are */
+    struct sp_route_counter *counter; /* this route's shared figures, looked up once per worker */
 } sp_route;
 
 typedef struct sp_timeouts {

@@ -57,7 +57,8 @@ void sp_conn_release(sp_conn *c)
     if (c->ip_admitted)
         sp_ip_table_release(w->process->ips, &c->info.client_ip, uv_now(&w->loop));
     if (c->route_counter)
-        sp_route_counter_release(c->route_counter, &c->info.client_ip, uv_now(&w->loop));
+        sp_route_counter_release(c->route_counter, &c->info.client_ip, c->route->max_connections_per_ip > 0,
+                                 c->client.bytes_read, c->target.bytes_read, uv_now(&w->loop));
     sp_gen_unref(c->gen);
     bool counted = !c->background;
     free(c);
@@ -353,7 +354,8 @@ static void on_timer(uv_timer_t *timer)
 
 /* The chosen route's action, once the route is known: a TLS handshake first for
  * terminating routes, else straight to the target. */
-/* The route's security: block list, allow list (block wins), then its limits. */
+/* The route's security: block list, allow list (block wins), then its limits; an
+ * admitted connection is counted in the route's figures. */
 static bool route_admits(sp_conn *c)
 {
     const sp_route *r = c->route;
@@ -365,10 +367,11 @@ static bool route_admits(sp_conn *c)
     } else if (r->ip_allow_list.n && !sp_ip_list_match(&r->ip_allow_list, &c->info.client_ip)) {
         why = SP_REFUSED_IP_NOT_ALLOWED;
         end = SP_END_IP_NOT_ALLOWED;
-    } else if (!r->max_connections && !r->max_connections_per_ip) {
-        return true;
     } else {
-        sp_route_counter *rc = sp_route_limits_get(c->w->process->routes, r->name);
+        sp_route *mr = (sp_route *)r; /* the cache is per worker: generations are */
+        if (!mr->counter)
+            mr->counter = sp_route_limits_get(c->w->process->routes, r->name);
+        sp_route_counter *rc = mr->counter;
         int v = rc ? sp_route_counter_admit(rc, &c->info.client_ip, r->max_connections,
                                             r->max_connections_per_ip, uv_now(&c->w->loop))
                    : 0;

@@ -9,7 +9,7 @@
 
 struct sp_route_counter {
     sp_route_counter *next;
-    _Atomic uint64_t active;
+    _Atomic uint64_t active, total, bytes_from_clients, bytes_from_targets;
     sp_ip_table *ips;
     char name[];
 };
@@ -69,15 +69,34 @@ int sp_route_counter_admit(sp_route_counter *rc, const sp_ip *ip, uint64_t max_a
         atomic_fetch_sub(&rc->active, 1);
         return 1;
     }
-    if (sp_ip_table_admit(rc->ips, ip, max_per_ip, 0, now_ms) != 0) {
+    if (max_per_ip && sp_ip_table_admit(rc->ips, ip, max_per_ip, 0, now_ms) != 0) {
         atomic_fetch_sub(&rc->active, 1);
         return 2;
     }
+    atomic_fetch_add(&rc->total, 1);
     return 0;
 }
 
-void sp_route_counter_release(sp_route_counter *rc, const sp_ip *ip, uint64_t now_ms)
+void sp_route_counter_release(sp_route_counter *rc, const sp_ip *ip, bool per_ip,
+                              uint64_t bytes_from_client, uint64_t bytes_from_target, uint64_t now_ms)
 {
     atomic_fetch_sub(&rc->active, 1);
-    sp_ip_table_release(rc->ips, ip, now_ms);
+    atomic_fetch_add(&rc->bytes_from_clients, bytes_from_client);
+    atomic_fetch_add(&rc->bytes_from_targets, bytes_from_target);
+    if (per_ip)
+        sp_ip_table_release(rc->ips, ip, now_ms);
+}
+
+void sp_route_limits_each(sp_route_limits *l, void (*fn)(void *ud, const sp_route_figures *f), void *ud)
+{
+    pthread_mutex_lock(&l->lock);
+    for (sp_route_counter *rc = l->counters; rc; rc = rc->next) {
+        sp_route_figures f = {
+            .name = rc->name, .active = atomic_load(&rc->active), .total = atomic_load(&rc->total),
+            .bytes_from_clients = atomic_load(&rc->bytes_from_clients),
+            .bytes_from_targets = atomic_load(&rc->bytes_from_targets),
+        };
+        fn(ud, &f);
+    }
+    pthread_mutex_unlock(&l->lock);
 }

@@ -48,6 +48,10 @@ def test_metrics_pass_promtool_and_match_traffic(start_proxy, serve):
     assert value(text, "smartproxy_received_bytes_total", **{"from": "client"}) >= 3000
     assert value(text, "smartproxy_client_connections_active", client_ip="127.0.0.7") == 1
     assert value(text, "smartproxy_config_generation") == 1
+    assert value(text, "smartproxy_route_connections_total", route="echo") == 4
+    assert value(text, "smartproxy_route_connections_active", route="echo") == 1
+    assert value(text, "smartproxy_route_connections_total", route="dead") == 1
+    assert value(text, "smartproxy_route_received_bytes_total", route="echo", **{"from": "client"}) == 3000
     held.close()
     sp.assert_clean(p)
 
