@@ -287,6 +287,11 @@ static void metrics_text(void *ud, sp_buf *b)
     sp_buf_appendf(b, "smartproxy_uptime_seconds %.3f\n", (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
 }
 
+static const char *admin_token(void *ud)
+{
+    return ((app *)ud)->gen->settings.metrics_token;
+}
+
 static void routes_json(void *ud, sp_json *j)
 {
     app *a = ud;
@@ -761,7 +766,8 @@ int main(int argc, char **argv)
     }
     if (status == 0 && a.gen->settings.metrics_listen) {
         sp_admin_hooks hooks = {.ud = &a, .stats_json = stats_json, .routes_json = routes_json,
-                                .metrics_text = metrics_text, .reload = do_reload};
+                                .metrics_text = metrics_text, .token = admin_token,
+                                .reload = do_reload};
         a.admin = sp_admin_start(a.loop, a.gen->settings.metrics_listen, &hooks, err, sizeof err);
         if (!a.admin) {
             sp_error("%s", err);

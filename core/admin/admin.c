@@ -29,6 +29,11 @@ struct admin_conn {
     llhttp_settings_t settings;
     char url[256];
     size_t url_len;
+    char field[32];             /* the header name being read, lowercased, cut */
+    size_t field_len;
+    bool in_auth;               /* its value is Authorization's */
+    char auth[256];
+    size_t auth_len;
     size_t head_bytes;
     bool complete, closing;
     int handles;
@@ -133,6 +138,20 @@ static void respond_json(admin_conn *ac, void (*fill)(void *, sp_json *))
     sp_buf_free(&body);
 }
 
+/* Compares without an early exit, so the time taken says nothing about the token. */
+static bool token_ok(const char *want, const char *auth)
+{
+    static const char prefix[] = "Bearer ";
+    if (strncmp(auth, prefix, sizeof prefix - 1) != 0)
+        return false;
+    const char *got = auth + sizeof prefix - 1;
+    size_t wl = strlen(want), gl = strlen(got);
+    unsigned diff = (unsigned)(wl ^ gl);
+    for (size_t i = 0; i < wl; i++)
+        diff |= (unsigned char)want[i] ^ (unsigned char)(i < gl ? got[i] : 0);
+    return diff == 0;
+}
+
 static void dispatch(admin_conn *ac)
 {
     sp_admin *a = ac->a;
@@ -141,8 +160,11 @@ static void dispatch(admin_conn *ac)
     size_t n = strcspn(ac->url, "?");
     snprintf(path, sizeof path, "%.*s", (int)n, ac->url);
     bool get = method == HTTP_GET || method == HTTP_HEAD;
+    const char *token = a->hooks.token ? a->hooks.token(a->hooks.ud) : NULL;
 
-    if (strcmp(path, "/healthz") == 0 && get) {
+    if (token && strcmp(path, "/healthz") != 0 && !token_ok(token, ac->auth)) {
+        respond_text(ac, 401, "Unauthorized", "a bearer token is required");
+    } else if (strcmp(path, "/healthz") == 0 && get) {
         respond_text(ac, 200, "OK", "ok");
     } else if (strcmp(path, "/metrics") == 0 && get) {
         sp_buf body;
@@ -176,6 +198,37 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     memcpy(ac->url + ac->url_len, at, len);
     ac->url_len += len;
     ac->url[ac->url_len] = 0;
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    admin_conn *ac = p->data;
+    for (size_t i = 0; i < len && ac->field_len < sizeof ac->field - 1; i++)
+        ac->field[ac->field_len++] = (char)((at[i] >= 'A' && at[i] <= 'Z') ? at[i] + 32 : at[i]);
+    ac->field[ac->field_len] = 0;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    admin_conn *ac = p->data;
+    ac->in_auth = strcmp(ac->field, "authorization") == 0;
+    if (ac->in_auth) {
+        if (ac->auth_len + len >= sizeof ac->auth)
+            return -1;
+        memcpy(ac->auth + ac->auth_len, at, len);
+        ac->auth_len += len;
+        ac->auth[ac->auth_len] = 0;
+    }
+    return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    admin_conn *ac = p->data;
+    ac->field_len = 0;
+    ac->field[0] = 0;
     return 0;
 }
 
@@ -242,6 +295,9 @@ static void on_connection(uv_stream_t *server, int status)
     }
     llhttp_settings_init(&ac->settings);
     ac->settings.on_url = on_url;
+    ac->settings.on_header_field = on_header_field;
+    ac->settings.on_header_value = on_header_value;
+    ac->settings.on_header_value_complete = on_header_value_complete;
     ac->settings.on_message_complete = on_message_complete;
     llhttp_init(&ac->parser, HTTP_REQUEST, &ac->settings);
     ac->parser.data = ac;

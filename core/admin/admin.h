@@ -17,6 +17,8 @@ typedef struct sp_admin_hooks {
     void (*stats_json)(void *ud, sp_json *j);     /* writes one JSON object */
     void (*routes_json)(void *ud, sp_json *j);
     void (*metrics_text)(void *ud, sp_buf *out);  /* Prometheus text exposition */
+    /* The bearer token every endpoint but /healthz requires now, or NULL. */
+    const char *(*token)(void *ud);
     /* Reloads now; returns 0 on success, else fills err. */
     int (*reload)(void *ud, char *err, size_t errlen);
 } sp_admin_hooks;

@@ -298,8 +298,14 @@ static bool valid_host_port(const char *s)
 
 static void compile_metrics(cfg_cx *cx, int t)
 {
-    static const char *const keys[] = {"listen", NULL};
+    static const char *const keys[] = {"listen", "token", NULL};
     check_keys(cx, t, "metrics", keys);
+    const char *token = opt_string(cx, t, "metrics", "token");
+    if (token) {
+        if (strlen(token) < 16 || strlen(token) > 200)
+            fail(cx, "metrics.token", "expected a secret of 16 to 200 characters");
+        cx->g->settings.metrics_token = xstrdup(token);
+    }
     const char *l = opt_string(cx, t, "metrics", "listen");
     if (l) {
         if (!valid_host_port(l))
@@ -966,6 +972,7 @@ static void gen_free(sp_gen *g, bool close_state)
         free(g->settings.listen_addresses[i]);
     free(g->settings.listen_addresses);
     free(g->settings.metrics_listen);
+    free(g->settings.metrics_token);
     free(g->settings.access_log);
     sp_ip_list_free(&g->settings.proxy_ips);
     free(g->file);

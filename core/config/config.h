@@ -101,6 +101,7 @@ typedef struct sp_settings {
     bool log_access;
     char *access_log;              /* file for access lines, NULL: stderr */
     char *metrics_listen;          /* "host:port" or NULL */
+    char *metrics_token;           /* bearer token the admin endpoint requires, or NULL */
     sp_ip_list proxy_ips;          /* who may send us a PROXY header */
     bool accept_proxy_protocol;    /* default: true when proxy_ips is set */
 } sp_settings;

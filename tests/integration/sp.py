@@ -588,11 +588,12 @@ def run_cli(*args, cwd=None, timeout=15):
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def http_get(port, path, host="127.0.0.1", net=HOST, timeout=5.0):
+def http_get(port, path, host="127.0.0.1", net=HOST, timeout=5.0, token=None):
     """Minimal HTTP/1.1 GET with Connection: close; returns (status, body bytes)."""
     s = connect(port, host, net=net, timeout=timeout)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
     try:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n".encode())
         data = bytearray()
         head_end = -1
         length = None
@@ -668,7 +669,7 @@ class Proxy:
         cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULTS.items()}
         for k, v in config.items():
             cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
-        cfg["metrics"] = {"listen": f"127.0.0.1:{self.metrics_port}"}
+        cfg["metrics"] = {**(cfg.get("metrics") or {}), "listen": f"127.0.0.1:{self.metrics_port}"}
         return cfg
 
     def write_config(self, config):
@@ -759,7 +760,8 @@ class Proxy:
         return http_get(self.metrics_port, "/healthz", net=self.net)
 
     def stats(self):
-        status, body = http_get(self.metrics_port, "/stats", net=self.net)
+        status, body = http_get(self.metrics_port, "/stats", net=self.net,
+                                token=self.config.get("metrics", {}).get("token"))
         assert status == 200, f"/stats answered {status}: {body[:200]!r}"
         return json.loads(body)
 

@@ -82,3 +82,28 @@ def test_access_log_file_json_lines_and_reopen_on_sigusr1(start_proxy, serve, tm
     sp.wait_until(lambda: log.read_text().count("\n") == 1, 5, msg="the new line in the new file")
     assert (tmp_path / "access.log.1").read_text().count("\n") == 1
     sp.assert_clean(p)
+
+
+def test_admin_token_guards_everything_but_healthz(start_proxy):
+    import urllib.error
+    token = "s3cret-token-of-some-length"
+    p = start_proxy({"metrics": {"token": token}, "routes": [route("r", sp.free_port(), "127.0.0.1", 9)]})
+    base = f"http://127.0.0.1:{p.metrics_port}"
+
+    def get(path, auth=None, method="GET"):
+        req = urllib.request.Request(base + path, method=method)
+        if auth:
+            req.add_header("Authorization", auth)
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert get("/healthz") == 200
+    for path in ("/stats", "/metrics", "/routes"):
+        assert get(path) == 401
+        assert get(path, "Bearer wrong-token-of-some-length") == 401
+        assert get(path, f"Bearer {token}") == 200
+    assert get("/reload", method="POST") == 401
+    assert get("/reload", f"Bearer {token}", method="POST") == 200
