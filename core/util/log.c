@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "util/json.h"
@@ -14,6 +16,41 @@ static _Atomic int log_level = SP_LOG_INFO;
 static _Atomic bool log_json = false;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+/* A flood of bad clients must not fill the disk with error lines: at most BURST lines at
+ * once and RATE per second on average; what is dropped is counted and reported with the
+ * next line that passes. */
+#define LOG_RATE 200
+#define LOG_BURST 1000
+static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
+static double tokens = LOG_BURST;
+static uint64_t last_refill_ns;
+static uint64_t suppressed;
+
+/* True when a line may be written now; *dropped gets the count to report. */
+static bool take_token(uint64_t *dropped)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    pthread_mutex_lock(&limit_lock);
+    if (last_refill_ns) {
+        tokens += (double)(now - last_refill_ns) * LOG_RATE / 1e9;
+        if (tokens > LOG_BURST)
+            tokens = LOG_BURST;
+    }
+    last_refill_ns = now;
+    bool ok = tokens >= 1;
+    if (ok) {
+        tokens -= 1;
+        *dropped = suppressed;
+        suppressed = 0;
+    } else {
+        suppressed++;
+    }
+    pthread_mutex_unlock(&limit_lock);
+    return ok;
+}
 
 void sp_log_set_level(sp_log_level level) { atomic_store(&log_level, (int)level); }
 void sp_log_set_json(bool json) { atomic_store(&log_json, json); }
@@ -44,6 +81,9 @@ void sp_log(sp_log_level level, const char *fmt, ...)
 {
     if (!sp_log_enabled(level))
         return;
+    uint64_t dropped = 0;
+    if (!take_token(&dropped))
+        return;
     /* long enough for a Lua traceback; longer messages are cut, marked with "..." */
     char msg[8192];
     va_list ap;
@@ -60,6 +100,11 @@ void sp_log(sp_log_level level, const char *fmt, ...)
 
     sp_buf b;
     sp_buf_init(&b);
+    if (dropped)
+        sp_buf_appendf(&b, atomic_load_explicit(&log_json, memory_order_relaxed)
+                               ? "{\"time\":\"%s\",\"level\":\"warn\",\"msg\":\"%llu log lines suppressed (rate limit)\"}\n"
+                               : "%s warn  %llu log lines suppressed (rate limit)\n",
+                       ts, (unsigned long long)dropped);
     if (atomic_load_explicit(&log_json, memory_order_relaxed)) {
         sp_json j;
         sp_json_init(&j, &b);

@@ -107,3 +107,21 @@ def test_admin_token_guards_everything_but_healthz(start_proxy):
         assert get(path, f"Bearer {token}") == 200
     assert get("/reload", method="POST") == 401
     assert get("/reload", f"Bearer {token}", method="POST") == 200
+
+
+def test_error_log_is_rate_limited_under_a_flood(start_proxy):
+    port = sp.free_port()
+    # every connection from 127.0.0.9 finds no route: one log line each, until the limit
+    p = start_proxy({"log": {"access": False},
+                     "routes": [route("only", port, "127.0.0.1", 9, client_ip="127.0.0.2")]})
+    for _ in range(3000):
+        with p.connect(port, src="127.0.0.9") as c:
+            c.close()
+    sp.wait_until(lambda: p.stats()["terminations"]["no_route"] == 3000, 20, msg="all counted")
+    with p.connect(port, src="127.0.0.9"):  # after the flood: the next line reports the drop
+        pass
+    text = sp.wait_until(lambda: "suppressed" in p.stderr_tail(10**7) and p.stderr_tail(10**7), 10,
+                         msg="a suppressed-lines report")
+    lines = [l for l in text.splitlines() if "no route matched" in l]
+    assert len(lines) < 2600, f"{len(lines)} lines for 3000 refused connections: not limited"
+    sp.assert_clean(p)
