@@ -9,6 +9,8 @@
 #include <luajit.h>
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,6 +278,18 @@ static void metrics_text(void *ud, sp_buf *b)
     metric_head(b, "smartproxy_route_received_bytes_total", "counter",
                 "Bytes received by route and peer (counted when a connection ends).");
     sp_route_limits_each(a->process.routes, route_metric_bytes, b);
+    metric_head(b, "smartproxy_certificate_expiry_timestamp_seconds", "gauge",
+                "When each terminating route's certificate expires (Unix time).");
+    for (size_t i = 0; i < a->gen->nroutes; i++) {
+        const sp_route *r = &a->gen->routes[i];
+        X509 *x = r->tls.server_ctx ? SSL_CTX_get0_certificate(r->tls.server_ctx) : NULL;
+        struct tm tm;
+        if (!x || ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1)
+            continue;
+        sp_buf_appendf(b, "%s", "smartproxy_certificate_expiry_timestamp_seconds{route=\"");
+        label_value(b, r->name);
+        sp_buf_appendf(b, "\"} %lld\n", (long long)timegm(&tm));
+    }
     metric_head(b, "smartproxy_config_generation", "gauge", "The configuration generation serving new connections.");
     sp_buf_appendf(b, "smartproxy_config_generation %llu\n", (unsigned long long)a->generation);
     metric_head(b, "smartproxy_config_reloads_total", "counter", "Configuration reloads, by result.");
