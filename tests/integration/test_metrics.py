@@ -125,3 +125,14 @@ def test_error_log_is_rate_limited_under_a_flood(start_proxy):
     lines = [l for l in text.splitlines() if "no route matched" in l]
     assert len(lines) < 2600, f"{len(lines)} lines for 3000 refused connections: not limited"
     sp.assert_clean(p)
+
+
+def test_certificate_expiry_is_exported(start_proxy, tmp_path):
+    import ssl
+    import tlsutil
+    leaf = tlsutil.PKI(tmp_path / "pki").leaf("a.example.test", "ecdsa")
+    p = start_proxy({"routes": [tlsutil.tls_route("shop", sp.free_port(), "127.0.0.1", 9, cert=leaf)]})
+    end = subprocess.run(["openssl", "x509", "-in", str(leaf.cert), "-noout", "-enddate"],
+                         capture_output=True, text=True, check=True).stdout.strip().split("=", 1)[1]
+    want = ssl.cert_time_to_seconds(end)
+    assert value(metrics(p), "smartproxy_certificate_expiry_timestamp_seconds", route="shop") == want
