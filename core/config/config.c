@@ -673,6 +673,9 @@ static void compile_action(cfg_cx *cx, sp_route *r, int t)
         if (r->action == SP_ACTION_BLOCK)
             fail(cx, "action.tls", "a block route has no TLS");
         compile_tls(cx, r, lua_gettop(L));
+        if (r->action == SP_ACTION_SOCKET_HANDLER && r->tls.mode != SP_TLS_PASSTHROUGH)
+            fail(cx, "action.tls.mode", "a socket handler behind TLS termination is not supported by "
+                                        "this version of smartproxy yet");
         lua_pop(L, 1);
     }
 

@@ -397,7 +397,7 @@ static void act(sp_conn *c)
         sp_conn_abort(c, SP_END_BLOCKED);
         return;
     }
-    if (r->action == SP_ACTION_SOCKET_HANDLER && r->tls.mode != SP_TLS_TERMINATE) {
+    if (r->action == SP_ACTION_SOCKET_HANDLER) { /* the config refuses them behind termination */
         sp_task_start(c);
         return;
     }
@@ -425,10 +425,7 @@ static void act(sp_conn *c)
 
 void sp_conn_connect_target(sp_conn *c)
 {
-    if (c->route->action == SP_ACTION_SOCKET_HANDLER) {
-        sp_conn_abort(c, SP_END_INTERNAL_ERROR); /* TLS-terminated handlers: not yet */
-        return;
-    }
+
     sp_conn_set_state(c, SP_STATE_CONNECTING);
     sp_conn_arm_timer(c);
     if (c->sniffed.len) {

@@ -209,6 +209,9 @@ TEST(errors_name_route_field_expected_and_found)
                      "target = { host = 'a', port = 1 }, tls = { mode = 'passthrough', upstream_verify = true } } } } }",
                      "action.tls.upstream_verify: only a \"terminate-and-reencrypt\" route"));
     CHECK(fails_with("return { acme = {}, routes = {} }", "acme: not supported"));
+    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'socket-handler', "
+                     "handler = function() end, tls = { mode = 'terminate', certificate = { cert = 'c', key = 'k' } } } } } }",
+                     "action.tls.mode: a socket handler behind TLS termination is not supported"));
     CHECK(fails_with("return { accept_proxy_protocol = true, routes = {} }",
                      "accept_proxy_protocol: needs proxy_ips"));
     CHECK(fails_with("return { proxy_ips = { '10.0.0.0/8', 'x' }, routes = {} }",
