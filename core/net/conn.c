@@ -581,7 +581,7 @@ static void refuse(sp_worker *w, uv_stream_t *server, sp_refused_reason why)
     sp_counter_add(&w->counters.refused[why], 1);
 }
 
-static void fill_info(sp_conn_info *info, uv_tcp_t *tcp, uint16_t port, uint64_t id)
+static void fill_info(sp_conn_info *info, uv_tcp_t *tcp, uint16_t port, uint64_t id, const sp_ip *local)
 {
     struct sockaddr_storage ss;
     int len = sizeof ss;
@@ -591,11 +591,13 @@ static void fill_info(sp_conn_info *info, uv_tcp_t *tcp, uint16_t port, uint64_t
     if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0)
         sp_ip_from_sockaddr((struct sockaddr *)&ss, &info->client_ip, &info->client_port);
     len = sizeof ss;
-    if (uv_tcp_getsockname(tcp, (struct sockaddr *)&ss, &len) == 0)
+    if (local)
+        info->server_ip = *local;
+    else if (uv_tcp_getsockname(tcp, (struct sockaddr *)&ss, &len) == 0)
         sp_ip_from_sockaddr((struct sockaddr *)&ss, &info->server_ip, NULL);
 }
 
-void sp_conn_accept(sp_worker *w, uv_stream_t *server, uint16_t port)
+void sp_conn_accept(sp_worker *w, uv_stream_t *server, uint16_t port, const sp_ip *local)
 {
     sp_gen *g = w->gen;
     uint64_t max = g->settings.max_connections;
@@ -639,7 +641,7 @@ void sp_conn_accept(sp_worker *w, uv_stream_t *server, uint16_t port)
     w->conns = c;
     w->nconns++;
 
-    fill_info(&c->info, tcp, port, c->id);
+    fill_info(&c->info, tcp, port, c->id, local);
     uv_tcp_nodelay(tcp, 1);
 
     const sp_settings *st = &g->settings;

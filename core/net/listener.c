@@ -56,7 +56,7 @@ static void on_connection(uv_stream_t *server, int status)
         sp_warn("worker %d: accept on port %u failed: %s", l->w->id, l->port, uv_strerror(status));
         return;
     }
-    sp_conn_accept(l->w, server, l->port);
+    sp_conn_accept(l->w, server, l->port, l->has_local ? &l->local : NULL);
 }
 
 static int listener_open(sp_worker *w, const char *address, uint16_t port, char *err, size_t errlen)
@@ -75,6 +75,9 @@ static int listener_open(sp_worker *w, const char *address, uint16_t port, char 
     l->w = w;
     l->port = port;
     snprintf(l->address, sizeof l->address, "%s", address);
+    static const sp_ip any4 = {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0}}, any6 = {{0}};
+    l->has_local = sp_ip_parse(address, &l->local) == 0 && memcmp(&l->local, &any4, sizeof any4) != 0 &&
+                   memcmp(&l->local, &any6, sizeof any6) != 0;
     uv_tcp_init(&w->loop, &l->tcp);
     l->tcp.data = l;
     int rc = uv_tcp_open(&l->tcp, fd);

@@ -17,6 +17,8 @@ struct sp_listener {
     sp_worker *w;
     uint16_t port;
     char address[64];
+    sp_ip local;                      /* the bound address, when not a wildcard */
+    bool has_local;
     sp_listener *next;
     bool keep;                        /* mark used while diffing generations */
 };
