@@ -32,6 +32,7 @@
 
 #define MAX_WATCHED_DIRS 64
 #define SHARED_CAPACITY 100000   /* entries of sp.shared */
+#define RATE_WINDOW 10           /* seconds the rates in /metrics and /stats cover */
 
 typedef struct app {
     const char *file;
@@ -58,6 +59,9 @@ typedef struct app {
     int nwatchers;
     uv_timer_t watch_debounce;
     uv_timer_t sweep;             /* forgets idle per-IP entries */
+    uv_timer_t sampler;           /* samples totals once a second for the rates */
+    struct { uint64_t ms, total, from_clients, from_targets; } samples[RATE_WINDOW + 1];
+    unsigned nsamples, next_sample;
     bool stopping;
 } app;
 
@@ -99,6 +103,41 @@ static void apply_log_settings(app *a, const sp_gen *g)
 }
 
 /* ---- admin hooks ---- */
+
+typedef struct rates { double connections, from_clients, from_targets; } rates;
+
+static void on_sample(uv_timer_t *t)
+{
+    app *a = t->data;
+    sp_counts c;
+    sp_counters_sum(a->counters, a->nworkers, &c);
+    unsigned i = a->next_sample;
+    a->samples[i].ms = uv_now(a->loop);
+    a->samples[i].total = c.total;
+    a->samples[i].from_clients = c.bytes_from_clients;
+    a->samples[i].from_targets = c.bytes_from_targets;
+    a->next_sample = (i + 1) % (RATE_WINDOW + 1);
+    if (a->nsamples < RATE_WINDOW + 1)
+        a->nsamples++;
+}
+
+/* Rates between the oldest and the newest sample of the window. */
+static void current_rates(const app *a, rates *r)
+{
+    *r = (rates){0};
+    if (a->nsamples < 2)
+        return;
+    unsigned newest = (a->next_sample + RATE_WINDOW) % (RATE_WINDOW + 1);
+    unsigned oldest = a->nsamples < RATE_WINDOW + 1 ? 0 : a->next_sample;
+    double secs = (double)(a->samples[newest].ms - a->samples[oldest].ms) / 1000.0;
+    if (secs <= 0)
+        return;
+    r->connections = (double)(a->samples[newest].total - a->samples[oldest].total) / secs;
+    r->from_clients = (double)(a->samples[newest].from_clients - a->samples[oldest].from_clients) / secs;
+    r->from_targets = (double)(a->samples[newest].from_targets - a->samples[oldest].from_targets) / secs;
+}
+
+
 
 static void stats_json(void *ud, sp_json *j)
 {
@@ -163,6 +202,14 @@ static void stats_json(void *ud, sp_json *j)
     sp_json_uint(j, c.bytes_from_clients);
     sp_json_key(j, "bytes_from_targets");
     sp_json_uint(j, c.bytes_from_targets);
+    rates r;
+    current_rates(a, &r);
+    sp_json_key(j, "connections_per_second");
+    sp_json_double(j, r.connections);
+    sp_json_key(j, "bytes_per_second_from_clients");
+    sp_json_double(j, r.from_clients);
+    sp_json_key(j, "bytes_per_second_from_targets");
+    sp_json_double(j, r.from_targets);
     sp_json_key(j, "config_generation");
     sp_json_uint(j, a->generation);
     sp_json_key(j, "reloads");
@@ -261,6 +308,28 @@ static void metrics_text(void *ud, sp_buf *b)
                    (unsigned long long)c.proxy_headers_accepted);
     sp_buf_appendf(b, "smartproxy_proxy_protocol_headers_total{result=\"rejected\"} %llu\n",
                    (unsigned long long)c.proxy_headers_rejected);
+    metric_head(b, "smartproxy_upstream_connect_duration_seconds", "histogram",
+                "Time to establish the TCP connection to a target.");
+    uint64_t cum = 0;
+    for (int i = 0; i <= SP_CONNECT_BUCKETS; i++) {
+        cum += c.connect_buckets[i];
+        if (i < SP_CONNECT_BUCKETS)
+            sp_buf_appendf(b, "smartproxy_upstream_connect_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                           sp_connect_bucket_bounds[i], (unsigned long long)cum);
+        else
+            sp_buf_appendf(b, "smartproxy_upstream_connect_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                           (unsigned long long)cum);
+    }
+    sp_buf_appendf(b, "smartproxy_upstream_connect_duration_seconds_sum %.9f\n", (double)c.connect_sum_ns / 1e9);
+    sp_buf_appendf(b, "smartproxy_upstream_connect_duration_seconds_count %llu\n", (unsigned long long)cum);
+    rates rt;
+    current_rates(a, &rt);
+    metric_head(b, "smartproxy_connections_per_second", "gauge", "New connections per second over the last 10 seconds.");
+    sp_buf_appendf(b, "smartproxy_connections_per_second %.3f\n", rt.connections);
+    metric_head(b, "smartproxy_throughput_bytes_per_second", "gauge",
+                "Bytes received per second over the last 10 seconds, by peer.");
+    sp_buf_appendf(b, "smartproxy_throughput_bytes_per_second{from=\"client\"} %.3f\n", rt.from_clients);
+    sp_buf_appendf(b, "smartproxy_throughput_bytes_per_second{from=\"target\"} %.3f\n", rt.from_targets);
     metric_head(b, "smartproxy_client_connections_active", "gauge",
                 "Open connections of the busiest client addresses (top 10 only).");
     sp_ip_count top[TOP_CLIENT_IPS];
@@ -553,6 +622,7 @@ static void close_main_handles(app *a)
     uv_close((uv_handle_t *)&a->worker_exited, NULL);
     uv_close((uv_handle_t *)&a->watch_debounce, NULL);
     uv_close((uv_handle_t *)&a->sweep, NULL);
+    uv_close((uv_handle_t *)&a->sampler, NULL);
     for (int i = 0; i < a->nwatchers; i++)
         uv_close((uv_handle_t *)&a->watchers[i], NULL);
     a->nwatchers = 0;
@@ -756,6 +826,10 @@ int main(int argc, char **argv)
     a.sweep.data = &a;
     uv_timer_start(&a.sweep, on_sweep, 60000, 60000);
     uv_unref((uv_handle_t *)&a.sweep); /* housekeeping never keeps the loop alive */
+    uv_timer_init(a.loop, &a.sampler);
+    a.sampler.data = &a;
+    uv_timer_start(&a.sampler, on_sample, 0, 1000);
+    uv_unref((uv_handle_t *)&a.sampler);
     a.worker_exited.data = &a;
 
     a.process.counters = a.counters;

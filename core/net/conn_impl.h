@@ -74,6 +74,7 @@ struct sp_conn {
     size_t candidates_tried;
     struct addrinfo *addrs, *next_addr;
     sp_attempt *attempt;      /* the connect in flight, or NULL */
+    uint64_t attempt_started_ns;
 
     struct sp_task *task;     /* socket-handler routes: the Lua handler and its sockets */
     bool background;          /* sp.timer/sp.every: no client, not a proxied connection */

@@ -75,6 +75,7 @@ static void on_connect(uv_connect_t *req, int status)
         sp_connect_next(c);
         return;
     }
+    sp_counters_observe_connect(&c->w->counters, uv_hrtime() - c->attempt_started_ns);
     c->target.tcp = &a->tcp; /* the attempt's memory now belongs to the target side */
     uv_tcp_nodelay(c->target.tcp, 1);
     if (c->route->send_proxy_protocol) {
@@ -109,6 +110,7 @@ static void try_address(sp_conn *c, const struct sockaddr *sa)
     c->handles++;
     a->req.data = a;
     c->phase_started_ms = uv_now(&c->w->loop);
+    c->attempt_started_ns = uv_hrtime();
     int rc = uv_tcp_connect(&a->req, &a->tcp, sa, on_connect);
     if (rc != 0) {
         c->dest.last_error = connect_reason(rc);

@@ -26,6 +26,19 @@ static const char *const refused_names[SP_REFUSED_COUNT] = {
     "ip_blocked", "ip_not_allowed", "route_max_connections", "route_max_connections_per_ip",
 };
 
+const double sp_connect_bucket_bounds[SP_CONNECT_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5,
+};
+
+void sp_counters_observe_connect(sp_counters *c, uint64_t ns)
+{
+    int i = 0;
+    while (i < SP_CONNECT_BUCKETS && (double)ns / 1e9 > sp_connect_bucket_bounds[i])
+        i++;
+    sp_counter_add(&c->connect_buckets[i], 1);
+    sp_counter_add(&c->connect_sum_ns, (int64_t)ns);
+}
+
 const char *sp_state_name(sp_conn_state s) { return state_names[s]; }
 const char *sp_end_reason_name(sp_end_reason r) { return end_names[r]; }
 const char *sp_refused_name(sp_refused_reason r) { return refused_names[r]; }
@@ -49,6 +62,9 @@ void sp_counters_sum(sp_counters *const *workers, int n, sp_counts *out)
         out->tls_resumed += sp_counter_get(&c->tls_resumed);
         out->proxy_headers_accepted += sp_counter_get(&c->proxy_headers_accepted);
         out->proxy_headers_rejected += sp_counter_get(&c->proxy_headers_rejected);
+        for (int i = 0; i <= SP_CONNECT_BUCKETS; i++)
+            out->connect_buckets[i] += sp_counter_get(&c->connect_buckets[i]);
+        out->connect_sum_ns += sp_counter_get(&c->connect_sum_ns);
         for (int i = 0; i < SP_TLSFAIL_COUNT; i++) {
             out->tls_failures[i] += sp_counter_get(&c->tls_failures[i]);
             out->upstream_tls_failures[i] += sp_counter_get(&c->upstream_tls_failures[i]);

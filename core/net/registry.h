@@ -51,6 +51,10 @@ typedef enum {
     SP_REFUSED_COUNT
 } sp_refused_reason;
 
+/* Upper bounds (seconds) of the upstream connect duration histogram; +Inf is implied. */
+#define SP_CONNECT_BUCKETS 12
+extern const double sp_connect_bucket_bounds[SP_CONNECT_BUCKETS];
+
 typedef struct sp_counters {
     _Atomic uint64_t by_state[SP_STATE_COUNT];
     _Atomic uint64_t ended[SP_END_COUNT];
@@ -61,7 +65,12 @@ typedef struct sp_counters {
     _Atomic uint64_t proxy_headers_accepted, proxy_headers_rejected;
     _Atomic uint64_t tls_failures[SP_TLSFAIL_COUNT];          /* client side */
     _Atomic uint64_t upstream_tls_failures[SP_TLSFAIL_COUNT]; /* re-encrypt leg */
+    _Atomic uint64_t connect_buckets[SP_CONNECT_BUCKETS + 1]; /* last: above every bound */
+    _Atomic uint64_t connect_sum_ns;
 } sp_counters;
+
+/* Records one successful TCP connect to a target that took ns nanoseconds. */
+void sp_counters_observe_connect(sp_counters *c, uint64_t ns);
 
 const char *sp_state_name(sp_conn_state s);
 const char *sp_end_reason_name(sp_end_reason r);
@@ -85,6 +94,7 @@ typedef struct sp_counts {
     uint64_t total, active, bytes_from_clients, bytes_from_targets;
     uint64_t tls_handshakes, tls_resumed;
     uint64_t proxy_headers_accepted, proxy_headers_rejected;
+    uint64_t connect_buckets[SP_CONNECT_BUCKETS + 1], connect_sum_ns;
     uint64_t tls_failures[SP_TLSFAIL_COUNT], upstream_tls_failures[SP_TLSFAIL_COUNT];
 } sp_counts;
 

@@ -52,6 +52,12 @@ def test_metrics_pass_promtool_and_match_traffic(start_proxy, serve):
     assert value(text, "smartproxy_route_connections_active", route="echo") == 1
     assert value(text, "smartproxy_route_connections_total", route="dead") == 1
     assert value(text, "smartproxy_route_received_bytes_total", route="echo", **{"from": "client"}) == 3000
+    # 4 connects succeeded (the dead route's was refused): the histogram counts them
+    assert value(text, "smartproxy_upstream_connect_duration_seconds_count") == 4
+    assert value(text, "smartproxy_upstream_connect_duration_seconds_bucket", le="+Inf") == 4
+    assert 0 < value(text, "smartproxy_upstream_connect_duration_seconds_sum") < 4
+    sp.wait_until(lambda: value(metrics(p), "smartproxy_connections_per_second") > 0, 5,
+                  msg="a connection rate over the sliding window")
     held.close()
     sp.assert_clean(p)
 
