@@ -19,6 +19,15 @@
 #define GEN_KEY "smartproxy.gen"            /* set once the worker serves the state's generation */
 #define SPAWNS_KEY "smartproxy.spawns"      /* functions spawned while the config loaded */
 
+/* A pointer the worker keeps in a state's registry (its worker, its generation). */
+static void *registry_ptr(lua_State *L, const char *key)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, key);
+    void *p = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return p;
+}
+
 sp_task *sp_task_of(lua_State *co)
 {
     if (lua_pushthread(co)) { /* the main thread is never a handler */
@@ -359,9 +368,7 @@ static void set_uint(lua_State *L, const char *k, uint64_t v)
 
 static int core_stats(lua_State *L)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
-    sp_worker *w = lua_touserdata(L, -1);
-    lua_pop(L, 1);
+    sp_worker *w = registry_ptr(L, WORKER_KEY);
     if (!w) {
         lua_pushnil(L);
         lua_pushliteral(L, "sp.stats: only inside a worker");
@@ -468,9 +475,7 @@ static int core_update_routes(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    lua_getfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
-    sp_worker *w = lua_touserdata(L, -1);
-    lua_pop(L, 1);
+    sp_worker *w = registry_ptr(L, WORKER_KEY);
     if (!w || !w->process->updates) {
         lua_pushnil(L);
         lua_pushliteral(L, "sp.update_routes: only inside a worker");
@@ -509,12 +514,8 @@ static int core_spawn(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TFUNCTION);
     lua_settop(L, 1);
-    lua_getfield(L, LUA_REGISTRYINDEX, GEN_KEY);
-    sp_gen *g = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
-    sp_worker *w = lua_touserdata(L, -1);
-    lua_pop(L, 1);
+    sp_gen *g = registry_ptr(L, GEN_KEY);
+    sp_worker *w = registry_ptr(L, WORKER_KEY);
     if (g && w && !w->stopping) {
         sp_conn_start_background(w, g, luaL_ref(L, LUA_REGISTRYINDEX));
         return 0;
