@@ -307,12 +307,20 @@ end
 """
 
 
-def run_wrk(bench, url, duration, threads, connections, headers=(), cpus=None, timeout_s=2):
+def run_wrk(bench, url, duration, threads, connections, headers=(), cpus=None, timeout_s=2,
+            extra_lua=None):
     """Runs wrk for `duration` seconds; returns its summary (dict) plus wrk's own CPU time
-    (cpu_s) and the rate fields rps and mib_s. Bounded: killed at duration + 30 s."""
-    script = bench.path("wrk-report.lua")
-    if not script.exists():
-        script.write_text(WRK_REPORT)
+    (cpu_s) and the rate fields rps and mib_s. Bounded: killed at duration + 30 s.
+    extra_lua: more wrk script (e.g. a `request` function), put before the report."""
+    if extra_lua is None:
+        script = bench.path("wrk-report.lua")
+        if not script.exists():
+            script.write_text(WRK_REPORT)
+    else:
+        import hashlib
+        script = bench.path(f"wrk-{hashlib.sha1(extra_lua.encode()).hexdigest()[:10]}.lua")
+        if not script.exists():
+            script.write_text(extra_lua + "\n" + WRK_REPORT)
     argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
             "--timeout", f"{timeout_s}s", "-s", str(script)]
     for h in headers:
@@ -371,3 +379,163 @@ def tool_version(argv):
         return (r.stdout + r.stderr).strip().splitlines()[0]
     except (OSError, subprocess.TimeoutExpired, IndexError):
         return "?"
+
+
+# ---------------------------------------------------------------------------- added for tls and lua
+
+def start_nginx(bench, name, body, cpus=None, modules=()):
+    """Starts an nginx in the foreground with `body` (events/http/stream blocks and any
+    top-level directives) in its own directory under the temp dir; error log, pid and temp
+    paths there. modules: load_module paths, loaded first. Returns the Proc."""
+    d = bench.path(name)
+    d.mkdir(exist_ok=True)
+    os.chmod(d, 0o755)
+    conf = d / "nginx.conf"
+    loads = "".join(f"load_module {m};\n" for m in modules)
+    conf.write_text(f"""{loads}
+error_log {d}/error.log warn;
+pid {d}/nginx.pid;
+{body}
+""")
+    return bench.start(name, ["nginx", "-p", str(d), "-e", f"{d}/error.log", "-c", str(conf),
+                              "-g", "daemon off;"], cpus=cpus)
+
+
+def nginx_http_temp_paths(d):
+    """The http-block temp path directives, inside directory d (so nothing outside the temp
+    dir is written)."""
+    return "".join(f"    {k}_temp_path {d}/{k};\n"
+                   for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+
+
+def measure_run(bench, url, proc, backend, duration, warmup, threads, connections, headers=(),
+                quiet_wait=20, quiet_cores=0.3, pause=0.5, extra_lua=None, cpus=None, runner=None):
+    """One measured wrk run (after waiting for a quiet machine and a warm-up run), with the
+    CPU accounting of tcp-forward: proxy_cores, proxy_top_thread_cores, backend_cores,
+    wrk_cores, softirq_cores, other_cores (CPU of processes outside the benchmark).
+    proc: the server measured (or None: wrk straight to the backend); backend: a Proc or None.
+    runner: instead of wrk, a function(seconds) returning a dict like run_wrk's (e.g. run_s_time)."""
+    if runner is None:
+        def runner(secs):
+            return run_wrk(bench, url, secs, threads, connections, headers, cpus, extra_lua=extra_lua)
+    if quiet_wait > 0:
+        waited, busy = wait_quiet(quiet_wait, quiet_cores)
+        if waited >= 1:
+            log(f"  (waited {waited:.0f}s for the machine to calm down; busy {busy:.2f} cores)")
+    if warmup > 0:
+        runner(warmup)
+        time.sleep(pause)
+    t0 = proc.thread_cpu() if proc else {}
+    k0 = backend.cpu_seconds() if backend else 0.0
+    h0, w0 = host_cpu(), time.monotonic()
+    r = runner(duration)
+    wall = time.monotonic() - w0
+    for p in (proc, backend):
+        if p is not None and not p.alive():
+            raise RuntimeError(f"{p.name} exited ({p.popen.returncode}) during the run:\n{p.log_tail()}")
+    k1 = backend.cpu_seconds() if backend else 0.0
+    h1 = host_cpu()
+    t1 = proc.thread_cpu() if proc else {}
+    per_thread = [t1[k] - t0.get(k, 0) for k in t1]
+    r["proxy_cores"] = sum(per_thread) / wall if proc else None
+    r["proxy_top_thread_cores"] = max(per_thread) / wall if per_thread else None
+    r["proxy_threads"] = len(per_thread)
+    r["backend_cores"] = (k1 - k0) / wall
+    r["wrk_cores"] = r["cpu_s"] / wall
+    r["softirq_cores"] = (h1["softirq"] - h0["softirq"]) / wall
+    busy = (h1["tasks"] + h1["softirq"] - h0["tasks"] - h0["softirq"]) / wall
+    r["other_cores"] = max(0.0, busy - (r["proxy_cores"] or 0) - r["backend_cores"] - r["wrk_cores"])
+    time.sleep(pause)
+    return r
+
+
+def smartproxy_stats(proc):
+    """smartproxy's /stats (proc.metrics_port) as a dict, or a dict with the error."""
+    try:
+        st, body = http_get("127.0.0.1", proc.metrics_port, "/stats")
+        return json.loads(body) if st == 200 else {"status": st}
+    except (OSError, ValueError) as e:
+        return {"error": str(e)}
+
+
+def log_problems(path):
+    """Lines of a log that look like warnings or errors."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return []
+    keys = ("warn", "error", "fatal", "alert", "crit", "emerg", "sanitizer")
+    return [l for l in text.splitlines() if any(k in l.lower() for k in keys)]
+
+
+def cpu_rows(runs, workers, scenarios, peers, bulk_scenarios=()):
+    """Rows of the CPU table (medians over rounds), as in tcp-forward; per-unit columns are
+    per request, or per MiB for the scenarios in bulk_scenarios."""
+    rows = []
+    for w in workers:
+        for scenario in scenarios:
+            for peer in peers:
+                sel = [r for r in runs if r["scenario"] == scenario and r["w"] == w and r["peer"] == peer]
+                if not sel:
+                    continue
+                bulk = scenario in bulk_scenarios
+
+                def m(key):
+                    return median([r.get(key) for r in sel])
+
+                def per_unit(r, cores):
+                    units = r["bytes"] / (1 << 20) if bulk else r["requests"]
+                    return cores * r["secs"] / units * 1e6 if cores is not None and units else None
+
+                unit = "us/MiB" if bulk else "us/req"
+                per = median([per_unit(r, r["proxy_cores"]) for r in sel])
+                per_all = median([per_unit(r, (r["proxy_cores"] or 0) + r["backend_cores"]
+                                           + r["wrk_cores"]) for r in sel])
+                rows.append([scenario, w, peer, fmt(m("proxy_cores"), 2),
+                             fmt(m("proxy_top_thread_cores"), 2), fmt(m("backend_cores"), 2),
+                             fmt(m("wrk_cores"), 2), fmt(m("softirq_cores"), 2),
+                             fmt(m("other_cores"), 2),
+                             "-" if per is None else f"{per:,.1f} {unit}",
+                             "-" if per_all is None else f"{per_all:,.1f} {unit}",
+                             sum(r["errors"] for r in sel)])
+    return rows
+
+
+CPU_HEADERS = ["scenario", "W", "peer", "proxy", "top thr", "backend", "wrk", "softirq",
+               "other", "proxy CPU", "all CPU", "wrk errors"]
+
+
+def run_s_time(host, port, duration, clients, path="/"):
+    """`clients` concurrent `openssl s_time -new -www path` processes for `duration` seconds:
+    each makes one TLS connection after the other, every one a full handshake (a new SSL
+    object and no session: no resumption), sends "GET path HTTP/1.0" and reads the reply to
+    the close. Returns a dict like run_wrk's: requests (connections), rps (per second of wall
+    time from start to the last exit), bytes, errors (processes that failed), cpu_s (the
+    clients' CPU time), lat_p99_us None. Bounded: killed at duration + 30 s."""
+    import re
+    argv = ["openssl", "s_time", "-connect", f"{host}:{port}", "-new", "-time", str(duration),
+            "-www", path]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    ps = [subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True) for _ in range(clients)]
+    conns, nbytes, errors = 0, 0, 0
+    for p in ps:
+        try:
+            out, _ = p.communicate(timeout=max(1, duration + 30 - (time.monotonic() - t0)))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+            errors += 1
+        m = re.search(r"(\d+) connections in [\d.]+ real seconds, (\d+) bytes read per connection", out)
+        if p.returncode != 0 or not m:
+            errors += 1
+            continue
+        conns += int(m.group(1))
+        nbytes += int(m.group(1)) * int(m.group(2))
+    secs = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"requests": conns, "bytes": nbytes, "duration_us": int(secs * 1e6), "secs": secs,
+            "rps": conns / secs, "mib_s": nbytes / secs / (1 << 20), "errors": errors,
+            "lat_p99_us": None, "lat_p50_us": None,
+            "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
