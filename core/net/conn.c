@@ -220,6 +220,8 @@ void sp_conn_close(sp_conn *c, sp_end_reason reason)
         if (s->tls.ssl && s->tls.established && !s->shut) {
             sp_tls_shutdown(&s->tls); /* close_notify, flushed with the rest */
             sp_pipe_flush_tls(c, s);
+            if (!s->tcp)
+                return; /* the peer was gone: that write aborted (and closed) everything */
         }
         /* queued: our pipe's writes; the write queue: also a handler's, not yet sent.
          * The client always gets a FIN first, then a lingering close. */

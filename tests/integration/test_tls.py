@@ -946,3 +946,25 @@ def test_check_accepts_valid_tls_config(tmp_path, pki, certs):
     out = r.stdout + r.stderr
     for word in ("pass", "files", "inline", "re", "18443", "18444", "18445"):
         assert word in out, f"{word!r} missing from the --check summary:\n{out}"
+
+
+def test_close_notify_to_a_vanished_client_is_survived(start_proxy, serve, pki, certs):
+    """The target closes while the client has just reset: writing our close_notify to
+    that client fails, which ends the connection in the middle of closing it (once a
+    NULL dereference). Many rounds, to get both orders of the two events."""
+    def close_on_data(conn, srv):
+        conn.recv(1)
+        conn.close()
+    backend = serve(close_on_data, backlog=512)
+    port = sp.free_port()
+    p = start_proxy({"workers": 2, "routes": [tls_route("term", port, "127.0.0.1", backend.port,
+                                                        cert=certs["a", "ecdsa"])]})
+    ctx = ca_ctx(pki)
+    for _ in range(300):
+        s = tls_connect(port, "a.example.test", ctx)
+        s.sendall(b"x")
+        sp.rst_close(s)
+    assert p.proc.poll() is None, "the proxy died"
+    with tls_connect(port, "a.example.test", ctx) as s:
+        s.sendall(b"x")
+    sp.assert_clean(p)
