@@ -21,7 +21,8 @@ import tlsutil
 from pputil import recording_route, with_send
 from sp import route
 
-TESTDATA = Path(os.environ.get("SP_TESTDATA", "/work/shared/testdata")) / "clienthello"
+# shared/ lies beside the repository (also in CI's clone)
+TESTDATA = Path(os.environ.get("SP_TESTDATA", sp.REPO.parent / "shared" / "testdata")) / "clienthello"
 
 TRUSTED = "127.0.0.1"  # the sender address most tests trust
 

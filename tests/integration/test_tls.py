@@ -19,7 +19,8 @@ import tlsutil
 from sp import Lua, lua, route, run_cli
 from tlsutil import client_context, tls_connect, tls_route
 
-TESTDATA = Path(os.environ.get("SP_TESTDATA", "/work/shared/testdata")) / "clienthello"
+# shared/ lies beside the repository (also in CI's clone)
+TESTDATA = Path(os.environ.get("SP_TESTDATA", sp.REPO.parent / "shared" / "testdata")) / "clienthello"
 
 TLS12 = ssl.TLSVersion.TLSv1_2
 TLS13 = ssl.TLSVersion.TLSv1_3
