@@ -20,6 +20,7 @@
 #define SOCKET_MT "smartproxy.socket"
 #define DEFAULT_TIMEOUT_MS 60000
 #define MAX_LINE (64 * 1024)   /* a "*l" read fails with "line too long" past this */
+#define READ_AHEAD (64 * 1024) /* bytes read ahead of Lua before the socket pauses */
 
 typedef struct cowrite {
     uv_write_t req;
@@ -208,16 +209,23 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     sp_bufpool_put(&c->w->pool, buf->base);
     if (nread == 0)
         return;
+    /* Reading goes on between Lua reads, up to READ_AHEAD buffered bytes: stopping and
+     * restarting per read costs two epoll_ctl calls each time (libuv re-registers). */
+    bool stop = nread < 0 || s->in.len >= READ_AHEAD;
     if (t->wait != SP_WAIT_READ || t->waiting_on != s) {
-        uv_read_stop(stream);
-        s->reading = false;
+        if (stop) {
+            uv_read_stop(stream);
+            s->reading = false;
+        }
         return;
     }
     int n = try_read(t->co, s);
     if (n == 0)
         return;
-    uv_read_stop(stream);
-    s->reading = false;
+    if (stop || s->in.len >= READ_AHEAD) {
+        uv_read_stop(stream);
+        s->reading = false;
+    }
     sp_task_resume(t, n);
 }
 
