@@ -42,6 +42,7 @@ build = {
       ["smartproxy.handlers"] = "lua/smartproxy/handlers.lua",
       ["smartproxy.http"] = "lua/smartproxy/http.lua",
       ["smartproxy.template"] = "lua/smartproxy/template.lua",
+      ["smartproxy.errors"] = "lua/smartproxy/errors.lua",
    },
 }
 

@@ -17,7 +17,11 @@
 
 local runtime = require "smartproxy.runtime"
 local http = require "smartproxy.http"
+local errors = require "smartproxy.errors"
 local template = require "smartproxy.template"
+
+local describe = errors.describe
+local raise = errors.raise
 
 local byte = string.byte
 local error = error
@@ -36,22 +40,8 @@ local _M = {}
 _M.CLOSE = setmetatable({}, { __tostring = function() return "smartproxy.handlers.CLOSE" end })
 local CLOSE = _M.CLOSE
 
-local function describe(v)
-    local t = type(v)
-    if t == "string" then
-        return str_format("string %q", v)
-    elseif t == "number" or t == "boolean" then
-        return t .. " " .. tostring(v)
-    end
-    return t
-end
-
--- Constructors raise without a position; `export` (at the end) re-raises at the line
--- of the caller.
-local function raise(fmt, ...)
-    error(str_format(fmt, ...), 0)
-end
-
+-- Constructors raise without a position (errors.raise); `export` (at the end) re-raises
+-- at the line of the caller.
 local function bad_arg(fname, n, name, expected, got)
     raise("handlers.%s: bad argument #%d (%s): expected %s, got %s", fname, n, name,
           expected, describe(got))

@@ -21,7 +21,11 @@
 --   certificate, tls, reencrypt                     TLS termination (tls: SPEC action.tls)
 --   protocol               "http" | "tcp" where a helper allows both
 
+local errors = require "smartproxy.errors"
 local template = require "smartproxy.template"
+
+local describe = errors.describe
+local raise = errors.raise
 
 local error = error
 local pcall = pcall
@@ -59,22 +63,8 @@ local NFT_PROTOCOLS = { tcp = true, udp = true, all = true }
 ---------------------------------------------------------------------------------------
 -- small tools
 
-local function describe(v)
-    local t = type(v)
-    if t == "string" then
-        return str_format("string %q", v)
-    elseif t == "number" or t == "boolean" then
-        return t .. " " .. tostring(v)
-    end
-    return t
-end
-
--- Internal errors carry no position; the exported helpers re-raise them at the
--- caller's line (see `export` below).
-local function raise(fmt, ...)
-    error(str_format(fmt, ...), 0)
-end
-
+-- Internal errors carry no position (errors.raise); the exported helpers re-raise them
+-- at the caller's line (see `export` below).
 local function fail(fname, what, expected, got)
     raise("%s: %s: expected %s, got %s", fname, what, expected, describe(got))
 end

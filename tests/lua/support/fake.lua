@@ -247,7 +247,8 @@ function _M.core()
 end
 
 local MODULES = { "smartproxy", "smartproxy.runtime", "smartproxy.routes",
-                  "smartproxy.handlers", "smartproxy.http", "smartproxy.template" }
+                  "smartproxy.handlers", "smartproxy.http", "smartproxy.template",
+                  "smartproxy.errors" }
 
 -- Forgets the library modules and the core so the next require loads them afresh.
 function _M.unload()
