@@ -133,6 +133,29 @@ long sp_path_normalize(const char *in, size_t len, char *out)
     return (long)o;
 }
 
+/* Whether the path segment s[0..n) is the literal lit[0..litlen) (normalised when the
+ * pattern was compiled: bytes that are not path characters encoded). A raw such byte in
+ * the path, which the HTTP parser let through (UTF-8, '[', '|', ...), equals its escape,
+ * so that "/café" matches "/caf%C3%A9" and the raw bytes alike. */
+static bool literal_equal(const char *s, size_t n, const char *lit, size_t litlen)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '%' || is_pchar(c)) {
+            if (j >= litlen || lit[j] != (char)c)
+                return false;
+            j++;
+        } else {
+            if (litlen - j < 3 || lit[j] != '%' || lit[j + 1] != HEX[c >> 4] ||
+                lit[j + 2] != HEX[c & 15])
+                return false;
+            j += 3;
+        }
+    }
+    return j == litlen;
+}
+
 /* ---- patterns --------------------------------------------------------------------- */
 
 static int fail(char *err, size_t errlen, const char *why)
@@ -284,7 +307,7 @@ bool sp_path_pattern_match(const sp_path_pattern *p, const char *path, size_t le
         size_t n = end - i;
         const struct sp_path_segment *seg = &p->segs[k];
         if (seg->kind == SEG_LITERAL) {
-            if (n != seg->len || (n != 0 && memcmp(s, seg->s, n) != 0))
+            if (!literal_equal(s, n, seg->s, seg->len))
                 return false;
         } else {
             if (n == 0)

@@ -18,8 +18,10 @@
 // ".." segments (also as %2e), '*' inside a segment ("/static*"), a parameter named
 // twice or with characters other than letters, digits and '_', bad escapes and '?' or
 // '#' are refused. Literal segments are normalised like paths when compiled ("/%7euser"
-// is "/~user", "/caf%c3%a9" is "/caf%C3%A9"), and bytes that a request cannot carry raw
-// (space, non-ASCII, ...) are percent-encoded, so "/café" matches "/caf%C3%A9".
+// is "/~user", "/caf%c3%a9" is "/caf%C3%A9"), and bytes that are not path characters
+// (space, non-ASCII, '[', ...) are percent-encoded. In a path such a byte sent raw (the
+// HTTP parser lets UTF-8 through) equals its escape, so "/café" and "/caf%C3%A9" each
+// match both "/caf%C3%A9" and a raw "/café" request.
 //
 // Specificity, for ordering routes of equal priority that match the same path
 // (L = literal segments, capped at 255, the empty one of "/" or "/users/" counted;

@@ -490,6 +490,17 @@ TEST(match_table)
         { "/caf%c3%a9", "/caf%C3%A9", true },
         { "/caf\xc3\xa9", "/caf%C3%A9", true },
         { "/a b", "/a%20b", true },
+        { "/a b", "/a b", true },             /* a raw byte equals its escape */
+        { "/a%20b", "/a b", true },
+        { "/caf\xc3\xa9", "/caf\xc3\xa9", true },
+        { "/caf%C3%A9", "/caf\xc3\xa9", true },
+        { "/caf%C3%A9", "/caf\xc3", false },
+        { "/caf%C3%A9", "/caf\xc3\xa9x", false },
+        { "/a[1]", "/a%5B1%5D", true },
+        { "/a[1]", "/a[1]", true },
+        { "/a%5B", "/a%5b", false },         /* not normalised: escapes are compared as upper case */
+        { "/a%3A", "/a:", false },           /* reserved: encoded and raw differ */
+        { "/a:", "/a:", true },
         { "/a%2fb", "/a%2Fb", true },
         { "/a%2fb", "/a/b", false },
         { "/%41", "/A", true },
