@@ -21,6 +21,7 @@
 #include "admin/admin.h"
 #include "config/load.h"
 #include "lua/shared.h"
+#include "http/challenges.h"
 #include "http/rate_limit.h"
 #include "net/ip_table.h"
 #include "net/listener.h"
@@ -199,6 +200,32 @@ static void stats_json(void *ud, sp_json *j)
     sp_json_key(j, "rejected");
     sp_json_uint(j, c.proxy_headers_rejected);
     sp_json_obj_close(j);
+    sp_json_key(j, "http");
+    sp_json_obj_open(j);
+    sp_json_key(j, "requests");
+    sp_json_uint(j, c.http_requests);
+    sp_json_key(j, "responses");
+    sp_json_obj_open(j);
+    for (int i = 1; i < 6; i++) {
+        char k[4] = {(char)('0' + i), 'x', 'x', 0};
+        sp_json_key(j, k);
+        sp_json_uint(j, c.http_responses[i]);
+    }
+    sp_json_obj_close(j);
+    sp_json_key(j, "local");
+    sp_json_obj_open(j);
+    for (int i = 0; i < SP_HTTP_LOCAL_COUNT; i++) {
+        sp_json_key(j, sp_http_local_name((sp_http_local)i));
+        sp_json_uint(j, c.http_local[i]);
+    }
+    sp_json_obj_close(j);
+    sp_json_key(j, "upstream_connections_opened");
+    sp_json_uint(j, c.http_upstream_new);
+    sp_json_key(j, "upstream_connections_reused");
+    sp_json_uint(j, c.http_upstream_reused);
+    sp_json_key(j, "upstream_retries");
+    sp_json_uint(j, c.http_upstream_retried);
+    sp_json_obj_close(j);
     sp_json_key(j, "bytes_from_clients");
     sp_json_uint(j, c.bytes_from_clients);
     sp_json_key(j, "bytes_from_targets");
@@ -309,6 +336,25 @@ static void metrics_text(void *ud, sp_buf *b)
                    (unsigned long long)c.proxy_headers_accepted);
     sp_buf_appendf(b, "smartproxy_proxy_protocol_headers_total{result=\"rejected\"} %llu\n",
                    (unsigned long long)c.proxy_headers_rejected);
+    metric_head(b, "smartproxy_http_requests_total", "counter", "HTTP requests parsed (routed or answered).");
+    sp_buf_appendf(b, "smartproxy_http_requests_total %llu\n", (unsigned long long)c.http_requests);
+    metric_head(b, "smartproxy_http_responses_total", "counter", "HTTP responses sent to clients, by status class.");
+    for (int i = 1; i < 6; i++)
+        sp_buf_appendf(b, "smartproxy_http_responses_total{code=\"%dxx\"} %llu\n", i,
+                       (unsigned long long)c.http_responses[i]);
+    metric_head(b, "smartproxy_http_local_responses_total", "counter",
+                "HTTP answers given by the proxy itself, by cause.");
+    for (int i = 0; i < SP_HTTP_LOCAL_COUNT; i++)
+        sp_buf_appendf(b, "smartproxy_http_local_responses_total{reason=\"%s\"} %llu\n",
+                       sp_http_local_name((sp_http_local)i), (unsigned long long)c.http_local[i]);
+    metric_head(b, "smartproxy_http_upstream_connections_total", "counter",
+                "Upstream connections for HTTP requests: opened, reused from keep-alive, retried.");
+    sp_buf_appendf(b, "smartproxy_http_upstream_connections_total{kind=\"opened\"} %llu\n",
+                   (unsigned long long)c.http_upstream_new);
+    sp_buf_appendf(b, "smartproxy_http_upstream_connections_total{kind=\"reused\"} %llu\n",
+                   (unsigned long long)c.http_upstream_reused);
+    sp_buf_appendf(b, "smartproxy_http_upstream_connections_total{kind=\"retried\"} %llu\n",
+                   (unsigned long long)c.http_upstream_retried);
     metric_head(b, "smartproxy_upstream_connect_duration_seconds", "histogram",
                 "Time to establish the TCP connection to a target.");
     uint64_t cum = 0;
@@ -811,6 +857,7 @@ int main(int argc, char **argv)
     a.process.ips = sp_ip_table_new();
     a.process.routes = sp_route_limits_new();
     a.process.rates = sp_rate_table_new();
+    a.process.challenges = sp_challenges_new();
     a.process.shared = sp_shared_new(SHARED_CAPACITY);
     a.process.lua_tls[0] = sp_tls_lua_client_ctx(false);
     a.process.lua_tls[1] = sp_tls_lua_client_ctx(true);
@@ -897,6 +944,7 @@ int main(int argc, char **argv)
     sp_ip_table_free(a.process.ips);
     sp_route_limits_free(a.process.routes);
     sp_rate_table_free(a.process.rates);
+    sp_challenges_free(a.process.challenges);
     free(updates.pending);
     uv_mutex_destroy(&updates.lock);
     sp_shared_free(a.process.shared);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http/challenges.h"
 #include "http/head.h"
 #include "http/message.h"
 #include "http/path_pattern.h"
@@ -15,6 +16,7 @@
 #include "http/rate_limit.h"
 #include "lua/task.h"
 #include "net/conn_impl.h"
+#include "util/access_log.h"
 #include "util/log.h"
 
 typedef enum {
@@ -50,6 +52,8 @@ struct sp_http {
     bool retried;
     uint64_t body_bytes;
     uint64_t exchange_ms;      /* when the request went out (for upstream_response) */
+    uint64_t head_ms;          /* when its head was complete (for the access log) */
+    uint64_t resp_bytes;       /* response bytes sent to the client */
 
     /* the upstream connection in c->target */
     char key[600];             /* its pool key; "" when there is none */
@@ -92,6 +96,35 @@ static void count_local(sp_http *h, int status, sp_http_local why)
 {
     sp_counter_add(&W(h)->counters.http_local[why], 1);
     sp_counter_add(&W(h)->counters.http_responses[status / 100], 1);
+}
+
+/* One access-log line per request, when access logging is on. */
+static void log_request(sp_http *h, int status, bool upstream)
+{
+    sp_conn *c = h->c;
+    if (!c->gen->settings.log_access)
+        return;
+    const sp_http_head *q = &h->req.head;
+    char client[SP_IP_STRLEN], target[300], time[32];
+    sp_ip_format(&c->info.client_ip, client, sizeof client);
+    if (upstream && c->dest.host)
+        snprintf(target, sizeof target, strchr(c->dest.host, ':') ? "[%s]:%s" : "%s:%s", c->dest.host,
+                 c->dest.port_text);
+    bool parsed = h->req.head_ready;
+    sp_access_request e = {
+        .conn = c->id, .route = h->route ? h->route->name : NULL, .client_ip = client,
+        .client_port = c->info.client_port,
+        .method = parsed ? llhttp_method_name((llhttp_method_t)q->method) : "-",
+        .host = parsed && h->host[0] ? h->host : NULL, .url = parsed ? sp_http_url(q) : "-",
+        .status = status, .target = upstream && c->dest.host ? target : NULL, .bytes_out = h->resp_bytes,
+        .duration_ms = parsed ? uv_now(&W(h)->loop) - h->head_ms : 0,
+    };
+    sp_buf line;
+    sp_buf_init(&line);
+    sp_log_time(time);
+    sp_access_format_request(&line, &e, time, sp_log_json());
+    sp_access_log_write(&line);
+    sp_buf_free(&line);
 }
 
 /* Drops the upstream connection: not reusable (or unwanted). */
@@ -178,7 +211,7 @@ static void next_request(sp_http *h)
     h->phase = P_HEAD;
     h->req_sent = h->resp_head_sent = h->close_after = h->upgrade = false;
     h->head_method = h->keep_alive_10 = h->reused = h->retried = false;
-    h->body_bytes = 0;
+    h->body_bytes = h->resp_bytes = 0;
     c->phase_started_ms = uv_now(&W(h)->loop);
     if (c->target.tcp) /* notice an idle upstream closing */
         sp_pipe_start_reading(c, &c->target);
@@ -206,6 +239,8 @@ static void respond_local(sp_http *h, int status, sp_http_local why, const char 
         extra = extra ? extra : "Connection: keep-alive\r\n";
     sp_head_write_local(&out, status, extra, body, close, h->head_method);
     count_local(h, status, why);
+    h->resp_bytes = out.len;
+    log_request(h, status, false);
     if (out.oom) {
         sp_buf_free(&out);
         sp_conn_abort(c, SP_END_INTERNAL_ERROR);
@@ -536,6 +571,12 @@ static void dispatch(sp_http *h)
     const sp_settings *st = &c->gen->settings;
     sp_counter_add(&W(h)->counters.http_requests, 1);
     h->requests++;
+    h->head_ms = uv_now(&W(h)->loop);
+    bool first = h->sniffing; /* this request chooses between HTTP and a stream */
+    if (first) {
+        h->sniffing = false;
+        sp_conn_set_state(c, SP_STATE_HTTP);
+    }
     h->head_method = q->method == HTTP_HEAD;
     h->keep_alive_10 = q->keep_alive && q->major == 1 && q->minor == 0;
     const char *path;
@@ -566,6 +607,17 @@ static void dispatch(sp_http *h)
     }
     h->path[plen] = 0;
 
+    /* ACME HTTP-01 (plain HTTP only): answered here for a token being validated */
+    const size_t pre = sizeof SP_ACME_CHALLENGE_PREFIX - 1;
+    if (!c->info.tls && (size_t)plen > pre && memcmp(h->path, SP_ACME_CHALLENGE_PREFIX, pre) == 0 &&
+        (q->method == HTTP_GET || q->method == HTTP_HEAD)) {
+        char answer[512];
+        if (sp_challenges_get(W(h)->process->challenges, h->path + pre, (size_t)plen - pre, answer, sizeof answer)) {
+            respond_local(h, 200, SP_HTTP_LOCAL_ACME, NULL, answer, false);
+            return;
+        }
+    }
+
     /* route it: Host is the domain of an HTTP request */
     sp_conn_info info = c->info;
     info.domain = h->domain;
@@ -573,10 +625,8 @@ static void dispatch(sp_http *h)
     info.http = q;
     info.path = h->path;
     info.path_len = (size_t)plen;
-    info.per_request = !(h->sniffing);
+    info.per_request = !first;
     const sp_route *r = sp_route_select(c->gen, c->info.server_port, &info);
-    bool first = h->sniffing;
-    h->sniffing = false;
     if (first && r && !r->is_http) {
         /* a stream route won: forward the connection's bytes as they are */
         sp_http *gone = c->http;
@@ -585,10 +635,8 @@ static void dispatch(sp_http *h)
         sp_conn_route_stream(c, r);
         return;
     }
-    if (first) {
-        sp_conn_set_state(c, SP_STATE_HTTP);
+    if (first)
         sp_buf_free(&c->sniffed);
-    }
     h->route = r;
     if (r)
         c->route = r; /* for logs, connect and the timers: the current request's route */
@@ -723,6 +771,8 @@ static void parse_client(sp_http *h)
             }
             /* a head (and, for bodiless requests, the whole request) */
             dispatch(h);
+            if (c->http != h)
+                return; /* a stream route took the connection: the session is gone */
             continue;
         }
         if (h->phase == P_EXCHANGE && !h->req_sent) {
@@ -765,6 +815,7 @@ static void exchange_done(sp_http *h, bool target_reusable)
 {
     sp_conn *c = h->c;
     sp_counter_add(&W(h)->counters.http_responses[h->resp.head.status / 100 % 6], 1);
+    log_request(h, h->resp.head.status, true);
     if (!target_reusable)
         drop_target(h);
     if (h->close_after) {
@@ -840,6 +891,7 @@ static void target_bytes(sp_http *h, const char *data, size_t len)
             sp_buf head;
             sp_buf_init(&head);
             sp_head_write_response(&head, &out);
+            h->resp_bytes += head.len;
             send_bytes(h, &c->client, head.data, head.len);
             sp_buf_free(&head);
             if (c->state != SP_STATE_HTTP)
@@ -848,6 +900,7 @@ static void target_bytes(sp_http *h, const char *data, size_t len)
             len -= used;
             if (switching) {
                 sp_counter_add(&W(h)->counters.http_responses[1], 1);
+                log_request(h, 101, true);
                 h->key[0] = 0; /* a tunnel is never pooled */
                 become_tunnel(h, data, len);
                 return;
@@ -859,6 +912,7 @@ static void target_bytes(sp_http *h, const char *data, size_t len)
             }
             h->resp_head_sent = true;
         } else {
+            h->resp_bytes += used;
             if (used)
                 send_bytes(h, &c->client, data, used);
             if (c->state != SP_STATE_HTTP)
