@@ -22,6 +22,8 @@
 #include "config/load.h"
 #include "lua/shared.h"
 #include "http/challenges.h"
+#include "http/message.h"
+#include "http/path_pattern.h"
 #include "http/rate_limit.h"
 #include "net/ip_table.h"
 #include "net/listener.h"
@@ -75,7 +77,8 @@ static void usage(FILE *out)
           "      --watch              reload when CONFIG or a Lua file it requires changes\n"
           "  -l, --log-level LEVEL    error | warn | info | debug (default info)\n"
           "      --log-format FORMAT  text | json (default text)\n"
-          "      --explain            with --port N [--client-ip IP] [--sni NAME]: print the route that\n"
+          "      --explain            with --port N [--client-ip IP] [--sni NAME] [--host H] [--path P]\n"
+          "                           [--header Name:value]...: print the route that\n"
           "                           would match and why each other route does not\n"
           "  -V, --version            print version and linked library versions\n"
           "  -h, --help\n"
@@ -717,27 +720,67 @@ static void worker_exit_hook(void *ud)
 
 /* ---- explain ---- */
 
-static int explain(const sp_gen *g, int port, const char *client_ip, const char *sni)
+typedef struct explain_args {
+    int port;
+    const char *client_ip, *sni, *host, *path;
+    sp_buf headers;            /* "Name: value\r\n" lines from --header */
+} explain_args;
+
+/* --host/--path/--header make it an HTTP request: parsed by the real message parser, so
+ * what is explained is what a request with those fields would meet. */
+static int explain(const sp_gen *g, explain_args *x)
 {
     char domain[256];
-    size_t dl = strlen(sni) < sizeof domain ? strlen(sni) : sizeof domain - 1;
-    for (size_t i = 0; i < dl; i++)
-        domain[i] = (char)tolower((unsigned char)sni[i]);
+    const char *name = x->host ? x->host : x->sni;
+    size_t dl = 0;
+    for (; name[dl] && name[dl] != ':' && dl < sizeof domain - 1; dl++)
+        domain[dl] = (char)tolower((unsigned char)name[dl]);
     domain[dl] = 0;
-    sp_conn_info info = {.server_port = (uint16_t)port, .domain = domain, .domain_len = dl,
-                         .tls_offered = dl ? 0x0304 : 0};
-    if (sp_ip_parse(client_ip, &info.client_ip) != 0) {
-        fprintf(stderr, "--client-ip: not an IP address: %s\n", client_ip);
+    sp_conn_info info = {.server_port = (uint16_t)x->port, .domain = domain, .domain_len = dl,
+                         .tls_offered = x->sni[0] ? 0x0304 : 0, .tls = x->sni[0] != 0};
+    if (sp_ip_parse(x->client_ip, &info.client_ip) != 0) {
+        fprintf(stderr, "--client-ip: not an IP address: %s\n", x->client_ip);
         return 1;
     }
-    const sp_port_entry *e = sp_gen_port(g, (uint16_t)port);
-    const sp_route *winner = sp_route_select(g, (uint16_t)port, &info);
+    sp_http_msg msg;
+    sp_http_msg_init(&msg, true, 65536);
+    char norm[4096];
+    bool http = x->host || x->path || x->headers.len;
+    if (http) {
+        sp_buf req;
+        sp_buf_init(&req);
+        sp_buf_appendf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\n", x->path ? x->path : "/", x->host ? x->host : domain);
+        if (x->headers.len)
+            sp_buf_append(&req, x->headers.data, x->headers.len);
+        sp_buf_append(&req, "\r\n", 2);
+        size_t used;
+        sp_msg_event ev = req.oom ? SP_MSG_ERROR : sp_http_msg_feed(&msg, req.data, req.len, &used);
+        sp_buf_free(&req);
+        const char *path = x->path ? x->path : "/";
+        size_t plen = strcspn(path, "?");
+        long n = plen < sizeof norm ? sp_path_normalize(path, plen, norm) : -1;
+        if (ev != SP_MSG_DONE || n < 0) {
+            fprintf(stderr, "smartproxy: --explain: not a valid HTTP request: %s\n",
+                    ev == SP_MSG_ERROR && msg.error ? msg.error : "bad path");
+            sp_http_msg_free(&msg);
+            return 1;
+        }
+        norm[n] = 0;
+        info.http = &msg.head;
+        info.path = norm;
+        info.path_len = (size_t)n;
+    }
+    const sp_port_entry *e = sp_gen_port(g, (uint16_t)x->port);
+    const sp_route *winner = sp_route_select(g, (uint16_t)x->port, &info);
     if (!e) {
-        printf("port %d: no route listens on this port\n", port);
+        printf("port %d: no route listens on this port\n", x->port);
+        sp_http_msg_free(&msg);
         return 0;
     }
-    printf("port %d, client %s, sni %s: %s\n", port, client_ip, dl ? domain : "(none)",
-           winner ? "matched" : "no route matched (the connection would be closed)");
+    printf("port %d, client %s, sni %s", x->port, x->client_ip, x->sni[0] ? x->sni : "(none)");
+    if (http)
+        printf(", host %s, path %s", x->host ? x->host : dl ? domain : "(none)", x->path ? x->path : "/");
+    printf(": %s\n", winner ? "matched" : http ? "no route matched (HTTP: 404)" : "no route matched (the connection would be closed)");
     for (size_t i = 0; i < e->nroutes; i++) {
         const sp_route *r = e->routes[i];
         const char *why = sp_route_mismatch(r, &info);
@@ -748,6 +791,7 @@ static int explain(const sp_gen *g, int port, const char *client_ip, const char 
         else
             printf("     route \"%s\" (#%d, priority %d): matches, but a better route wins\n", r->name, r->index, r->priority);
     }
+    sp_http_msg_free(&msg);
     return 0;
 }
 
@@ -760,14 +804,14 @@ int main(int argc, char **argv)
         {"watch", no_argument, NULL, 'W'},       {"log-level", required_argument, NULL, 'l'},
         {"log-format", required_argument, NULL, 'F'}, {"explain", no_argument, NULL, 'E'},
         {"port", required_argument, NULL, 'P'},  {"client-ip", required_argument, NULL, 'C'},
-        {"sni", required_argument, NULL, 'S'},
+        {"sni", required_argument, NULL, 'S'},   {"host", required_argument, NULL, 'H'},
+        {"path", required_argument, NULL, 'Q'},  {"header", required_argument, NULL, 'R'},
         {"version", no_argument, NULL, 'V'},     {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     app a = {.file = "proxy.lua", .cli_log_level = -1, .cli_log_json = -1};
     bool check = false, do_explain = false;
-    int explain_port = 0;
-    const char *explain_ip = "127.0.0.1", *explain_sni = "";
+    explain_args ex = {.client_ip = "127.0.0.1", .sni = ""};
     int opt;
     while ((opt = getopt_long(argc, argv, "tw:l:Vh", longopts, NULL)) != -1) {
         switch (opt) {
@@ -797,9 +841,18 @@ int main(int argc, char **argv)
             a.cli_log_json = strcmp(optarg, "json") == 0;
             break;
         case 'E': do_explain = true; break;
-        case 'P': explain_port = atoi(optarg); break;
-        case 'C': explain_ip = optarg; break;
-        case 'S': explain_sni = optarg; break;
+        case 'P': ex.port = atoi(optarg); break;
+        case 'C': ex.client_ip = optarg; break;
+        case 'S': ex.sni = optarg; break;
+        case 'H': ex.host = optarg; break;
+        case 'Q': ex.path = optarg; break;
+        case 'R':
+            if (!strchr(optarg, ':') || strpbrk(optarg, "\r\n")) {
+                fprintf(stderr, "smartproxy: --header: expected Name:value, got \"%s\"\n", optarg);
+                return 1;
+            }
+            sp_buf_appendf(&ex.headers, "%s\r\n", optarg);
+            break;
         case 'V': print_version(); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
@@ -826,11 +879,11 @@ int main(int argc, char **argv)
         int rc = 0;
         if (check)
             sp_gen_print_summary(a.gen, stdout);
-        else if (explain_port < 1 || explain_port > 65535) {
+        else if (ex.port < 1 || ex.port > 65535) {
             fprintf(stderr, "smartproxy: --explain needs --port N\n");
             rc = 1;
         } else
-            rc = explain(a.gen, explain_port, explain_ip, explain_sni);
+            rc = explain(a.gen, &ex);
         sp_gen_unref(a.gen);
         sp_source_set_unref(a.sources);
         return rc;
