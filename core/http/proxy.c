@@ -814,6 +814,8 @@ static void parse_client(sp_http *h)
 static void exchange_done(sp_http *h, bool target_reusable)
 {
     sp_conn *c = h->c;
+    if (W(h)->stopping)
+        h->close_after = true; /* draining: no further request on this connection */
     sp_counter_add(&W(h)->counters.http_responses[h->resp.head.status / 100 % 6], 1);
     log_request(h, h->resp.head.status, true);
     if (!target_reusable)
@@ -1032,6 +1034,12 @@ void sp_http_drained(sp_conn *c, sp_side *to)
         parse_client(h);
     else if (to == &c->client)
         sp_pipe_resume(c, &c->target);
+}
+
+bool sp_http_idle(const sp_conn *c)
+{
+    const sp_http *h = c->http;
+    return h && c->state == SP_STATE_HTTP && h->phase == P_HEAD && in_len(h) == 0 && !h->req.head_bytes;
 }
 
 /* ---- starting ---- */
