@@ -861,8 +861,11 @@ static void bad_response(sp_http *h, const char *why)
     respond_local(h, 502, SP_HTTP_LOCAL_BAD_GATEWAY, NULL, NULL, !h->req_sent);
 }
 
-static void target_bytes(sp_http *h, const char *data, size_t len)
+/* Response bytes from the target. `buf` is the pool buffer they are in: when all of it
+ * is body it goes to the client as it is (*taken), else the parts are copied. */
+static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
 {
+    const char *data = buf;
     sp_conn *c = h->c;
     if (h->phase != P_EXCHANGE) {
         /* an idle upstream talking out of turn: not reusable */
@@ -915,8 +918,12 @@ static void target_bytes(sp_http *h, const char *data, size_t len)
             h->resp_head_sent = true;
         } else {
             h->resp_bytes += used;
-            if (used)
+            if (used == len && data == buf) {
+                *taken = true;
+                sp_pipe_send(c, &c->client, buf, used);
+            } else if (used) {
                 send_bytes(h, &c->client, data, used);
+            }
             if (c->state != SP_STATE_HTTP)
                 return;
             data += used;
@@ -987,8 +994,10 @@ void sp_http_input(sp_conn *c, sp_side *from, void *buf, size_t len)
 {
     sp_http *h = c->http;
     if (from == &c->target) {
-        target_bytes(h, buf, len);
-        sp_bufpool_put(&c->w->pool, buf);
+        bool taken = false;
+        target_bytes(h, buf, len, &taken);
+        if (!taken)
+            sp_bufpool_put(&c->w->pool, buf);
         return;
     }
     sp_buf_append(&h->in, buf, len);
