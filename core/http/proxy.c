@@ -267,6 +267,8 @@ static bool read_host(sp_http *h, const char **path, size_t *path_len)
     size_t ulen = q->url_len;
     const char *host = NULL;
     size_t hlen = 0;
+    *path = url;
+    *path_len = ulen;
     if (url[0] != '/' && url[0] != '*') { /* absolute-form: the authority wins (RFC 9112 3.2.2) */
         const char *s = strstr(url, "://");
         if (s && q->method != HTTP_CONNECT) {
@@ -278,9 +280,6 @@ static bool read_host(sp_http *h, const char **path, size_t *path_len)
             *path = *e ? e : "/";
             *path_len = *e ? ulen - (size_t)(e - url) : 1;
         }
-    } else {
-        *path = url;
-        *path_len = ulen;
     }
     if (!host) {
         const sp_http_field *f = sp_http_find(q, "host", NULL);
