@@ -178,8 +178,10 @@ static int try_read_head(lua_State *L, sp_cosock *s)
         sp_buf_reset(in);
         return 2;
     }
-    memmove(in->data, in->data + used, in->len - used);
-    in->len -= used;
+    if (used) {
+        memmove(in->data, in->data + used, in->len - used);
+        in->len -= used;
+    }
     if (ev == SP_MSG_MORE) {
         if (s->eof || s->error || !s->tcp) {
             sp_http_msg_next(s->head);
