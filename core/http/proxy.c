@@ -16,6 +16,7 @@
 #include "http/rate_limit.h"
 #include "lua/task.h"
 #include "net/conn_impl.h"
+#include "net/route_limits.h"
 #include "util/access_log.h"
 #include "util/log.h"
 
@@ -54,6 +55,7 @@ struct sp_http {
     uint64_t body_bytes;
     uint64_t exchange_ms;      /* when the request went out (for upstream_response) */
     uint64_t head_ms;          /* when its head was complete (for the access log) */
+    uint64_t head_us;          /* the same, finer, for the duration histogram */
     uint64_t resp_bytes;       /* response bytes sent to the client */
 
     /* the upstream connection in c->target */
@@ -99,10 +101,19 @@ static void count_local(sp_http *h, int status, sp_http_local why)
     sp_counter_add(&W(h)->counters.http_responses[status / 100], 1);
 }
 
-/* One access-log line per request, when access logging is on. */
-static void log_request(sp_http *h, int status, bool upstream)
+/* A request ended: counted on its route (status, duration) and logged when access
+ * logging is on. */
+static void record_request(sp_http *h, int status, bool upstream)
 {
     sp_conn *c = h->c;
+    if (h->route) {
+        sp_route *mr = (sp_route *)h->route; /* the cache is per worker: generations are */
+        if (!mr->counter)
+            mr->counter = sp_route_limits_get(W(h)->process->routes, mr->name);
+        if (mr->counter)
+            sp_route_counter_http(mr->counter, status,
+                                  h->req.head_ready ? (uv_hrtime() / 1000 - h->head_us) : 0);
+    }
     if (!c->gen->settings.log_access)
         return;
     const sp_http_head *q = &h->req.head;
@@ -244,7 +255,7 @@ static void respond_local(sp_http *h, int status, sp_http_local why, const char 
     sp_head_write_local(&out, status, extra, body, close, h->head_method);
     count_local(h, status, why);
     h->resp_bytes = out.len;
-    log_request(h, status, false);
+    record_request(h, status, false);
     if (out.oom) {
         sp_buf_free(&out);
         sp_conn_abort(c, SP_END_INTERNAL_ERROR);
@@ -577,6 +588,7 @@ static void dispatch(sp_http *h)
     sp_counter_add(&W(h)->counters.http_requests, 1);
     h->requests++;
     h->head_ms = uv_now(&W(h)->loop);
+    h->head_us = uv_hrtime() / 1000;
     bool first = h->sniffing; /* this request chooses between HTTP and a stream */
     if (first) {
         h->sniffing = false;
@@ -854,7 +866,7 @@ static void exchange_done(sp_http *h, bool target_reusable)
     if (W(h)->stopping)
         h->close_after = true; /* draining: no further request on this connection */
     sp_counter_add(&W(h)->counters.http_responses[h->resp.head.status / 100 % 6], 1);
-    log_request(h, h->resp.head.status, true);
+    record_request(h, h->resp.head.status, true);
     if (!target_reusable)
         drop_target(h);
     if (h->close_after) {
@@ -958,7 +970,7 @@ static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
             len -= used;
             if (switching) {
                 sp_counter_add(&W(h)->counters.http_responses[1], 1);
-                log_request(h, 101, true);
+                record_request(h, 101, true);
                 h->key[0] = 0; /* a tunnel is never pooled */
                 become_tunnel(h, data, len);
                 return;
