@@ -224,6 +224,7 @@ static void next_request(sp_http *h)
     h->req_sent = h->resp_head_sent = h->close_after = h->upgrade = false;
     h->head_method = h->keep_alive_10 = h->reused = h->retried = h->dechunk = false;
     h->resp.on_body = NULL;
+    h->route = NULL;
     h->body_bytes = h->resp_bytes = 0;
     c->phase_started_ms = uv_now(&W(h)->loop);
     if (c->target.tcp) /* notice an idle upstream closing */
@@ -467,23 +468,22 @@ static void build_upstream_head(sp_http *h)
     sp_buf_free(&rewritten);
 }
 
-/* The pool key of c->dest for route r; empty when the connection must not be shared
+/* The pool key of c->dest for route r; false when the connection must not be pooled
  * (a PROXY header names one client). */
-static void make_key(sp_http *h, const sp_route *r, char *key, size_t len)
+static bool make_key(sp_http *h, const sp_route *r, char *key, size_t len)
 {
     sp_conn *c = h->c;
     const sp_route_tls *t = &r->tls;
     if (r->send_proxy_protocol) {
         snprintf(key, len, "pp|%llu|%s|%u", (unsigned long long)c->id, c->dest.host, c->dest.port);
-        h->poolable = false;
-        return;
+        return false;
     }
-    h->poolable = true;
     if (t->mode == SP_TLS_REENCRYPT)
         snprintf(key, len, "%s|%u|tls|%p|%s", c->dest.host, c->dest.port, (void *)t->client_ctx,
                  t->upstream_sni ? t->upstream_sni : c->info.domain_len ? c->info.domain : "");
     else
         snprintf(key, len, "%s|%u", c->dest.host, c->dest.port);
+    return true;
 }
 
 static void start_exchange(sp_http *h);
@@ -503,16 +503,17 @@ static void acquire_target(sp_http *h)
     }
     build_upstream_head(h);
     char key[sizeof h->key];
-    make_key(h, r, key, sizeof key);
+    bool poolable = make_key(h, r, key, sizeof key);
     if (c->target.tcp && strcmp(key, h->key) == 0 && !c->target.eof) {
         h->reused = true;
         sp_counter_add(&W(h)->counters.http_upstream_reused, 1);
         start_exchange(h);
         return;
     }
-    pool_target(h);
+    pool_target(h); /* the previous target, if any */
+    h->poolable = poolable;
     sp_tls_stream tls = {0};
-    uv_tcp_t *tcp = h->poolable ? sp_http_pool_take(W(h)->http_pool, key, &tls) : NULL;
+    uv_tcp_t *tcp = poolable ? sp_http_pool_take(W(h)->http_pool, key, &tls) : NULL;
     snprintf(h->key, sizeof h->key, "%s", key);
     if (tcp) {
         tcp->data = c;
