@@ -579,8 +579,7 @@ static void start_exchange(sp_http *h)
         client_reading(h, in_len(h) < SP_HIGH_WATER); /* to notice a client that leaves */
 }
 
-static void dispatch(sp_http *h);
-
+/* A complete request head: route it, check it, answer it or send it on. */
 static void dispatch(sp_http *h)
 {
     sp_conn *c = h->c;
