@@ -1049,6 +1049,8 @@ static void build_port_index(sp_gen *g)
         for (size_t k = 0; k < e->nroutes; k++) {
             e->sniff |= sp_route_needs_sniff(e->routes[k]) || e->routes[k]->is_http;
             e->http |= e->routes[k]->is_http;
+            e->http_head |= e->routes[k]->tls.mode == SP_TLS_NONE &&
+                            (e->routes[k]->is_http || sp_route_needs_sniff(e->routes[k]));
         }
     }
     qsort(g->ports, g->nports, sizeof *g->ports, entry_order);

@@ -161,6 +161,8 @@ typedef struct sp_port_entry {
     size_t nroutes;
     bool sniff;                    /* some route needs the first client bytes (SNI, version, HTTP) */
     bool http;                     /* some route works request by request */
+    bool http_head;                /* plain bytes may be a request head that routes: some
+                                      route without TLS is HTTP or has domains (Host) */
 } sp_port_entry;
 
 typedef struct sp_gen {

@@ -506,7 +506,7 @@ void sp_conn_sniffed(sp_conn *c)
         break;
     case SP_CH_NOT_TLS: {
         const sp_port_entry *e = sp_gen_port(c->gen, c->info.server_port);
-        if (e && (e->http || e->sniff)) { /* a request head: Host (and path, headers) route it */
+        if (e && e->http_head) { /* a request head: Host (and path, headers) route it */
             sp_http_sniffed(c);
             return;
         }
