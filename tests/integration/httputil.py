@@ -28,8 +28,10 @@ import json
 import os
 import re
 import socket
+import ssl
 import struct
 import threading
+import time
 import zlib
 from urllib.parse import parse_qs, urlsplit
 
@@ -379,6 +381,7 @@ class Client:
     def __init__(self, port=None, *, sock=None, host="127.0.0.1", src=None, timeout=10.0):
         self.sock = sock if sock is not None else sp.connect(port, host, src=src,
                                                               timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = Reader(self.sock)
 
     def send(self, data):
@@ -397,13 +400,29 @@ class Client:
 
     def read_to_close(self, timeout=5.0):
         """Whatever is buffered plus the rest until the peer closes; (bytes, "fin"|"rst")."""
-        data = bytes(self.reader.buf)
+        data = bytearray(self.reader.buf)
         self.reader.buf.clear()
-        rest, how = sp.read_to_close(self.sock, timeout)
-        return data + rest, how
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"connection still open after {timeout}s")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                return bytes(data), "rst"
+            except (socket.timeout, TimeoutError):
+                raise AssertionError(f"connection still open after {timeout}s") from None
+            except ssl.SSLError as e:  # e.g. an EOF without close_notify
+                return bytes(data), f"ssl:{e.reason or e}"
+            if not chunk:
+                return bytes(data), "fin"
+            data += chunk
 
     def closed(self, timeout=5.0):
-        """Waits for the peer to close; returns "fin" or "rst". Fails on unexpected data."""
+        """Waits for the peer to close; returns "fin", "rst" or "ssl:...". Fails on
+        unexpected data."""
         data, how = self.read_to_close(timeout)
         assert data == b"", f"unexpected bytes before the close: {data[:300]!r}"
         return how
@@ -507,11 +526,11 @@ def ws_close(client):
 
 # ---------------------------------------------------------------------------- backend
 
-def _send_head(conn, status, reason, headers, version="HTTP/1.1"):
+def _send_head(conn, status, reason, headers, version="HTTP/1.1", body=b""):
     lines = [f"{version} {status} {reason}\r\n"]
     lines += [f"{k}: {v}\r\n" for k, v in headers]
     lines.append("\r\n")
-    conn.sendall("".join(lines).encode("latin-1"))
+    conn.sendall("".join(lines).encode("latin-1") + body)  # one write: no Nagle stall
 
 
 REASONS = {100: "Continue", 101: "Switching Protocols", 103: "Early Hints", 200: "OK",
@@ -553,6 +572,7 @@ class HttpBackend:
             cid = len(self.raw)
             self.raw.append(raw)
         conn.settimeout(60)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         reader = Reader(conn, raw, srv.count)
         served = 0
         try:
@@ -646,9 +666,8 @@ class HttpBackend:
             hdrs.append(("Content-Length", str(len(payload))))
         if wants_close:
             hdrs.append(("Connection", "close"))
-        _send_head(conn, status, REASONS.get(status, "Whatever"), hdrs)
-        if method != "HEAD" and payload:
-            conn.sendall(payload)
+        _send_head(conn, status, REASONS.get(status, "Whatever"), hdrs,
+                   body=payload if method != "HEAD" else b"")
         return not wants_close
 
     def _body(self, conn, method, size, mode, wants_close):

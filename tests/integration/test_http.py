@@ -167,7 +167,7 @@ def test_header_routing_names_case_insensitive_values_exact_or_regex(start_proxy
         http_route("prod", port, "127.0.0.1", prod.port, priority=10,
                    headers={"x-env": "prod"}),
         http_route("curl", port, "127.0.0.1", curl.port, priority=5,
-                   headers={"User-Agent": "/^curl\\/[0-9]+/"}),
+                   headers={"User-Agent": "/^curl.[0-9]+/"}),
         http_route("default", port, "127.0.0.1", d.port),
     ])
     cases = [([("X-Env", "prod")], "PROD"), ([("x-ENV", "prod")], "PROD"),
@@ -221,7 +221,7 @@ def test_upstream_keepalive_pool_reuses_connections(start_proxy, serve):
                 last = j == 19
                 r = c.get(f"/r{i}-{j}", headers=[("Connection", "close")] if last else [])
                 assert r.status == 200 and r.json()["target"] == f"/r{i}-{j}", r
-            assert c.closed() in ("fin", "rst"), "Connection: close must end the client side"
+            assert c.closed(), "Connection: close must end the client side"
     assert len(b.app.requests) == 200
     assert b.app.conns() <= 2 * WORKERS, \
         f"{b.app.conns()} backend connections for 200 requests: no keep-alive pool?"
@@ -286,6 +286,64 @@ def test_stale_pooled_connection_is_retried_once_for_idempotent_methods(start_pr
     assert b.app.conns() == 3, "a POST is never retried"
     assert b.app.paths().count("/4") == 1
     b.close()
+    sp.assert_clean(p)
+
+
+def test_backend_connection_close_is_honoured(start_proxy, serve):
+    """A response with Connection: close ends that upstream connection: the next request
+    on the same client connection goes over a new one (and the client's stays open)."""
+    b = backend(serve, "A")
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)], workers=1)
+    with Client(port) as c:
+        r = c.get("/close")
+        assert r.status == 200, r
+        assert (r.header("connection") or "").lower() in ("", "keep-alive"), \
+            "the backend's Connection: close is hop-by-hop"
+        r = c.get("/next")
+        assert r.status == 200 and r.json()["conn"] == 1, r
+        assert c.get("/third").json()["conn"] == 1
+    assert b.app.conns() == 2
+    sp.assert_clean(p)
+
+
+def test_http10_client_gets_an_unchunked_response_and_a_close(start_proxy, serve):
+    """HTTP/1.0 clients know no chunked coding: a chunked backend response reaches them
+    de-chunked and delimited by the close (as nginx does)."""
+    b = backend(serve, "A")
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    n = 300001
+    with Client(port) as c:
+        r = c.request("GET", f"/body?size={n}&mode=chunked", version="HTTP/1.0")
+        assert r.status == 200, r
+        assert not r.headers.has("transfer-encoding"), r.headers
+        assert (len(r.body), zlib.crc32(r.body)) == hu.pattern_crc(n)
+        if r.framing != "close":
+            assert c.closed()
+    with Client(port) as c:
+        r = c.request("GET", "/plain", version="HTTP/1.0")
+        assert r.status == 200 and r.json()["target"] == "/plain"
+        if r.framing != "close":
+            assert c.closed(), "HTTP/1.0 without keep-alive: closed after the response"
+    sp.assert_clean(p)
+
+
+def test_tcp_route_with_a_domain_stays_a_byte_stream(start_proxy, serve):
+    """A route without HTTP-only fields forwards bytes as they are, even when its domain
+    was read from the Host header: no X-Forwarded-For, hop-by-hop headers untouched."""
+    rec = serve(tlsutil.recorder())
+    port = sp.free_port()
+    r = sp.route("raw", port, "127.0.0.1", rec.port)
+    r["match"]["domains"] = "raw.test"
+    p = http_proxy(start_proxy, [r])
+    data = (b"GET /x HTTP/1.1\r\nHost: raw.test\r\nConnection: keep-alive, X-Drop\r\n"
+            b"X-Drop: 1\r\nKeep-Alive: 5\r\n\r\nGET /second HTTP/1.1\r\nHost: other\r\n\r\n")
+    with p.connect(port) as c:
+        c.sendall(data)
+        sp.wait_until(lambda: rec.bytes >= len(data), 5, msg="bytes at the backend")
+    [got] = rec.wait_results(1)
+    assert got == data
     sp.assert_clean(p)
 
 
@@ -809,7 +867,7 @@ def test_400_malformed_requests_close_the_connection(start_proxy, serve):
         assert c.get("/good").status == 200
         c.send(b"NOT A REQUEST\r\n\r\n")
         error_body_ok(c.response(), 400)
-        assert c.closed() in ("fin", "rst")
+        assert c.closed()
     assert not failures, "\n".join(failures)
     assert b.app.paths() == ["/good"]
     sp.assert_clean(p)
@@ -834,7 +892,7 @@ def test_413_body_over_max_body_bytes(start_proxy, serve):
     with Client(port) as c:  # judged on Content-Length, before any body byte is sent
         c.send(hu.build_request("POST", "/big", headers=[("Content-Length", "1001")]))
         error_body_ok(c.response(), 413)
-        assert c.closed() in ("fin", "rst")
+        assert c.closed()
     with Client(port) as c:  # with Expect: 100-continue: 413 instead of the 100
         c.send(hu.build_request("POST", "/big2", headers=[("Content-Length", "5000000"),
                                                           ("Expect", "100-continue")]))
@@ -854,7 +912,7 @@ def test_431_request_head_over_max_header_bytes(start_proxy, serve):
     with Client(port) as c:
         c.send(hu.build_request("GET", "/big", headers=[("X-Fill", "a" * 3000)]))
         error_body_ok(c.response(), 431)
-        assert c.closed() in ("fin", "rst")
+        assert c.closed()
     with Client(port) as c:  # many small headers count too
         c.send(hu.build_request("GET", "/many", headers=[(f"X-H{i}", "v" * 20)
                                                           for i in range(200)]))
@@ -1011,6 +1069,7 @@ def test_request_smuggling_vectors_are_rejected(start_proxy, serve):
 
     failures = []
     for name, data in SMUGGLING.items():
+        seen = b.app.all_raw().count(b"/smuggled")
         try:
             raw, how = hu.raw_exchange(port, data, timeout=2)
         except AssertionError as e:  # still open
@@ -1025,11 +1084,10 @@ def test_request_smuggling_vectors_are_rejected(start_proxy, serve):
                             f"instead of one 400 ({raw[:80]!r})")
         elif len(statuses) > 1:
             failures.append(f"{name}: 400 then more responses {statuses}")
-        if b"/smuggled" in b.app.all_raw():
+        if b.app.all_raw().count(b"/smuggled") > seen:
             failures.append(f"{name}: THE SMUGGLED REQUEST REACHED THE BACKEND")
-            b.app.raw.clear()
     time.sleep(0.2)
-    if b"/smuggled" in b.app.all_raw():
+    if b.app.all_raw().count(b"/smuggled") > seen:
         failures.append("a smuggled request reached the backend late")
     assert not failures, f"{len(failures)} of {len(SMUGGLING)} vectors:\n" + "\n".join(failures)
     sp.assert_clean(p)
