@@ -336,7 +336,7 @@ def test_tcp_route_with_a_domain_stays_a_byte_stream(start_proxy, serve):
     port = sp.free_port()
     r = sp.route("raw", port, "127.0.0.1", rec.port)
     r["match"]["domains"] = "raw.test"
-    p = http_proxy(start_proxy, [r])
+    p = start_proxy({"routes": [r]})
     data = (b"GET /x HTTP/1.1\r\nHost: raw.test\r\nConnection: keep-alive, X-Drop\r\n"
             b"X-Drop: 1\r\nKeep-Alive: 5\r\n\r\nGET /second HTTP/1.1\r\nHost: other\r\n\r\n")
     with p.connect(port) as c:
