@@ -206,6 +206,59 @@ def test_each_request_on_a_keepalive_connection_is_routed_on_its_own(start_proxy
     sp.assert_clean(p)
 
 
+def test_lua_target_function_sees_the_request(start_proxy, serve):
+    """ctx.method, ctx.path (no query), ctx.query, ctx.domain and ctx.headers (SPEC 5),
+    evaluated for each request of a keep-alive connection."""
+    a, b = backend(serve, "A"), backend(serve, "B")
+    port = sp.free_port()
+    pick = sp.Lua(
+        "function(ctx) local h = ctx.headers or {} "
+        "local v = h['x-pick'] or h['X-Pick'] "
+        "if ctx.method == 'POST' and ctx.path == '/lua/x' and ctx.query == 'a=1' "
+        f"and ctx.domain == 'app.test' and v == 'b' then return {b.port} end "
+        f"return {a.port} end")
+    p = http_proxy(start_proxy, [http_route("lua", port, "127.0.0.1", pick, path="/lua/*")])
+    with Client(port) as c:
+        assert backend_of(c.get("/lua/x?a=1", headers=[("X-Pick", "b")])) == "A"  # GET
+        r = c.request("POST", "/lua/x?a=1", host=f"app.test:{port}",
+                      headers=[("X-Pick", "b")], body=b"")
+        assert backend_of(r) == "B", r
+        assert backend_of(c.request("POST", "/lua/x?a=2", headers=[("X-Pick", "b")],
+                                    body=b"")) == "A"
+        assert backend_of(c.request("POST", "/lua/x?a=1", body=b"")) == "A"
+    sp.assert_clean(p)
+
+
+def test_http_only_fields_make_a_route_http(start_proxy, serve):
+    """Without action.protocol, a route using match.path, action.headers or
+    security.rate_limit works at the HTTP level (X-Forwarded-For added), and the
+    sp.http_route helper's route does too."""
+    b = backend(serve, "A")
+    by_path, by_headers, by_limit, helper = sp.free_ports(4)
+    p = http_proxy(start_proxy, [
+        http_route("path", by_path, "127.0.0.1", b.port, path="/p/*", protocol=None),
+        http_route("hdrs", by_headers, "127.0.0.1", b.port, protocol=None,
+                   request_headers={"X-Via": "{route_name}"}),
+        http_route("limit", by_limit, "127.0.0.1", b.port, protocol=None,
+                   security={"rate_limit": {"requests": 100, "window": 60}}),
+        hu.LuaRoute(f'require("smartproxy").http_route("app.test", "127.0.0.1:{b.port}", '
+                    f'{{ ports = {helper}, request_headers = {{ ["X-Via"] = "helper" }} }})',
+                    helper),
+    ])
+    for port, target in ((by_path, "/p/1"), (by_headers, "/h"), (by_limit, "/l"),
+                         (helper, "/helper")):
+        with Client(port) as c:
+            for i in range(2):  # request by request on one connection
+                r = c.get(f"{target}?i={i}")
+                assert r.status == 200 and r.json()["target"] == f"{target}?i={i}", r
+                h = hu.Headers(r.json()["headers"])
+                assert h.get("x-forwarded-for") == "127.0.0.1", (port, h)
+    assert hu.Headers(b.app.requests[2]["headers"]).get("x-via") == "hdrs"
+    assert hu.Headers(b.app.requests[-1]["headers"]).get("x-via") == "helper"
+    error_body_ok(fetch(by_path, "/elsewhere"), 404)
+    sp.assert_clean(p)
+
+
 # ---------------------------------------------------------------------------- upstream pool
 
 def test_upstream_keepalive_pool_reuses_connections(start_proxy, serve):
