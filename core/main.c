@@ -21,6 +21,7 @@
 #include "admin/admin.h"
 #include "config/load.h"
 #include "lua/shared.h"
+#include "http/rate_limit.h"
 #include "net/ip_table.h"
 #include "net/listener.h"
 #include "net/route_limits.h"
@@ -809,6 +810,7 @@ int main(int argc, char **argv)
     }
     a.process.ips = sp_ip_table_new();
     a.process.routes = sp_route_limits_new();
+    a.process.rates = sp_rate_table_new();
     a.process.shared = sp_shared_new(SHARED_CAPACITY);
     a.process.lua_tls[0] = sp_tls_lua_client_ctx(false);
     a.process.lua_tls[1] = sp_tls_lua_client_ctx(true);
@@ -894,6 +896,7 @@ int main(int argc, char **argv)
     sp_source_set_unref(a.sources);
     sp_ip_table_free(a.process.ips);
     sp_route_limits_free(a.process.routes);
+    sp_rate_table_free(a.process.rates);
     free(updates.pending);
     uv_mutex_destroy(&updates.lock);
     sp_shared_free(a.process.shared);
