@@ -32,8 +32,8 @@ WORKERS = 2
 
 def http_proxy(start_proxy, routes, **config):
     """A proxy with HTTP-friendly defaults: 2 workers, pooled upstream connections idle
-    out after 1 s (so the leak check finds the fds back at the baseline)."""
-    cfg = {"workers": WORKERS, "timeouts": {"upstream_idle": 1000}}
+    out after 300 ms (so the leak check soon finds the fds back at the baseline)."""
+    cfg = {"workers": WORKERS, "timeouts": {"upstream_idle": 300}}
     for k, v in config.items():
         cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
     cfg["routes"] = routes
@@ -1179,7 +1179,7 @@ def test_clients_vanishing_mid_request_leave_nothing_behind(start_proxy, serve):
                + b"x" * 100000)
         clients.append(c)
         c = Client(port)
-        c.send(hu.build_request("GET", "/sleep?ms=5000"))
+        c.send(hu.build_request("GET", "/sleep?ms=2000"))
         clients.append(c)
         c = Client(port)
         c.send(hu.build_request("GET", f"/body?size={GiB}"))
@@ -1196,8 +1196,28 @@ def test_clients_vanishing_mid_request_leave_nothing_behind(start_proxy, serve):
             sp.rst_close(c.sock)
         else:
             c.close()
-    sp.wait_until(lambda: p.stats()["active_connections"] == 0, 5, msg="all client connections gone")
+    sp.wait_until(lambda: p.stats()["active_connections"] == 0, 6, msg="all client connections gone")
     after = p.stats()
     assert after["total_connections"] - before["total_connections"] == len(clients)
+    b.close()
+    sp.assert_clean(p)
+
+
+def test_client_reset_while_waiting_for_the_response_ends_both_sides(start_proxy, serve):
+    """A client that resets while its request waits for a slow backend: the proxy sees it
+    at once (nginx does, by default) and closes the upstream connection, instead of holding
+    both until the backend answers."""
+    b = backend(serve, "SLOW")
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("slow", port, "127.0.0.1", b.port)])
+    c = Client(port)
+    c.send(hu.build_request("GET", "/sleep?ms=4000"))
+    sp.wait_until(lambda: b.app.requests, 3, msg="the request at the backend")
+    sp.rst_close(c.sock)
+    t0 = time.monotonic()
+    sp.wait_until(lambda: p.stats()["active_connections"] == 0, 6, msg="the client gone")
+    elapsed = time.monotonic() - t0
+    sp.wait_until(lambda: b.app.closed, 6, msg="the upstream connection closed")
+    assert elapsed < 2, f"the reset client was noticed only after {elapsed:.1f}s"
     b.close()
     sp.assert_clean(p)
