@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -111,7 +112,7 @@ def test_host_routing_exact_wildcard_fallback_and_404(start_proxy, serve):
     ])
     cases = {"a.test": "A", f"a.test:{port}": "A", "A.Test": "A", "x.b.test": "WILD",
              "y.x.b.test": "WILD", "b.test": "DEFAULT", "other.test": "DEFAULT",
-             "xb.test": "DEFAULT"}
+             "xb.test": "DEFAULT", "a.test.": "A", f"a.test.:{port}": "A"}
     for host, want in cases.items():
         r = fetch(port, "/", host=host)
         assert (r.status, backend_of(r)) == (200, want), (host, r)
@@ -582,6 +583,10 @@ def test_head_response_has_length_but_no_body(start_proxy, serve):
         r = c.request("HEAD", "/status?code=204")
         assert r.status == 204
         assert c.get("/again").json()["target"] == "/again"
+        for code in (204, 304):  # GET answers that never have a body
+            r = c.get(f"/status?code={code}")
+            assert r.status == code and r.body == b"", r
+            assert c.get(f"/after-{code}").json()["target"] == f"/after-{code}"
     sp.assert_clean(p)
 
 
@@ -622,6 +627,32 @@ def test_pipelined_requests_are_answered_in_order(start_proxy, serve):
         got = [c.response() for _ in range(3)]
         assert [r.json()["target"] for r in got] == ["/p1", "/p2", "/p3"]
         assert [r.json()["body"] for r in got] == ["one", "two", ""]
+        # 100 requests in one write, 100 KiB answers: not read until all are sent, so
+        # the proxy must hold back (no deadlock, nothing lost, order kept)
+        c.send(b"".join(hu.build_request("GET", f"/body?size={100 * 1024 + i}",
+                                         "a.test" if i % 2 else "b.test")
+                        for i in range(100)))
+        for i in range(100):
+            r = c.response()
+            assert r.status == 200 and len(r.body) == 100 * 1024 + i, (i, r)
+            assert backend_of(r) == ("A" if i % 2 else "B")
+    sp.assert_clean(p)
+
+
+def test_request_sent_byte_by_byte(start_proxy, serve):
+    """A head and body arriving one byte per segment parse the same."""
+    b = backend(serve, "A")
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    req = hu.build_request("POST", "/slow?x=1", headers=[("X-Long", "v" * 50)], body=b"body!")
+    chunked = (hu.build_request("POST", "/slow2", headers=[("Transfer-Encoding", "chunked")])
+               + b"3\r\nabc\r\n0\r\n\r\n")
+    with Client(port) as c:
+        for data, target, body in ((req, "/slow?x=1", "body!"), (chunked, "/slow2", "abc")):
+            tlsutil.send_slowly(c.sock, data, step=1, pause=0.0005)
+            r = c.response()
+            assert r.status == 200, r
+            assert (r.json()["target"], r.json()["body"]) == (target, body)
     sp.assert_clean(p)
 
 
@@ -783,6 +814,20 @@ def test_websocket_through_tls_termination(start_proxy, serve, pki):
     with Client(sock=tlsutil.tls_connect(port, "app.test", ctx)) as c:
         h = hu.Headers(c.get("/proto").json()["headers"])
         assert h.all("x-forwarded-proto") == ["https"], h
+    sp.assert_clean(p)
+
+
+def test_upgrade_refused_by_the_backend_stays_http(start_proxy, serve):
+    """The backend answers an Upgrade: websocket request with a 200 (no 101): no tunnel,
+    the connection goes on request by request."""
+    b = backend(serve, "A")
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    with Client(port) as c:
+        r, _ = hu.ws_upgrade(c, "/not-ws")
+        assert r.status == 200 and r.json()["target"] == "/not-ws", r
+        r = c.get("/next")
+        assert r.status == 200 and r.json()["target"] == "/next", r
     sp.assert_clean(p)
 
 
@@ -1221,3 +1266,44 @@ def test_client_reset_while_waiting_for_the_response_ends_both_sides(start_proxy
     assert elapsed < 2, f"the reset client was noticed only after {elapsed:.1f}s"
     b.close()
     sp.assert_clean(p)
+
+
+def test_reload_with_keepalive_connections(start_proxy, serve):
+    """SIGHUP moving the route to another backend: new connections go there; a live
+    keep-alive connection is still answered (by either generation) and nothing leaks."""
+    a, b = backend(serve, "A"), backend(serve, "B")
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("r", port, "127.0.0.1", a.port)])
+    old = Client(port)
+    assert backend_of(old.get("/1")) == "A"
+    p.write_config({**p.config, "routes": [http_route("r", port, "127.0.0.1", b.port)]})
+    assert p.reload()
+    assert backend_of(fetch(port, "/new")) == "B"
+    r = old.get("/2")
+    assert r.status == 200 and backend_of(r) in ("A", "B"), r
+    old.close()
+    sp.assert_clean(p)
+
+
+def test_graceful_stop_closes_idle_keepalive_and_finishes_requests(start_proxy, serve):
+    """SIGTERM: an idle keep-alive client is closed at once (as nginx does), a request in
+    flight still gets its answer, and the process exits long before graceful_shutdown."""
+    b = backend(serve, "A")
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)],
+                   timeouts={"graceful_shutdown": 8000})
+    idle = Client(port)
+    assert idle.get("/idle").status == 200
+    busy = Client(port)
+    busy.send(hu.build_request("GET", "/sleep?ms=700"))
+    sp.wait_until(lambda: "/sleep?ms=700" in b.app.paths(), 3, msg="request in flight")
+    t0 = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
+    assert idle.closed(timeout=3), "the idle keep-alive connection is closed"
+    assert time.monotonic() - t0 < 1.5, "idle keep-alive connections do not hold the drain"
+    r = busy.response()
+    assert r.status == 200 and r.json()["target"] == "/sleep?ms=700", r
+    assert p.wait_exit(8) == 0
+    assert time.monotonic() - t0 < 3, "exit once the last request is answered"
+    idle.close()
+    busy.close()
