@@ -1034,12 +1034,17 @@ def test_431_default_limit_is_64_kib(start_proxy, serve):
 
 def test_502_refused_reset_unresolvable_and_bad_response(start_proxy, serve):
     b = backend(serve, "A")
+    # backends used once each: the failing request always goes over a fresh connection
+    # (a pooled one would take the stale-connection retry path instead)
+    resetting, garbling = backend(serve, "RST"), backend(serve, "GARBAGE")
     closed = sp.free_port()  # nothing listens there
     port = sp.free_port()
     p = http_proxy(start_proxy, [
         http_route("refused", port, "127.0.0.1", closed, path="/refused"),
         http_route("nx", port, "no-such-host.invalid", 80, path="/nx"),
-        http_route("ok", port, "127.0.0.1", b.port),  # /reset and /garbage via the backend
+        http_route("reset", port, "127.0.0.1", resetting.port, path="/reset"),
+        http_route("garbage", port, "127.0.0.1", garbling.port, path="/garbage"),
+        http_route("ok", port, "127.0.0.1", b.port),
     ])
     failures = []
     for target in ("/refused", "/reset", "/garbage", "/nx"):
