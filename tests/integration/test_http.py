@@ -401,6 +401,36 @@ def test_tcp_route_with_a_domain_stays_a_byte_stream(start_proxy, serve):
     sp.assert_clean(p)
 
 
+def test_extra_bytes_after_a_response_never_reach_the_next_request(start_proxy, serve):
+    """A backend that sends more than its Content-Length (a second, unasked response):
+    the pooled connection must not hand those bytes to the next request (response queue
+    poisoning); nginx drops such a connection ("upstream sent more data than specified")."""
+    def poisoning(conn, srv):
+        r = hu.Reader(conn)
+        n = 0
+        while True:
+            if r.head() is None:
+                return n
+            n += 1
+            if n == 1:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+                             b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ninjected")
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
+    b = serve(poisoning)
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)], workers=1,
+                   timeouts={"upstream_idle": 5000})
+    assert fetch(port, "/1").body == b"hello"
+    time.sleep(0.1)  # the extra bytes are there before the next request
+    for i in range(3):
+        r = fetch(port, f"/{i + 2}")
+        assert r.body != b"injected", "a response meant for nobody reached a client"
+        assert r.status == 200 and r.body in (b"hello", b"second"), r
+    b.close()
+    sp.assert_clean(p)
+
+
 # ---------------------------------------------------------------------------- bodies
 
 def rss_sampler(p):
