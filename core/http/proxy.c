@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http/challenges.h"
 #include "http/head.h"
 #include "http/message.h"
 #include "http/path_pattern.h"
@@ -15,6 +16,7 @@
 #include "http/rate_limit.h"
 #include "lua/task.h"
 #include "net/conn_impl.h"
+#include "util/access_log.h"
 #include "util/log.h"
 
 typedef enum {
@@ -50,6 +52,8 @@ struct sp_http {
     bool retried;
     uint64_t body_bytes;
     uint64_t exchange_ms;      /* when the request went out (for upstream_response) */
+    uint64_t head_ms;          /* when its head was complete (for the access log) */
+    uint64_t resp_bytes;       /* response bytes sent to the client */
 
     /* the upstream connection in c->target */
     char key[600];             /* its pool key; "" when there is none */
@@ -92,6 +96,35 @@ static void count_local(sp_http *h, int status, sp_http_local why)
 {
     sp_counter_add(&W(h)->counters.http_local[why], 1);
     sp_counter_add(&W(h)->counters.http_responses[status / 100], 1);
+}
+
+/* One access-log line per request, when access logging is on. */
+static void log_request(sp_http *h, int status, bool upstream)
+{
+    sp_conn *c = h->c;
+    if (!c->gen->settings.log_access)
+        return;
+    const sp_http_head *q = &h->req.head;
+    char client[SP_IP_STRLEN], target[300], time[32];
+    sp_ip_format(&c->info.client_ip, client, sizeof client);
+    if (upstream && c->dest.host)
+        snprintf(target, sizeof target, strchr(c->dest.host, ':') ? "[%s]:%s" : "%s:%s", c->dest.host,
+                 c->dest.port_text);
+    bool parsed = h->req.head_ready;
+    sp_access_request e = {
+        .conn = c->id, .route = h->route ? h->route->name : NULL, .client_ip = client,
+        .client_port = c->info.client_port,
+        .method = parsed ? llhttp_method_name((llhttp_method_t)q->method) : "-",
+        .host = parsed && h->host[0] ? h->host : NULL, .url = parsed ? sp_http_url(q) : "-",
+        .status = status, .target = upstream && c->dest.host ? target : NULL, .bytes_out = h->resp_bytes,
+        .duration_ms = parsed ? uv_now(&W(h)->loop) - h->head_ms : 0,
+    };
+    sp_buf line;
+    sp_buf_init(&line);
+    sp_log_time(time);
+    sp_access_format_request(&line, &e, time, sp_log_json());
+    sp_access_log_write(&line);
+    sp_buf_free(&line);
 }
 
 /* Drops the upstream connection: not reusable (or unwanted). */
@@ -178,7 +211,7 @@ static void next_request(sp_http *h)
     h->phase = P_HEAD;
     h->req_sent = h->resp_head_sent = h->close_after = h->upgrade = false;
     h->head_method = h->keep_alive_10 = h->reused = h->retried = false;
-    h->body_bytes = 0;
+    h->body_bytes = h->resp_bytes = 0;
     c->phase_started_ms = uv_now(&W(h)->loop);
     if (c->target.tcp) /* notice an idle upstream closing */
         sp_pipe_start_reading(c, &c->target);
@@ -206,6 +239,8 @@ static void respond_local(sp_http *h, int status, sp_http_local why, const char 
         extra = extra ? extra : "Connection: keep-alive\r\n";
     sp_head_write_local(&out, status, extra, body, close, h->head_method);
     count_local(h, status, why);
+    h->resp_bytes = out.len;
+    log_request(h, status, false);
     if (out.oom) {
         sp_buf_free(&out);
         sp_conn_abort(c, SP_END_INTERNAL_ERROR);
@@ -232,6 +267,8 @@ static bool read_host(sp_http *h, const char **path, size_t *path_len)
     size_t ulen = q->url_len;
     const char *host = NULL;
     size_t hlen = 0;
+    *path = url;
+    *path_len = ulen;
     if (url[0] != '/' && url[0] != '*') { /* absolute-form: the authority wins (RFC 9112 3.2.2) */
         const char *s = strstr(url, "://");
         if (s && q->method != HTTP_CONNECT) {
@@ -243,9 +280,6 @@ static bool read_host(sp_http *h, const char **path, size_t *path_len)
             *path = *e ? e : "/";
             *path_len = *e ? ulen - (size_t)(e - url) : 1;
         }
-    } else {
-        *path = url;
-        *path_len = ulen;
     }
     if (!host) {
         const sp_http_field *f = sp_http_find(q, "host", NULL);
@@ -536,6 +570,12 @@ static void dispatch(sp_http *h)
     const sp_settings *st = &c->gen->settings;
     sp_counter_add(&W(h)->counters.http_requests, 1);
     h->requests++;
+    h->head_ms = uv_now(&W(h)->loop);
+    bool first = h->sniffing; /* this request chooses between HTTP and a stream */
+    if (first) {
+        h->sniffing = false;
+        sp_conn_set_state(c, SP_STATE_HTTP);
+    }
     h->head_method = q->method == HTTP_HEAD;
     h->keep_alive_10 = q->keep_alive && q->major == 1 && q->minor == 0;
     const char *path;
@@ -566,6 +606,17 @@ static void dispatch(sp_http *h)
     }
     h->path[plen] = 0;
 
+    /* ACME HTTP-01 (plain HTTP only): answered here for a token being validated */
+    const size_t pre = sizeof SP_ACME_CHALLENGE_PREFIX - 1;
+    if (!c->info.tls && (size_t)plen > pre && memcmp(h->path, SP_ACME_CHALLENGE_PREFIX, pre) == 0 &&
+        (q->method == HTTP_GET || q->method == HTTP_HEAD)) {
+        char answer[512];
+        if (sp_challenges_get(W(h)->process->challenges, h->path + pre, (size_t)plen - pre, answer, sizeof answer)) {
+            respond_local(h, 200, SP_HTTP_LOCAL_ACME, NULL, answer, false);
+            return;
+        }
+    }
+
     /* route it: Host is the domain of an HTTP request */
     sp_conn_info info = c->info;
     info.domain = h->domain;
@@ -573,10 +624,8 @@ static void dispatch(sp_http *h)
     info.http = q;
     info.path = h->path;
     info.path_len = (size_t)plen;
-    info.per_request = !(h->sniffing);
+    info.per_request = !first;
     const sp_route *r = sp_route_select(c->gen, c->info.server_port, &info);
-    bool first = h->sniffing;
-    h->sniffing = false;
     if (first && r && !r->is_http) {
         /* a stream route won: forward the connection's bytes as they are */
         sp_http *gone = c->http;
@@ -585,10 +634,8 @@ static void dispatch(sp_http *h)
         sp_conn_route_stream(c, r);
         return;
     }
-    if (first) {
-        sp_conn_set_state(c, SP_STATE_HTTP);
+    if (first)
         sp_buf_free(&c->sniffed);
-    }
     h->route = r;
     if (r)
         c->route = r; /* for logs, connect and the timers: the current request's route */
@@ -723,6 +770,8 @@ static void parse_client(sp_http *h)
             }
             /* a head (and, for bodiless requests, the whole request) */
             dispatch(h);
+            if (c->http != h)
+                return; /* a stream route took the connection: the session is gone */
             continue;
         }
         if (h->phase == P_EXCHANGE && !h->req_sent) {
@@ -764,7 +813,10 @@ static void parse_client(sp_http *h)
 static void exchange_done(sp_http *h, bool target_reusable)
 {
     sp_conn *c = h->c;
+    if (W(h)->stopping)
+        h->close_after = true; /* draining: no further request on this connection */
     sp_counter_add(&W(h)->counters.http_responses[h->resp.head.status / 100 % 6], 1);
+    log_request(h, h->resp.head.status, true);
     if (!target_reusable)
         drop_target(h);
     if (h->close_after) {
@@ -808,8 +860,11 @@ static void bad_response(sp_http *h, const char *why)
     respond_local(h, 502, SP_HTTP_LOCAL_BAD_GATEWAY, NULL, NULL, !h->req_sent);
 }
 
-static void target_bytes(sp_http *h, const char *data, size_t len)
+/* Response bytes from the target. `buf` is the pool buffer they are in: when all of it
+ * is body it goes to the client as it is (*taken), else the parts are copied. */
+static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
 {
+    const char *data = buf;
     sp_conn *c = h->c;
     if (h->phase != P_EXCHANGE) {
         /* an idle upstream talking out of turn: not reusable */
@@ -840,6 +895,7 @@ static void target_bytes(sp_http *h, const char *data, size_t len)
             sp_buf head;
             sp_buf_init(&head);
             sp_head_write_response(&head, &out);
+            h->resp_bytes += head.len;
             send_bytes(h, &c->client, head.data, head.len);
             sp_buf_free(&head);
             if (c->state != SP_STATE_HTTP)
@@ -848,6 +904,7 @@ static void target_bytes(sp_http *h, const char *data, size_t len)
             len -= used;
             if (switching) {
                 sp_counter_add(&W(h)->counters.http_responses[1], 1);
+                log_request(h, 101, true);
                 h->key[0] = 0; /* a tunnel is never pooled */
                 become_tunnel(h, data, len);
                 return;
@@ -859,8 +916,13 @@ static void target_bytes(sp_http *h, const char *data, size_t len)
             }
             h->resp_head_sent = true;
         } else {
-            if (used)
+            h->resp_bytes += used;
+            if (used == len && data == buf) {
+                *taken = true;
+                sp_pipe_send(c, &c->client, buf, used);
+            } else if (used) {
                 send_bytes(h, &c->client, data, used);
+            }
             if (c->state != SP_STATE_HTTP)
                 return;
             data += used;
@@ -931,8 +993,10 @@ void sp_http_input(sp_conn *c, sp_side *from, void *buf, size_t len)
 {
     sp_http *h = c->http;
     if (from == &c->target) {
-        target_bytes(h, buf, len);
-        sp_bufpool_put(&c->w->pool, buf);
+        bool taken = false;
+        target_bytes(h, buf, len, &taken);
+        if (!taken)
+            sp_bufpool_put(&c->w->pool, buf);
         return;
     }
     sp_buf_append(&h->in, buf, len);
@@ -978,6 +1042,12 @@ void sp_http_drained(sp_conn *c, sp_side *to)
         parse_client(h);
     else if (to == &c->client)
         sp_pipe_resume(c, &c->target);
+}
+
+bool sp_http_idle(const sp_conn *c)
+{
+    const sp_http *h = c->http;
+    return h && c->state == SP_STATE_HTTP && h->phase == P_HEAD && in_len(h) == 0 && !h->req.head_bytes;
 }
 
 /* ---- starting ---- */

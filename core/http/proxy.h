@@ -43,6 +43,8 @@ void sp_http_target_failed(sp_conn *c, sp_end_reason why);
 /* The connection's deadline in the HTTP state, and what happens when it passes. */
 uint64_t sp_http_deadline(sp_conn *c);
 void sp_http_timeout(sp_conn *c);
+/* Between requests, nothing of the next one read: safe to close (graceful stop). */
+bool sp_http_idle(const sp_conn *c);
 /* The connection ends: an idle upstream connection goes to the pool. */
 void sp_http_release_target(sp_conn *c);
 void sp_http_free(sp_http *h);

@@ -132,6 +132,9 @@ void sp_pipe_start_reading(sp_conn *c, sp_side *s);
 void sp_pipe_stop_reading(sp_side *s);
 /* Starts reading s again and pumps plaintext its TLS session may hold. */
 void sp_pipe_resume(sp_conn *c, sp_side *s);
+/* Sends a pool buffer's first len bytes to a side (encrypting for a TLS side we speak);
+ * takes the buffer. */
+void sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len);
 /* Sends bytes to a side (encrypting for a TLS side we speak), copied into pool buffers. */
 void sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len);
 /* Writes buf (a pool buffer with len bytes) to the socket of `to`; takes the buffer. */

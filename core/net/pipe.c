@@ -179,6 +179,8 @@ static void deliver(sp_conn *c, sp_side *to, void *buf, size_t len)
     sp_pipe_flush_tls(c, to);
 }
 
+void sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len) { deliver(c, to, buf, len); }
+
 void sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len)
 {
     while (len > 0 && c->state != SP_STATE_CLOSING) {

@@ -113,6 +113,7 @@ static void begin_stop(sp_worker *w, uint64_t drain_ms)
     w->stopping = true;
     sp_listeners_close_all(w);
     sp_conns_end_background(w, NULL);
+    sp_conns_close_idle_http(w);
     if (w->nconns) {
         sp_info("worker %d: stopping, draining %llu connection(s) for up to %llu ms", w->id,
                 (unsigned long long)w->nconns, (unsigned long long)drain_ms);

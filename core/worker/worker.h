@@ -36,6 +36,7 @@ typedef struct sp_process {
     sp_counters **counters;           /* every worker's, for sp.stats */
     struct sp_shared *shared;         /* sp.shared, the dictionary all workers see */
     struct sp_rate_table *rates;      /* security.rate_limit windows */
+    struct sp_challenges *challenges; /* ACME HTTP-01 answers, served before routing */
     SSL_CTX *lua_tls[2];              /* sp.connect TLS: [0] no verification, [1] system CAs */
     sp_routes_mailbox *updates;       /* sp.update_routes -> the main thread */
     int nworkers;
