@@ -385,19 +385,30 @@ def test_http10_client_gets_an_unchunked_response_and_a_close(start_proxy, serve
 
 def test_tcp_route_with_a_domain_stays_a_byte_stream(start_proxy, serve):
     """A route without HTTP-only fields forwards bytes as they are, even when its domain
-    was read from the Host header: no X-Forwarded-For, hop-by-hop headers untouched."""
+    was read from the Host header (SPEC 4): no X-Forwarded-For, hop-by-hop headers and a
+    second request untouched. On a port shared with an HTTP route, and on a port of its
+    own (where nothing else needs the Host)."""
     rec = serve(tlsutil.recorder())
-    port = sp.free_port()
-    r = sp.route("raw", port, "127.0.0.1", rec.port)
-    r["match"]["domains"] = "raw.test"
-    p = start_proxy({"routes": [r]})
+    web = backend(serve, "WEB")
+    mixed, alone = sp.free_ports(2)
+
+    def raw(port):
+        r = sp.route(f"raw{port}", port, "127.0.0.1", rec.port)
+        r["match"]["domains"] = "raw.test"
+        return r
+    p = http_proxy(start_proxy, [raw(mixed), raw(alone),
+                                 http_route("web", mixed, "127.0.0.1", web.port,
+                                            domains="web.test")])
     data = (b"GET /x HTTP/1.1\r\nHost: raw.test\r\nConnection: keep-alive, X-Drop\r\n"
             b"X-Drop: 1\r\nKeep-Alive: 5\r\n\r\nGET /second HTTP/1.1\r\nHost: other\r\n\r\n")
-    with p.connect(port) as c:
-        c.sendall(data)
-        sp.wait_until(lambda: rec.bytes >= len(data), 5, msg="bytes at the backend")
-    [got] = rec.wait_results(1)
-    assert got == data
+    for i, port in enumerate((mixed, alone)):
+        with p.connect(port) as c:
+            c.sendall(data)
+            sp.wait_until(lambda: rec.bytes >= (i + 1) * len(data), 5,
+                          msg=f"bytes at the backend (port {'mixed' if i == 0 else 'alone'})")
+        got = rec.wait_results(i + 1)[i]
+        assert got == data
+    assert backend_of(fetch(mixed, "/", host="web.test")) == "WEB"
     sp.assert_clean(p)
 
 
