@@ -10,6 +10,7 @@ The backend (HttpBackend, a handler for sp.Server) answers, by path:
                                        chunked, or HTTP/1.0 until close; HEAD gets no body
   /sleep?ms=N                          waits, then the echo answer
   /early                               a 103 Early Hints, then the echo answer
+  /drip?n=N&ms=M                       N chunks "event i\n", one every M ms
   /status?code=N                       that status, echo body (none for 204/304)
   /hop                                 the echo answer with hop-by-hop response headers
   /respheaders                         the echo answer with X-Backend-Set, X-Override-Me
@@ -637,6 +638,17 @@ class HttpBackend:
         if path == "/garbage":
             conn.sendall(b"this is not HTTP at all\r\n\r\n")
             return False
+        if path == "/drip":  # chunked, one chunk every ms milliseconds
+            _send_head(conn, 200, "OK", [("Content-Type", "text/event-stream"),
+                                         ("Transfer-Encoding", "chunked"),
+                                         ("X-Backend", self.name)])
+            for i in range(int(q.get("n", "3"))):
+                if i and srv.stopping.wait(int(q.get("ms", "300")) / 1000):
+                    return False
+                data = f"event {i}\n".encode()
+                conn.sendall(b"%x\r\n" % len(data) + data + b"\r\n")
+            conn.sendall(b"0\r\n\r\n")
+            return not wants_close
         if path == "/body":
             return self._body(conn, method, int(q.get("size", "0")), q.get("mode", "cl"),
                               wants_close)

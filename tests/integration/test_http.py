@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -527,6 +528,74 @@ def test_large_download_streams_with_bounded_memory(start_proxy, serve):
     assert r.status == 200 and r.header("content-length") == str(BIG), r
     assert (body.len, body.crc) == hu.pattern_crc(BIG)
     check_rss(samples, idle)
+    sp.assert_clean(p)
+
+
+def test_bodies_are_not_held_back(start_proxy, serve):
+    """Streaming, not store-and-forward: the first half of a request body reaches the
+    backend before the client sends the rest, and each chunk of a slow response reaches
+    the client before the backend sends the next."""
+    b = backend(serve, "A")
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    with Client(port) as c:
+        c.send(hu.build_request("POST", "/half", headers=[("Content-Length", "20000")])
+               + b"F" * 10000)
+        sp.wait_until(lambda: b"F" * 10000 in b.app.all_raw(), 3,
+                      msg="the first half of the body at the backend")
+        c.send(b"S" * 10000)
+        r = c.response()
+        assert r.status == 200 and r.json()["body_len"] == 20000
+        c.send(hu.build_request("GET", "/drip?n=3&ms=400"))
+        t0 = time.monotonic()
+        head = c.reader.head()
+        assert head.startswith(b"HTTP/1.1 200"), head
+        times = []
+        for i in range(3):
+            line = c.reader.line()  # chunk size
+            data = c.reader.exact(int(line.split(b";")[0], 16))
+            c.reader.exact(2)
+            assert data == f"event {i}\n".encode()
+            times.append(time.monotonic() - t0)
+        assert c.reader.line() == b"0\r\n" and c.reader.line() == b"\r\n"
+        assert times[0] < 0.3 and 0.2 < times[1] < 0.7, f"chunks arrived at {times}"
+        assert c.get("/after").status == 200
+    sp.assert_clean(p)
+
+
+def test_slow_request_heads_are_cut_by_initial_data_and_http_idle(start_proxy, serve):
+    """A head trickled a byte at a time (slowloris) must be complete within
+    timeouts.initial_data; an idle keep-alive connection that starts a second head and
+    stalls is closed too."""
+    b = backend(serve, "A")
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)],
+                   timeouts={"initial_data": 800, "http_idle": 800})
+    head = hu.build_request("GET", "/slow", headers=[("X-Pad", "p" * 200)])
+    t0 = time.monotonic()
+    with Client(port) as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        closed = False
+        for i in range(len(head) - 1):  # never complete; at most ~2.5 s
+            try:
+                c.send(head[i:i + 1])
+            except OSError:
+                closed = True
+                break
+            if not sp.is_open(c.sock):
+                closed = True
+                break
+            time.sleep(0.01)
+        elapsed = time.monotonic() - t0
+        assert closed or not sp.is_open(c.sock), "a trickled head was let in past initial_data"
+        assert elapsed < 2.0, f"closed after {elapsed:.1f}s (initial_data 0.8 s)"
+    with Client(port) as c:
+        assert c.get("/first").status == 200
+        c.send(b"GET /second HTTP/1.1\r\nHo")
+        t0 = time.monotonic()
+        data, how = c.read_to_close(timeout=4)
+        assert time.monotonic() - t0 < 2.5, "a stalled second head is closed in time"
+    assert b.app.paths() == ["/first"]
     sp.assert_clean(p)
 
 
