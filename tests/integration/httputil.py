@@ -19,7 +19,8 @@ The backend (HttpBackend, a handler for sp.Server) answers, by path:
   /noresp                              never answers (until the peer or the test goes away)
   /reset                               resets the connection (RST) without answering
   /garbage                             answers bytes that are not HTTP, then closes
-  /ws...  (with Upgrade: websocket)    the handshake, then echoes frames
+  /ws...  (with Upgrade: websocket)    the handshake, then echoes frames (/ws-eager: a
+                                       "welcome" frame in the same write as the 101)
   anything else                        200 with a JSON description of the request (echo)
 It sends "100 Continue" when asked (Expect: 100-continue) before reading the body.
 """
@@ -612,7 +613,7 @@ class HttpBackend:
         if "100-continue" in (headers.get("expect") or "").lower():
             _send_head(conn, 100, "Continue", [])
         if (headers.get("upgrade") or "").lower() == "websocket" and url.path.startswith("/ws"):
-            self._websocket(conn, reader, headers)
+            self._websocket(conn, reader, headers, eager=url.path == "/ws-eager")
             return False
         if "stall_ms" in q:  # a slow reader: the proxy must hold the client back
             srv.stopping.wait(int(q["stall_ms"]) / 1000)
@@ -707,11 +708,13 @@ class HttpBackend:
                     conn.sendall(chunk)
         return not wants_close
 
-    def _websocket(self, conn, reader, headers):
+    def _websocket(self, conn, reader, headers, eager=False):
         key = headers.get("sec-websocket-key") or ""
+        # eager: a first frame in the same write as the 101 (a server that speaks first)
         _send_head(conn, 101, "Switching Protocols", [
             ("Upgrade", "websocket"), ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Accept", ws_accept(key)), ("X-Backend", self.name)])
+            ("Sec-WebSocket-Accept", ws_accept(key)), ("X-Backend", self.name)],
+            body=ws_frame(b"welcome", mask=False) if eager else b"")
         while True:
             try:
                 op, payload = ws_read_frame(reader)

@@ -910,6 +910,26 @@ def test_websocket_tunnel_outlives_http_idle(start_proxy, serve):
     sp.assert_clean(p)
 
 
+def test_websocket_bytes_next_to_the_handshake_are_not_lost(start_proxy, serve):
+    """A frame the client sends in the same write as the upgrade request, and one the
+    backend sends in the same write as its 101, both get through the tunnel."""
+    b = backend(serve, "WS")
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("ws", port, "127.0.0.1", b.port)])
+    with Client(port) as c:
+        key = hu.ws_key()
+        c.send(hu.build_request("GET", "/ws-eager", headers=[
+            ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", key),
+            ("Sec-WebSocket-Version", "13")]) + hu.ws_frame(b"early bird"))
+        r = c.response()
+        assert r.status == 101 and r.header("sec-websocket-accept") == hu.ws_accept(key), r
+        assert hu.ws_read_frame(c.reader) == (1, b"welcome"), "the backend's first frame"
+        assert hu.ws_read_frame(c.reader) == (1, b"early bird"), "the client's early frame"
+        hu.ws_echo_check(c, b"later")
+        hu.ws_close(c)
+    sp.assert_clean(p)
+
+
 def test_websocket_through_tls_termination(start_proxy, serve, pki):
     cert = pki.leaf("app.test", "ecdsa")
     b = backend(serve, "WS")
@@ -1016,8 +1036,13 @@ def test_rate_limit_by_ip_route_and_header(start_proxy, serve):
     def limited(name, port, key):
         return http_route(name, port, "127.0.0.1", b.port,
                           security={"rate_limit": {"requests": 3, "window": 10, "key": key}})
+    short, one = sp.free_ports(2)
     p = http_proxy(start_proxy, [limited("ip", by_ip, "ip"), limited("route", by_route, "route"),
-                                 limited("hdr", by_header, "header:X-Api-Key")])
+                                 limited("hdr", by_header, "header:X-Api-Key"),
+                                 http_route("short", short, "127.0.0.1", b.port, security={
+                                     "rate_limit": {"requests": 2, "window": 1}}),
+                                 http_route("one", one, "127.0.0.1", b.port, security={
+                                     "rate_limit": {"requests": 1, "window": 10}})])
 
     def status(port, src="127.0.0.1", headers=()):
         r = fetch(port, "/", src=src, headers=headers)  # a new connection each: any worker
@@ -1035,6 +1060,15 @@ def test_rate_limit_by_ip_route_and_header(start_proxy, serve):
     assert [status(by_header, "127.0.0.2", k1) for _ in range(4)] == [200, 200, 200, 429]
     assert status(by_header, "127.0.0.2", k2) == 200
     assert len(b.app.requests) == 3 + 1 + 3 + 3 + 1
+    # the window slides: a 1 s window lets requests in again after a while (2 s: room
+    # for a sliding-window approximation that weighs the previous window in)
+    assert [status(short) for _ in range(3)] == [200, 200, 429]
+    time.sleep(2.1)
+    assert status(short) == 200, "the window did not slide"
+    # pipelined on one connection: each request is judged on its own
+    with Client(one) as c:
+        c.send(hu.build_request("GET", "/x") * 3)
+        assert [c.response().status for _ in range(3)] == [200, 429, 429]
     sp.assert_clean(p)
 
 
@@ -1089,6 +1123,22 @@ def test_404_when_no_route_matches_and_the_connection_goes_on(start_proxy, serve
     with Client(port) as c:
         error_body_ok(c.get("/", host="b.test"), 404)
         assert c.get("/", host="a.test").status == 200
+        # pipelined: a 404 between two forwarded requests
+        c.send(hu.build_request("GET", "/1", "a.test") + hu.build_request("GET", "/2", "b.test")
+               + hu.build_request("GET", "/4", "a.test"))
+        got = [c.response() for _ in range(3)]
+        assert [r.status for r in got] == [200, 404, 200], got
+        assert got[2].json()["target"] == "/4"
+        # a 404 to a request with a body: the body is skipped (nginx) or the connection
+        # is closed, but then the 404 says so (Connection: close)
+        c.send(hu.build_request("POST", "/3", "b.test", body=b"ignored body")
+               + hu.build_request("GET", "/5", "a.test"))
+        r = c.response()
+        error_body_ok(r, 404)
+        if "close" in (r.header("connection") or "").lower():
+            assert c.closed()
+        else:
+            assert c.response().json()["target"] == "/5"
     sp.assert_clean(p)
 
 
