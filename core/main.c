@@ -299,6 +299,43 @@ static void route_metric_bytes(void *ud, const sp_route_figures *f)
     sp_buf_appendf(ud, "\",from=\"target\"} %llu\n", (unsigned long long)f->bytes_from_targets);
 }
 
+static void route_metric_http(void *ud, const sp_route_figures *f)
+{
+    for (int i = 1; i < 6; i++) {
+        if (!f->http_responses[i])
+            continue;
+        sp_buf_appendf(ud, "%s", "smartproxy_http_route_responses_total{route=\"");
+        label_value(ud, f->name);
+        sp_buf_appendf(ud, "\",code=\"%dxx\"} %llu\n", i, (unsigned long long)f->http_responses[i]);
+    }
+}
+
+static void route_metric_duration(void *ud, const sp_route_figures *f)
+{
+    uint64_t cum = 0;
+    for (int i = 0; i <= SP_HTTP_DURATION_BUCKETS; i++)
+        cum += f->http_duration_buckets[i];
+    if (!cum)
+        return; /* not an HTTP route, or nothing answered yet */
+    uint64_t n = cum;
+    cum = 0;
+    for (int i = 0; i <= SP_HTTP_DURATION_BUCKETS; i++) {
+        cum += f->http_duration_buckets[i];
+        sp_buf_appendf(ud, "%s", "smartproxy_http_request_duration_seconds_bucket{route=\"");
+        label_value(ud, f->name);
+        if (i < SP_HTTP_DURATION_BUCKETS)
+            sp_buf_appendf(ud, "\",le=\"%g\"} %llu\n", sp_http_duration_bounds[i], (unsigned long long)cum);
+        else
+            sp_buf_appendf(ud, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    }
+    sp_buf_appendf(ud, "%s", "smartproxy_http_request_duration_seconds_sum{route=\"");
+    label_value(ud, f->name);
+    sp_buf_appendf(ud, "\"} %.6f\n", (double)f->http_duration_sum_us / 1e6);
+    sp_buf_appendf(ud, "%s", "smartproxy_http_request_duration_seconds_count{route=\"");
+    label_value(ud, f->name);
+    sp_buf_appendf(ud, "\"} %llu\n", (unsigned long long)n);
+}
+
 static void metrics_text(void *ud, sp_buf *b)
 {
     app *a = ud;
@@ -397,6 +434,12 @@ static void metrics_text(void *ud, sp_buf *b)
     metric_head(b, "smartproxy_route_received_bytes_total", "counter",
                 "Bytes received by route and peer (counted when a connection ends).");
     sp_route_limits_each(a->process.routes, route_metric_bytes, b);
+    metric_head(b, "smartproxy_http_route_responses_total", "counter",
+                "HTTP responses sent to clients per route, by status class.");
+    sp_route_limits_each(a->process.routes, route_metric_http, b);
+    metric_head(b, "smartproxy_http_request_duration_seconds", "histogram",
+                "From a complete request head to the end of its response, per route.");
+    sp_route_limits_each(a->process.routes, route_metric_duration, b);
     metric_head(b, "smartproxy_certificate_expiry_timestamp_seconds", "gauge",
                 "When each terminating route's certificate expires (Unix time).");
     for (size_t i = 0; i < a->gen->nroutes; i++) {

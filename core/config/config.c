@@ -1066,7 +1066,7 @@ static int compile_protected(lua_State *L)
         fail_type(cx, "(config)", top, "the file to return a table");
     static const char *const keys[] = {"routes", "workers", "listen_addresses", "timeouts",
                                        "keep_alive", "limits", "metrics", "log", "proxy_ips",
-                                       "accept_proxy_protocol", NULL};
+                                       "accept_proxy_protocol", "security", NULL};
     check_keys(cx, top, "", keys);
 
     uint64_t workers = 0;
@@ -1095,6 +1095,14 @@ static int compile_protected(lua_State *L)
     if (opt_table(cx, top, "", "timeouts")) { compile_timeouts(cx, lua_gettop(L)); lua_pop(L, 1); }
     if (opt_table(cx, top, "", "keep_alive")) { compile_keep_alive(cx, lua_gettop(L)); lua_pop(L, 1); }
     if (opt_table(cx, top, "", "limits")) { compile_limits(cx, lua_gettop(L)); lua_pop(L, 1); }
+    if (opt_table(cx, top, "", "security")) {
+        /* every connection, on accept (after a PROXY header): block wins over allow */
+        static const char *const sec_keys[] = {"ip_allow_list", "ip_block_list", NULL};
+        check_keys(cx, lua_gettop(L), "security", sec_keys);
+        compile_ip_list(cx, lua_gettop(L), "ip_allow_list", "security.ip_allow_list", &g->settings.ip_allow_list);
+        compile_ip_list(cx, lua_gettop(L), "ip_block_list", "security.ip_block_list", &g->settings.ip_block_list);
+        lua_pop(L, 1);
+    }
     if (opt_table(cx, top, "", "log")) { compile_log(cx, lua_gettop(L)); lua_pop(L, 1); }
     if (opt_table(cx, top, "", "metrics")) { compile_metrics(cx, lua_gettop(L)); lua_pop(L, 1); }
 
@@ -1226,6 +1234,8 @@ static void gen_free(sp_gen *g, bool close_state)
     free(g->settings.metrics_token);
     free(g->settings.access_log);
     sp_ip_list_free(&g->settings.proxy_ips);
+    sp_ip_list_free(&g->settings.ip_allow_list);
+    sp_ip_list_free(&g->settings.ip_block_list);
     free(g->file);
     if (close_state && g->L)
         lua_close(g->L);
