@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import select
 import socket
 import ssl
 import struct
@@ -654,7 +655,7 @@ class HttpBackend:
             return self._body(conn, method, int(q.get("size", "0")), q.get("mode", "cl"),
                               wants_close)
         if path == "/sleep":
-            if srv.stopping.wait(int(q.get("ms", "0")) / 1000):
+            if self._sleep(conn, reader, srv, int(q.get("ms", "0")) / 1000):
                 return False
         extra = []
         status = 200
@@ -682,6 +683,25 @@ class HttpBackend:
         _send_head(conn, status, REASONS.get(status, "Whatever"), hdrs,
                    body=payload if method != "HEAD" else b"")
         return not wants_close
+
+    @staticmethod
+    def _sleep(conn, reader, srv, seconds):
+        """Waits; True when the test ends or the peer closes meanwhile (seen at once: a
+        proxy that drops the exchange is noticed without waiting for the full time)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if srv.stopping.is_set():
+                return True
+            ready, _, _ = select.select([conn], [], [], min(left, 0.05))
+            if ready and not reader.eof:
+                try:
+                    peek = conn.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    return True
+                if not peek:
+                    return True
+                time.sleep(min(left, 0.05))  # pipelined bytes: not an end
+        return False
 
     def _body(self, conn, method, size, mode, wants_close):
         hdrs = [("Content-Type", "application/octet-stream"), ("X-Backend", self.name)]
