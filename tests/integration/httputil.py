@@ -14,6 +14,7 @@ The backend (HttpBackend, a handler for sp.Server) answers, by path:
   /status?code=N                       that status, echo body (none for 204/304)
   /hop                                 the echo answer with hop-by-hop response headers
   /respheaders                         the echo answer with X-Backend-Set, X-Override-Me
+                                       and two Set-Cookie fields
   ?stall_ms=N (any path)               waits N ms before reading the request body
   /close                               the echo answer with Connection: close, then closes
   /noresp                              never answers (until the peer or the test goes away)
@@ -668,7 +669,9 @@ class HttpBackend:
                      ("Keep-Alive", "timeout=5, max=100"), ("Upgrade", "h2c"),
                      ("Proxy-Connection", "keep-alive")]
         if path == "/respheaders":
-            extra = [("X-Backend-Set", "from-backend"), ("X-Override-Me", "backend")]
+            extra = [("X-Backend-Set", "from-backend"), ("X-Override-Me", "backend"),
+                     ("Set-Cookie", "a=1; Path=/; Expires=Wed, 21 Oct 2037 07:28:00 GMT"),
+                     ("Set-Cookie", "b=2; HttpOnly")]
         if path == "/close":
             wants_close = True
         payload = json.dumps(req).encode()

@@ -806,6 +806,13 @@ def test_forwarded_headers_and_hop_by_hop_removal(start_proxy, serve):
         for v in r.headers.all("connection"):
             assert v.strip().lower() in ("keep-alive",), r.headers
         assert c.get("/still-open").status == 200
+        # obs-text (bytes 0x80-0xFF) in a value is valid; many fields keep their order
+        many = [(f"X-Many-{i}", f"v{i}") for i in range(100)]
+        r = c.get("/many", headers=[("X-Obs", "caf\xe9"), *many])
+        assert r.status == 200, r
+        h = hu.Headers(r.json()["headers"])
+        assert h.all("x-obs") == ["caf\xe9"]
+        assert [(k, v) for k, v in h if k.startswith("X-Many-")] == many
     sp.assert_clean(p)
 
 
@@ -845,6 +852,9 @@ def test_header_templates_set_request_and_response_headers(start_proxy, serve):
         r = c.get("/respheaders")
         assert r.headers.all("x-override-me") == ["proxy"], r.headers
         assert r.headers.all("x-backend-set") == ["from-backend"]
+        assert r.headers.all("set-cookie") == [
+            "a=1; Path=/; Expires=Wed, 21 Oct 2037 07:28:00 GMT", "b=2; HttpOnly"], \
+            "Set-Cookie fields stay separate (they cannot be joined with commas)"
         assert r.header("strict-transport-security") == "max-age=31536000"
         assert r.header("x-route") == "tmpl /respheaders"
         assert hu.Headers(r.json()["headers"]).get("x-conn-id") == conn_id, \
@@ -958,6 +968,27 @@ def test_upgrade_refused_by_the_backend_stays_http(start_proxy, serve):
         assert r.status == 200 and r.json()["target"] == "/not-ws", r
         r = c.get("/next")
         assert r.status == 200 and r.json()["target"] == "/next", r
+    sp.assert_clean(p)
+
+
+def test_requests_after_tls_termination_are_routed_one_by_one(start_proxy, serve, pki):
+    """Behind termination each request is routed among the port's terminating HTTP
+    routes by its Host (as nginx does after SNI); X-Forwarded-Proto is https."""
+    cert = pki.leaf(["a.test", "b.test"], "ecdsa")
+    a, b = backend(serve, "A"), backend(serve, "B")
+    port = sp.free_port()
+    tls = {"mode": "terminate", "certificate": cert.paths()}
+    p = http_proxy(start_proxy, [
+        http_route("a", port, "127.0.0.1", a.port, domains="a.test", tls=tls),
+        http_route("b", port, "127.0.0.1", b.port, domains="b.test", tls=tls),
+    ])
+    ctx = tlsutil.client_context(pki.ca)
+    with Client(sock=tlsutil.tls_connect(port, "a.test", ctx)) as c:
+        for host, want in (("a.test", "A"), ("b.test", "B"), ("a.test", "A")):
+            r = c.get("/", host=host)
+            assert (r.status, backend_of(r)) == (200, want), r
+            assert hu.Headers(r.json()["headers"]).get("x-forwarded-proto") == "https"
+        error_body_ok(c.get("/", host="c.test"), 404)
     sp.assert_clean(p)
 
 
