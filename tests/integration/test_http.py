@@ -443,6 +443,37 @@ def test_extra_bytes_after_a_response_never_reach_the_next_request(start_proxy, 
     sp.assert_clean(p)
 
 
+def test_unfinished_exchanges_never_poison_the_pool(start_proxy, serve):
+    """An upstream connection whose exchange did not finish cleanly (the client left in
+    the middle of the response or of its body, or the response came after the 504) is
+    not reused: the next request gets its own answer."""
+    b = backend(serve, "A")
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)], workers=1,
+                   timeouts={"upstream_idle": 5000, "upstream_response": 400})
+
+    def clean_answer(target):
+        r = fetch(port, target)
+        assert r.status == 200 and r.json()["target"] == target, r
+
+    with Client(port) as c:  # leaves in the middle of a 64 MiB response
+        c.send(hu.build_request("GET", f"/body?size={64 * MiB}"))
+        c.reader.head()
+        c.reader.some(65536)
+    clean_answer("/after-download")
+    with Client(port) as c:  # leaves in the middle of its request body
+        c.send(hu.build_request("POST", "/upload", headers=[("Content-Length", "1000000")])
+               + b"u" * 1000)
+        sp.wait_until(lambda: "/upload" in b.app.paths(), 3, msg="the upload at the backend")
+    clean_answer("/after-upload")
+    error_body_ok(fetch(port, "/sleep?ms=800"), 504)  # the answer comes 400 ms too late
+    time.sleep(0.6)
+    for i in range(3):
+        clean_answer(f"/after-504-{i}")
+    b.close()
+    sp.assert_clean(p)
+
+
 # ---------------------------------------------------------------------------- bodies
 
 def rss_sampler(p):
