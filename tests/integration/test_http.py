@@ -4,7 +4,7 @@ of a stale connection), streaming bodies (1 GiB both ways with bounded RSS, chun
 until-close, 100-continue, HEAD, 1xx, pipelining), headers (hop-by-hop, X-Forwarded-*,
 templates, rewrite_path), WebSocket (plain and TLS-terminated, past http_idle), redirect,
 block, basic auth, rate limit, every error status, request smuggling and the ACME
-challenge path; after every test nothing leaks (sp.assert_clean).
+challenge path; after every test nothing leaks (sp.assert_clean, via done()).
 
 Backends are httputil.HttpBackend threads that record every request and every raw byte.
 Where the contract leaves a choice open, the tests expect what nginx / HAProxy do (said
@@ -25,11 +25,36 @@ import pytest
 import httputil as hu
 import sp
 import tlsutil
-from httputil import Client, backend, fetch, http_route
+from httputil import Client, fetch, http_route
 
 MiB = 1 << 20
 GiB = 1 << 30
 WORKERS = 2
+
+
+_backends = []  # this test's HTTP backends, closed by finish()
+
+
+@pytest.fixture(autouse=True)
+def _track_backends():
+    _backends.clear()
+    yield
+    _backends.clear()
+
+
+def backend(serve, name, **kw):
+    srv = hu.backend(serve, name, **kw)
+    _backends.append(srv)
+    return srv
+
+
+def done(p):
+    """The leak check, after closing this test's backends: pooled upstream connections
+    end at once (the proxy must notice a backend closing an idle connection) instead of
+    after upstream_idle, which keeps the run short."""
+    for b in _backends:
+        b.close()
+    sp.assert_clean(p)
 
 
 def http_proxy(start_proxy, routes, **config):
@@ -127,7 +152,7 @@ def test_host_routing_exact_wildcard_fallback_and_404(start_proxy, serve):
     r = fetch(strict, "/", host="nope.test")
     error_body_ok(r, 404)
     assert all("nope.test" not in str(req) for req in a.app.requests)
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_path_routing_exact_params_prefix_and_dot_segments(start_proxy, serve):
@@ -159,7 +184,7 @@ def test_path_routing_exact_params_prefix_and_dot_segments(start_proxy, serve):
         r = fetch(port, target)
         error_body_ok(r, 403)
     assert not any("admin" in t for t in static.app.paths() + exact.app.paths())
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_header_routing_names_case_insensitive_values_exact_or_regex(start_proxy, serve):
@@ -182,7 +207,7 @@ def test_header_routing_names_case_insensitive_values_exact_or_regex(start_proxy
         for headers, want in cases:
             r = c.get("/", headers=headers)
             assert (r.status, backend_of(r)) == (200, want), (headers, r)
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_each_request_on_a_keepalive_connection_is_routed_on_its_own(start_proxy, serve):
@@ -205,7 +230,7 @@ def test_each_request_on_a_keepalive_connection_is_routed_on_its_own(start_proxy
     assert b.app.paths() == ["/2", "/static/5"]
     assert s.app.paths() == ["/static/4"]
     assert p.stats()["total_connections"] >= 1
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_lua_target_function_sees_the_request(start_proxy, serve):
@@ -228,7 +253,7 @@ def test_lua_target_function_sees_the_request(start_proxy, serve):
         assert backend_of(c.request("POST", "/lua/x?a=2", headers=[("X-Pick", "b")],
                                     body=b"")) == "A"
         assert backend_of(c.request("POST", "/lua/x?a=1", body=b"")) == "A"
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_http_only_fields_make_a_route_http(start_proxy, serve):
@@ -258,7 +283,7 @@ def test_http_only_fields_make_a_route_http(start_proxy, serve):
     assert hu.Headers(b.app.requests[2]["headers"]).get("x-via") == "hdrs"
     assert hu.Headers(b.app.requests[-1]["headers"]).get("x-via") == "helper"
     error_body_ok(fetch(by_path, "/elsewhere"), 404)
-    sp.assert_clean(p)
+    done(p)
 
 
 # ---------------------------------------------------------------------------- upstream pool
@@ -315,7 +340,7 @@ def test_upstream_keepalive_limit_and_idle_timeout(start_proxy, serve):
     assert 0.3 <= time.monotonic() - t0 <= 2.0
     r = fetch(port, "/fresh")
     assert r.status == 200 and b.app.conns() == 5
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_stale_pooled_connection_is_retried_once_for_idempotent_methods(start_proxy, serve):
@@ -340,8 +365,7 @@ def test_stale_pooled_connection_is_retried_once_for_idempotent_methods(start_pr
         error_body_ok(r, 502)
     assert b.app.conns() == 3, "a POST is never retried"
     assert b.app.paths().count("/4") == 1
-    b.close()
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_backend_connection_close_is_honoured(start_proxy, serve):
@@ -359,7 +383,7 @@ def test_backend_connection_close_is_honoured(start_proxy, serve):
         assert r.status == 200 and r.json()["conn"] == 1, r
         assert c.get("/third").json()["conn"] == 1
     assert b.app.conns() == 2
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_http10_client_gets_an_unchunked_response_and_a_close(start_proxy, serve):
@@ -381,7 +405,7 @@ def test_http10_client_gets_an_unchunked_response_and_a_close(start_proxy, serve
         assert r.status == 200 and r.json()["target"] == "/plain"
         if r.framing != "close":
             assert c.closed(), "HTTP/1.0 without keep-alive: closed after the response"
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_tcp_route_with_a_domain_stays_a_byte_stream(start_proxy, serve):
@@ -410,7 +434,7 @@ def test_tcp_route_with_a_domain_stays_a_byte_stream(start_proxy, serve):
         got = rec.wait_results(i + 1)[i]
         assert got == data
     assert backend_of(fetch(mixed, "/", host="web.test")) == "WEB"
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_extra_bytes_after_a_response_never_reach_the_next_request(start_proxy, serve):
@@ -439,8 +463,7 @@ def test_extra_bytes_after_a_response_never_reach_the_next_request(start_proxy, 
         r = fetch(port, f"/{i + 2}")
         assert r.body != b"injected", "a response meant for nobody reached a client"
         assert r.status == 200 and r.body in (b"hello", b"second"), r
-    b.close()
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_unfinished_exchanges_never_poison_the_pool(start_proxy, serve):
@@ -470,8 +493,7 @@ def test_unfinished_exchanges_never_poison_the_pool(start_proxy, serve):
     time.sleep(0.6)
     for i in range(3):
         clean_answer(f"/after-504-{i}")
-    b.close()
-    sp.assert_clean(p)
+    done(p)
 
 
 # ---------------------------------------------------------------------------- bodies
@@ -511,7 +533,7 @@ def test_large_upload_streams_with_bounded_memory(start_proxy, serve):
     port = sp.free_port()
     p = http_proxy(start_proxy, [http_route("sink", port, "127.0.0.1", b.port)])
     assert fetch(port, "/warm", method="POST", body=b"x" * 100000).status == 200
-    sp.assert_clean(p)
+    sp.assert_clean(p)  # the warm-up's pooled connection idles out
     idle = p.rss_kib()
     finish = rss_sampler(p)
     deadline = time.monotonic() + 60
@@ -529,7 +551,7 @@ def test_large_upload_streams_with_bounded_memory(start_proxy, serve):
     j = r.json()
     assert (j["body_len"], j["body_crc"]) == hu.pattern_crc(BIG), "body lost or changed"
     check_rss(samples, idle)
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_large_download_streams_with_bounded_memory(start_proxy, serve):
@@ -538,7 +560,7 @@ def test_large_download_streams_with_bounded_memory(start_proxy, serve):
     port = sp.free_port()
     p = http_proxy(start_proxy, [http_route("src", port, "127.0.0.1", b.port)])
     assert len(fetch(port, "/body?size=100000").body) == 100000
-    sp.assert_clean(p)
+    sp.assert_clean(p)  # the warm-up's pooled connection idles out
     idle = p.rss_kib()
     body = hu.Body(keep=0)
     paused = []
@@ -559,7 +581,7 @@ def test_large_download_streams_with_bounded_memory(start_proxy, serve):
     assert r.status == 200 and r.header("content-length") == str(BIG), r
     assert (body.len, body.crc) == hu.pattern_crc(BIG)
     check_rss(samples, idle)
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_bodies_are_not_held_back(start_proxy, serve):
@@ -591,7 +613,7 @@ def test_bodies_are_not_held_back(start_proxy, serve):
         assert c.reader.line() == b"0\r\n" and c.reader.line() == b"\r\n"
         assert times[0] < 0.3 and 0.2 < times[1] < 0.7, f"chunks arrived at {times}"
         assert c.get("/after").status == 200
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_slow_request_heads_are_cut_by_initial_data_and_http_idle(start_proxy, serve):
@@ -627,7 +649,7 @@ def test_slow_request_heads_are_cut_by_initial_data_and_http_idle(start_proxy, s
         data, how = c.read_to_close(timeout=4)
         assert time.monotonic() - t0 < 2.5, "a stalled second head is closed in time"
     assert b.app.paths() == ["/first"]
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_chunked_bodies_both_ways(start_proxy, serve):
@@ -658,7 +680,7 @@ def test_chunked_bodies_both_ways(start_proxy, serve):
         assert c.get("/last").json()["target"] == "/last"
     # the first chunked request reached the backend as one request, with its body
     assert b.app.paths() == ["/up", "/next", f"/body?size={n}&mode=chunked", "/last"]
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_until_close_response_from_http10_backend(start_proxy, serve):
@@ -675,7 +697,7 @@ def test_until_close_response_from_http10_backend(start_proxy, serve):
         assert (len(r.body), zlib.crc32(r.body)) == hu.pattern_crc(n)
         if r.framing != "close":
             assert c.get("/after").json()["target"] == "/after"
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_expect_100_continue(start_proxy, serve, tmp_path):
@@ -707,7 +729,7 @@ def test_expect_100_continue(start_proxy, serve, tmp_path):
     j = json.loads(r.stdout)
     assert (j["body_len"], j["body_crc"]) == (200000, zlib.crc32(f.read_bytes()))
     assert elapsed < 3, f"curl waited {elapsed:.1f}s: no 100 Continue reached it"
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_head_response_has_length_but_no_body(start_proxy, serve):
@@ -728,7 +750,7 @@ def test_head_response_has_length_but_no_body(start_proxy, serve):
             r = c.get(f"/status?code={code}")
             assert r.status == code and r.body == b"", r
             assert c.get(f"/after-{code}").json()["target"] == f"/after-{code}"
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_interim_1xx_responses_are_relayed(start_proxy, serve):
@@ -743,7 +765,7 @@ def test_interim_1xx_responses_are_relayed(start_proxy, serve):
         assert [s for s, _ in r.interim] == [103], r.interim
         assert r.interim[0][1].get("link") == "</style.css>; rel=preload"
         assert c.get("/next").status == 200
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_pipelined_requests_are_answered_in_order(start_proxy, serve):
@@ -777,7 +799,7 @@ def test_pipelined_requests_are_answered_in_order(start_proxy, serve):
             r = c.response()
             assert r.status == 200 and len(r.body) == 100 * 1024 + i, (i, r)
             assert backend_of(r) == ("A" if i % 2 else "B")
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_request_sent_byte_by_byte(start_proxy, serve):
@@ -794,7 +816,7 @@ def test_request_sent_byte_by_byte(start_proxy, serve):
             r = c.response()
             assert r.status == 200, r
             assert (r.json()["target"], r.json()["body"]) == (target, body)
-    sp.assert_clean(p)
+    done(p)
 
 
 # ---------------------------------------------------------------------------- headers
@@ -844,7 +866,7 @@ def test_forwarded_headers_and_hop_by_hop_removal(start_proxy, serve):
         h = hu.Headers(r.json()["headers"])
         assert h.all("x-obs") == ["caf\xe9"]
         assert [(k, v) for k, v in h if k.startswith("X-Many-")] == many
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_header_templates_set_request_and_response_headers(start_proxy, serve):
@@ -892,7 +914,7 @@ def test_header_templates_set_request_and_response_headers(start_proxy, serve):
             "one connection, one connection_id"
     other = hu.Headers(fetch(port, "/x").json()["headers"]).get("x-conn-id")
     assert other and other != conn_id
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_rewrite_path_keeps_the_query_unless_the_template_uses_it(start_proxy, serve):
@@ -913,7 +935,7 @@ def test_rewrite_path_keeps_the_query_unless_the_template_uses_it(start_proxy, s
         for sent, want in cases.items():
             r = c.get(sent)
             assert (r.status, r.json()["target"]) == (200, want), (sent, r)
-    sp.assert_clean(p)
+    done(p)
 
 
 # ---------------------------------------------------------------------------- WebSocket
@@ -948,7 +970,7 @@ def test_websocket_tunnel_outlives_http_idle(start_proxy, serve):
                                             websocket={"enabled": True})],
                    timeouts={"http_idle": 300})
     check_websocket(p, lambda: Client(port), b, 1.0)
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_websocket_bytes_next_to_the_handshake_are_not_lost(start_proxy, serve):
@@ -968,7 +990,7 @@ def test_websocket_bytes_next_to_the_handshake_are_not_lost(start_proxy, serve):
         assert hu.ws_read_frame(c.reader) == (1, b"early bird"), "the client's early frame"
         hu.ws_echo_check(c, b"later")
         hu.ws_close(c)
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_websocket_through_tls_termination(start_proxy, serve, pki):
@@ -985,7 +1007,7 @@ def test_websocket_through_tls_termination(start_proxy, serve, pki):
     with Client(sock=tlsutil.tls_connect(port, "app.test", ctx)) as c:
         h = hu.Headers(c.get("/proto").json()["headers"])
         assert h.all("x-forwarded-proto") == ["https"], h
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_upgrade_refused_by_the_backend_stays_http(start_proxy, serve):
@@ -999,7 +1021,7 @@ def test_upgrade_refused_by_the_backend_stays_http(start_proxy, serve):
         assert r.status == 200 and r.json()["target"] == "/not-ws", r
         r = c.get("/next")
         assert r.status == 200 and r.json()["target"] == "/next", r
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_requests_after_tls_termination_are_routed_one_by_one(start_proxy, serve, pki):
@@ -1020,7 +1042,7 @@ def test_requests_after_tls_termination_are_routed_one_by_one(start_proxy, serve
             assert (r.status, backend_of(r)) == (200, want), r
             assert hu.Headers(r.json()["headers"]).get("x-forwarded-proto") == "https"
         error_body_ok(c.get("/", host="c.test"), 404)
-    sp.assert_clean(p)
+    done(p)
 
 
 # ---------------------------------------------------------------------------- actions
@@ -1048,7 +1070,7 @@ def test_redirect_routes_and_helper(start_proxy, serve):
     assert (r.status, r.header("location")) == (301, "https://www.app.test/x?y=z"), r
     r = fetch(helper_port2, "/x", host="app.test")
     assert (r.status, r.header("location")) == (302, "https://app.test:8443/x"), r
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_block_answers_403(start_proxy, serve):
@@ -1062,7 +1084,7 @@ def test_block_answers_403(start_proxy, serve):
         error_body_ok(c.get("/private/x"), 403)
         assert c.get("/public").status == 200  # the connection goes on
     assert b.app.paths() == ["/public"]
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_basic_auth(start_proxy, serve):
@@ -1088,7 +1110,7 @@ def test_basic_auth(start_proxy, serve):
         r = c.get("/secret2", headers=auth("admin", "s3:cret"))
         assert r.status == 200
     assert b.app.paths() == ["/secret", "/secret2"]
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_rate_limit_by_ip_route_and_header(start_proxy, serve):
@@ -1131,7 +1153,7 @@ def test_rate_limit_by_ip_route_and_header(start_proxy, serve):
     with Client(one) as c:
         c.send(hu.build_request("GET", "/x") * 3)
         assert [c.response().status for _ in range(3)] == [200, 429, 429]
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_acme_challenge_path_is_intercepted_before_routing(start_proxy, serve):
@@ -1143,7 +1165,7 @@ def test_acme_challenge_path_is_intercepted_before_routing(start_proxy, serve):
         assert r.status == 404, "no pending challenge: 404"
         assert c.get("/.well-known/other").status == 200
     assert b"acme-challenge" not in b.app.all_raw()
-    sp.assert_clean(p)
+    done(p)
 
 
 # ---------------------------------------------------------------------------- errors
@@ -1175,7 +1197,7 @@ def test_400_malformed_requests_close_the_connection(start_proxy, serve):
         assert c.closed()
     assert not failures, "\n".join(failures)
     assert b.app.paths() == ["/good"]
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_404_when_no_route_matches_and_the_connection_goes_on(start_proxy, serve):
@@ -1201,7 +1223,7 @@ def test_404_when_no_route_matches_and_the_connection_goes_on(start_proxy, serve
             assert c.closed()
         else:
             assert c.response().json()["target"] == "/5"
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_413_body_over_max_body_bytes(start_proxy, serve):
@@ -1221,7 +1243,7 @@ def test_413_body_over_max_body_bytes(start_proxy, serve):
         assert not r.interim, r.interim
         error_body_ok(r, 413)
     assert b.app.paths() == ["/ok"]
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_431_request_head_over_max_header_bytes(start_proxy, serve):
@@ -1239,7 +1261,7 @@ def test_431_request_head_over_max_header_bytes(start_proxy, serve):
                                                           for i in range(200)]))
         error_body_ok(c.response(), 431)
     assert b.app.paths() == ["/ok"]
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_431_default_limit_is_64_kib(start_proxy, serve):
@@ -1251,7 +1273,7 @@ def test_431_default_limit_is_64_kib(start_proxy, serve):
                                                     headers=[("X-Fill", "a" * 70000)]))
     assert hu.status_of(raw) == 431, raw[:200]
     assert b.app.paths() == ["/ok"]
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_502_refused_reset_unresolvable_and_bad_response(start_proxy, serve):
@@ -1287,7 +1309,7 @@ def test_502_refused_reset_unresolvable_and_bad_response(start_proxy, serve):
                 failures.append(f"{target}: then /fine on the same connection: {e!r}"[:300])
     assert not failures, "\n".join(failures)
     assert fetch(port, "/fine").status == 200
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_504_no_response_head_in_time_and_connect_timeout(start_proxy, serve, blackhole):
@@ -1305,8 +1327,7 @@ def test_504_no_response_head_in_time_and_connect_timeout(start_proxy, serve, bl
         assert 0.4 <= elapsed < 3, f"{target}: 504 after {elapsed:.2f}s"
     # a response that starts in time is not cut by upstream_response
     assert fetch(port, "/sleep?ms=200").status == 200
-    b.close()
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_503_over_route_max_connections(start_proxy, serve):
@@ -1321,7 +1342,7 @@ def test_503_over_route_max_connections(start_proxy, serve):
     assert holder.response().status == 200
     holder.close()
     sp.wait_until(lambda: fetch(port, "/third").status == 200, 5, msg="the slot back")
-    sp.assert_clean(p)
+    done(p)
 
 
 # ---------------------------------------------------------------------------- smuggling
@@ -1429,7 +1450,7 @@ def test_request_smuggling_vectors_are_rejected(start_proxy, serve):
     if b.app.all_raw().count(b"/smuggled") > seen:
         failures.append("a smuggled request reached the backend late")
     assert not failures, f"{len(failures)} of {len(SMUGGLING)} vectors:\n" + "\n".join(failures)
-    sp.assert_clean(p)
+    done(p)
 
 
 # ---------------------------------------------------------------------------- leaks
@@ -1471,8 +1492,7 @@ def test_clients_vanishing_mid_request_leave_nothing_behind(start_proxy, serve):
     sp.wait_until(lambda: p.stats()["active_connections"] == 0, 6, msg="all client connections gone")
     after = p.stats()
     assert after["total_connections"] - before["total_connections"] == len(clients)
-    b.close()
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_client_reset_while_waiting_for_the_response_ends_both_sides(start_proxy, serve):
@@ -1491,8 +1511,7 @@ def test_client_reset_while_waiting_for_the_response_ends_both_sides(start_proxy
     elapsed = time.monotonic() - t0
     sp.wait_until(lambda: b.app.closed, 6, msg="the upstream connection closed")
     assert elapsed < 2, f"the reset client was noticed only after {elapsed:.1f}s"
-    b.close()
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_reload_with_keepalive_connections(start_proxy, serve):
@@ -1509,7 +1528,7 @@ def test_reload_with_keepalive_connections(start_proxy, serve):
     r = old.get("/2")
     assert r.status == 200 and backend_of(r) in ("A", "B"), r
     old.close()
-    sp.assert_clean(p)
+    done(p)
 
 
 def test_graceful_stop_closes_idle_keepalive_and_finishes_requests(start_proxy, serve):
