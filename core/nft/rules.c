@@ -167,7 +167,7 @@ static void build_route(builder *b, const sp_route *r, size_t ri)
                     for (size_t x = 0; x < allow.n; x++)
                         add_rule(b, &base, &clients.items[c], &allow.items[x]);
                 base.action = SP_NFT_DROP;
-                if (allow.present)
+                if (allow.present && !(allow.n == 1 && !allow.items[0].has)) /* "*" allows all */
                     for (size_t c = 0; c < clients.n; c++)
                         add_rule(b, &base, &clients.items[c], NULL);
             }

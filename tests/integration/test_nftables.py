@@ -9,6 +9,7 @@ clients connect to 10.203.1.1. No packet leaves these namespaces."""
 import os
 import re
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -186,6 +187,11 @@ def test_tcp_and_udp_through_kernel_nat_with_masquerade(topo, backends, start_pr
     assert fwd["packets"] >= 6 and fwd["bytes"] >= 20000, fwd
     assert metric(proxy, "smartproxy_nftables_packets_total", "fwd") >= fwd["packets"]
     assert metric(proxy, "smartproxy_nftables_bytes_total", "fwd") >= fwd["bytes"]
+    if shutil.which("promtool"):
+        _, body = sp.http_get(proxy.metrics_port, "/metrics", net=proxy.net)
+        r = subprocess.run(["promtool", "check", "metrics"], input=body.decode(), capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
     before = fwd["bytes"]
     tcp_who(topo)
     assert proxy.stats()["nftables"]["routes"]["fwd"]["bytes"] >= before + 20000
