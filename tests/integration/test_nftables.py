@@ -337,3 +337,40 @@ def test_config_errors(tmp_path, extra, field):
     res = sp.run_cli("--check", cfg)
     assert res.returncode == 1
     assert f'route "fwd" (#1): {field}: ' in res.stderr, res.stderr
+
+
+def test_the_example_config_forwards(topo, serve, tmp_path):
+    """examples/nftables.lua, run as is in the test's namespaces."""
+    udp = UdpWho(topo.backend, BACKEND_IP, BACKEND_PORT, "app")
+    tcp = serve(who_tcp("app"), hosts=(BACKEND_IP,), port=BACKEND_PORT, net=topo.backend)
+    rng = serve(who_tcp("range"), hosts=(BACKEND_IP2,), port=7105, net=topo.backend)
+    log = tmp_path / "stderr.log"
+    try:
+        with open(log, "wb") as err:
+            proc = subprocess.Popen([*topo.proxy.prefix, "setpriv", "--pdeathsig", "KILL", "--", sp.BIN,
+                                     str(sp.REPO / "examples" / "nftables.lua")],
+                                    stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
+        try:
+            sp.wait_until(lambda: sp.http_get(9105, "/healthz", net=topo.proxy)[0] == 200, 10,
+                          msg="the example's admin endpoint")
+            assert tcp_who(topo) == f"app {CLIENT_IP}"
+            assert udp_who(topo) == f"app {CLIENT_IP}"
+            assert tcp_who(topo, port=7105) == f"range {GATEWAY_B}"
+            status, body = sp.http_get(9105, "/stats", net=topo.proxy)
+            assert status == 200 and b'"range"' in body
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait(5)
+        text = log.read_text(errors="replace")
+        assert rc == 0, text
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            assert marker not in text, text
+        assert topo.tables() == set()
+    finally:
+        rng.close()
+        tcp.close()
+        udp.close()
