@@ -410,6 +410,10 @@ static void routes_json(void *ud, sp_json *j)
         sp_json_arr_close(j);
         sp_json_key(j, "action");
         sp_json_str(j, r->action == SP_ACTION_BLOCK ? "block" : "forward");
+        if (r->nft.enabled) {
+            sp_json_key(j, "forwarding_engine");
+            sp_json_str(j, "nftables");
+        }
         sp_json_key(j, "targets");
         sp_json_arr_open(j);
         for (size_t k = 0; k < r->ntargets; k++) {
