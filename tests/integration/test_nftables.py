@@ -23,6 +23,7 @@ import sp
 PROXY_IP, CLIENT_IP, CLIENT_IP2 = "10.203.1.1", "10.203.1.2", "10.203.1.3"
 GATEWAY_B, BACKEND_IP, BACKEND_IP2 = "10.203.2.1", "10.203.2.2", "10.203.2.3"
 FWD_PORT, BACKEND_PORT = 7000, 9000
+PROXY6, CLIENT6, GATEWAY6, BACKEND6 = "fd00:203:1::1", "fd00:203:1::2", "fd00:203:2::1", "fd00:203:2::2"
 
 
 class Topology:
@@ -35,14 +36,20 @@ class Topology:
             c, p, b = self.client.name, self.proxy.name, self.backend.name
             run("ip", "-n", c, "link", "add", "c0", "type", "veth", "peer", "name", "pc", "netns", p)
             run("ip", "-n", p, "link", "add", "pb", "type", "veth", "peer", "name", "b0", "netns", b)
-            for ns, dev, addrs in ((c, "c0", (CLIENT_IP, CLIENT_IP2)), (p, "pc", (PROXY_IP,)),
-                                   (p, "pb", (GATEWAY_B,)), (b, "b0", (BACKEND_IP, BACKEND_IP2))):
+            for ns, dev, addrs in ((c, "c0", (CLIENT_IP, CLIENT_IP2, CLIENT6)), (p, "pc", (PROXY_IP, PROXY6)),
+                                   (p, "pb", (GATEWAY_B, GATEWAY6)), (b, "b0", (BACKEND_IP, BACKEND_IP2, BACKEND6))):
                 for a in addrs:
-                    run("ip", "-n", ns, "addr", "add", f"{a}/24", "dev", dev)
+                    if ":" in a:  # no duplicate address detection: usable at once
+                        run("ip", "-n", ns, "addr", "add", f"{a}/64", "dev", dev, "nodad")
+                    else:
+                        run("ip", "-n", ns, "addr", "add", f"{a}/24", "dev", dev)
                 run("ip", "-n", ns, "link", "set", dev, "up")
             run("ip", "-n", c, "route", "add", "default", "via", PROXY_IP)
             run("ip", "-n", b, "route", "add", "default", "via", GATEWAY_B)
+            run("ip", "-n", c, "-6", "route", "add", "default", "via", PROXY6)
+            run("ip", "-n", b, "-6", "route", "add", "default", "via", GATEWAY6)
             self.proxy.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+            self.proxy.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         except BaseException:
             self.close()
             raise
@@ -237,6 +244,21 @@ def test_block_list_drops(topo, backends, start_proxy):
     assert tcp_who(topo) == f"one {GATEWAY_B}"
     with pytest.raises(OSError):
         tcp_who(topo, src=CLIENT_IP2, timeout=1.5)
+
+
+def test_ipv6_target(topo, serve, start_proxy):
+    serve(who_tcp("six"), hosts=(BACKEND6,), port=BACKEND_PORT, net=topo.backend)
+    proxy = start_proxy({"routes": [nft_route(host=BACKEND6)]}, net=topo.proxy)
+    assert topo.tables() == {"ip6 smartproxy"}
+    s = sp.connect(FWD_PORT, PROXY6, net=topo.client)
+    try:
+        assert sp.recv_line(s).decode().strip() == f"six {GATEWAY6}"
+        assert sp.roundtrip(s, b"v6" * 1000) == b"v6" * 1000
+    finally:
+        s.close()
+    assert proxy.stats()["nftables"]["routes"]["fwd"]["bytes"] > 2000
+    with pytest.raises(OSError):  # an IPv6 target serves IPv6 clients only
+        sp.connect(FWD_PORT, PROXY_IP, net=topo.client, timeout=2)
 
 
 def test_reload_switches_target_and_keeps_counters(topo, backends, start_proxy):
