@@ -596,6 +596,11 @@ static void dispatch(sp_http *h)
     }
     h->head_method = q->method == HTTP_HEAD;
     h->keep_alive_10 = q->keep_alive && q->major == 1 && q->minor == 0;
+    if (q->method == HTTP_CONNECT) { /* a reverse proxy opens no tunnels on request */
+        respond_local(h, 405, SP_HTTP_LOCAL_BAD_REQUEST, "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n",
+                      NULL, true);
+        return;
+    }
     const char *path;
     size_t path_len;
     if (!read_host(h, &path, &path_len)) {
@@ -679,10 +684,6 @@ static void dispatch(sp_http *h)
     c->info.domain = c->domain; /* keep SNI for logs; Lua sees the request's Host via ctx */
     if (first && !sp_conn_admit_route(c, r, false)) {
         respond_local(h, 503, SP_HTTP_LOCAL_UNAVAILABLE, NULL, NULL, true); /* the route's limits */
-        return;
-    }
-    if (q->method == HTTP_CONNECT) {
-        respond_local(h, 405, SP_HTTP_LOCAL_BAD_REQUEST, NULL, NULL, true);
         return;
     }
     if ((r->ip_block_list.n && sp_ip_list_match(&r->ip_block_list, &c->info.client_ip)) ||
