@@ -897,6 +897,23 @@ def test_forwarded_headers_and_hop_by_hop_removal(start_proxy, serve):
     done(p)
 
 
+@pytest.mark.skipif(not sp.ipv6_available(), reason="no IPv6 loopback")
+def test_ipv6_client_and_bracketed_host(start_proxy, serve):
+    b = backend(serve, "A")
+    port = sp.free_port(("127.0.0.1", "::1"))
+    p = http_proxy(start_proxy, [http_route("any", port, "127.0.0.1", b.port, domains="*")],
+                   listen_addresses=["127.0.0.1", "::1"])
+    with Client(port, host="::1") as c:
+        r = c.get("/v6", host=f"[::1]:{port}")
+        assert r.status == 200, r
+        h = hu.Headers(r.json()["headers"])
+        assert h.all("x-forwarded-for") == ["::1"], h
+        assert h.all("x-forwarded-host") == [f"[::1]:{port}"], h
+        assert h.all("x-forwarded-port") == [str(port)], h
+        assert c.get("/again", host="[::1]").status == 200
+    done(p)
+
+
 def test_header_templates_set_request_and_response_headers(start_proxy, serve):
     b = backend(serve, "A")
     port = sp.free_port()
