@@ -548,9 +548,10 @@ class HttpBackend:
     and closes (without answering) when the second request's head arrives, like a
     server that timed the idle connection out just as it was reused."""
 
-    def __init__(self, name, *, drop_second=False):
+    def __init__(self, name, *, drop_second=False, proxy_protocol=False):
         self.name = name
         self.drop_second = drop_second
+        self.proxy_protocol = proxy_protocol  # expect a PROXY v1 line first on each connection
         self.lock = threading.Lock()
         self.requests = []       # dicts, in arrival order
         self.raw = []            # per connection: the first RAW_LIMIT bytes received
@@ -580,6 +581,9 @@ class HttpBackend:
         reader = Reader(conn, raw, srv.count)
         served = 0
         try:
+            proxy_line = None
+            if self.proxy_protocol:
+                proxy_line = reader.line().decode("latin-1").strip()
             while not srv.stopping.is_set():
                 head = reader.head()
                 if head is None:
@@ -590,7 +594,7 @@ class HttpBackend:
                         self.requests.append({"backend": self.name, "conn": cid,
                                               "target": target, "dropped": True})
                     return ("dropped", served)
-                keep = self._serve_one(conn, srv, reader, head, cid)
+                keep = self._serve_one(conn, srv, reader, head, cid, proxy_line)
                 served += 1
                 if not keep:
                     return ("closed", served)
@@ -601,14 +605,15 @@ class HttpBackend:
             with self.lock:
                 self.closed.append(cid)
 
-    def _serve_one(self, conn, srv, reader, head, cid):
+    def _serve_one(self, conn, srv, reader, head, cid, proxy_line=None):
         lines = head.decode("latin-1").split("\r\n")
         method, target, version = lines[0].split(" ", 2)
         headers = Headers(parse_headers([ln for ln in lines[1:] if ln]))
         url = urlsplit(target)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         req = {"backend": self.name, "conn": cid, "method": method, "target": target,
-               "version": version, "headers": [list(h) for h in headers]}
+               "version": version, "headers": [list(h) for h in headers],
+               "proxy": proxy_line}
         with self.lock:
             self.requests.append(req)
 

@@ -496,6 +496,34 @@ def test_unfinished_exchanges_never_poison_the_pool(start_proxy, serve):
     done(p)
 
 
+def test_proxy_protocol_upstream_connections_are_never_shared(start_proxy, serve):
+    """With send_proxy_protocol the PROXY header names one client: an upstream connection
+    carries only that client's requests (never another client's, even from the pool)."""
+    b = backend(serve, "PP", proxy_protocol=True)
+    port = sp.free_port()
+    r = http_route("pp", port, "127.0.0.1", b.port)
+    r["action"]["send_proxy_protocol"] = "v1"
+    p = http_proxy(start_proxy, [r], workers=1, timeouts={"upstream_idle": 5000})
+    for round_ in range(2):
+        for src in ("127.0.0.2", "127.0.0.3"):
+            with Client(port, src=src) as c:
+                for i in range(2):
+                    j = c.get(f"/{src}/{round_}/{i}").json()
+                    assert j["proxy"] and j["proxy"].split()[2] == src, (src, j["proxy"])
+    done(p)
+
+
+def test_targets_list_skips_a_refusing_target(start_proxy, serve):
+    b = backend(serve, "A")
+    closed, port = sp.free_port(), sp.free_port()
+    p = http_proxy(start_proxy, [http_route("two", port, targets=[("127.0.0.1", closed),
+                                                                  ("127.0.0.1", b.port)])])
+    for i in range(4):  # round-robin lands on the dead one every other time
+        r = fetch(port, f"/{i}")
+        assert r.status == 200 and backend_of(r) == "A", r
+    done(p)
+
+
 # ---------------------------------------------------------------------------- bodies
 
 def rss_sampler(p):
@@ -869,6 +897,23 @@ def test_forwarded_headers_and_hop_by_hop_removal(start_proxy, serve):
     done(p)
 
 
+@pytest.mark.skipif(not sp.ipv6_available(), reason="no IPv6 loopback")
+def test_ipv6_client_and_bracketed_host(start_proxy, serve):
+    b = backend(serve, "A")
+    port = sp.free_port(("127.0.0.1", "::1"))
+    p = http_proxy(start_proxy, [http_route("any", port, "127.0.0.1", b.port, domains="*")],
+                   listen_addresses=["127.0.0.1", "::1"])
+    with Client(port, host="::1") as c:
+        r = c.get("/v6", host=f"[::1]:{port}")
+        assert r.status == 200, r
+        h = hu.Headers(r.json()["headers"])
+        assert h.all("x-forwarded-for") == ["::1"], h
+        assert h.all("x-forwarded-host") == [f"[::1]:{port}"], h
+        assert h.all("x-forwarded-port") == [str(port)], h
+        assert c.get("/again", host="[::1]").status == 200
+    done(p)
+
+
 def test_header_templates_set_request_and_response_headers(start_proxy, serve):
     b = backend(serve, "A")
     port = sp.free_port()
@@ -1185,6 +1230,7 @@ def test_400_malformed_requests_close_the_connection(start_proxy, serve):
         "HTTP/1.1 without Host": b"GET / HTTP/1.1\r\nX: y\r\n\r\n",  # nginx: 400
         "control char in target": b"GET /a\x01b HTTP/1.1\r\nHost: app.test\r\n\r\n",
     }
+
     failures = []
     for name, data in bad.items():
         raw, how = hu.raw_exchange(port, data)
@@ -1198,6 +1244,18 @@ def test_400_malformed_requests_close_the_connection(start_proxy, serve):
         assert c.closed()
     assert not failures, "\n".join(failures)
     assert b.app.paths() == ["/good"]
+    done(p)
+
+
+def test_connect_is_refused_with_405(start_proxy, serve):
+    """CONNECT is not for a reverse proxy: 405 and a close (docs/http.md's table)."""
+    b = backend(serve, "A")
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    raw, how = hu.raw_exchange(port, b"CONNECT app.test:443 HTTP/1.1\r\nHost: app.test:443\r\n\r\n")
+    assert hu.status_of(raw) == 405, raw[:200]
+    assert raw.split(b"\r\n\r\n", 1)[-1].startswith(b"405"), raw[:200]
+    assert b.app.conns() == 0
     done(p)
 
 
