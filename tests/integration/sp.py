@@ -127,7 +127,7 @@ def route_ports(routes):
                 add(q)
 
     for r in routes:
-        if r.get("action", {}).get("forwarding_engine") == "nftables":
+        if isinstance(r, dict) and r.get("action", {}).get("forwarding_engine") == "nftables":
             continue  # forwarded by the kernel: no listener
         add(r["match"]["ports"])
     return out
