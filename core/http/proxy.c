@@ -57,6 +57,8 @@ struct sp_http {
     uint64_t head_ms;          /* when its head was complete (for the access log) */
     uint64_t head_us;          /* the same, finer, for the duration histogram */
     uint64_t resp_bytes;       /* response bytes sent to the client */
+    sp_buf pend;               /* a response head waiting to go out in one write with the
+                                  first body bytes (one syscall instead of two) */
 
     /* the upstream connection in c->target */
     char key[600];             /* its pool key; "" when there is none */
@@ -194,6 +196,7 @@ void sp_http_free(sp_http *h)
     sp_http_msg_free(&h->resp);
     sp_buf_free(&h->in);
     sp_buf_free(&h->upstream_head);
+    sp_buf_free(&h->pend);
     free(h->path);
     free(h);
 }
@@ -913,9 +916,46 @@ static void bad_response(sp_http *h, const char *why)
         parse_client(h); /* a pipelined request may wait */
 }
 
+static void flush_head(sp_http *h)
+{
+    if (h->pend.len && h->c->state == SP_STATE_HTTP)
+        send_bytes(h, &h->c->client, h->pend.data, h->pend.len);
+    sp_buf_reset(&h->pend);
+}
+
+/* Response body bytes for the client, after the pending head when there is one: in the
+ * same pool buffer when both fit, else as they are (the read buffer itself when it is all
+ * body: *taken). */
+static void send_body(sp_http *h, void *buf, const char *data, size_t n, size_t len, bool *taken)
+{
+    sp_conn *c = h->c;
+    if (h->pend.len && h->pend.len + n <= SP_READ_BUF_SIZE) {
+        char *out = sp_bufpool_get(&W(h)->pool);
+        if (!out) {
+            sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+            return;
+        }
+        memcpy(out, h->pend.data, h->pend.len);
+        if (n)
+            memcpy(out + h->pend.len, data, n);
+        size_t total = h->pend.len + n;
+        sp_buf_reset(&h->pend);
+        sp_pipe_send(c, &c->client, out, total);
+        return;
+    }
+    flush_head(h);
+    if (n == len && data == buf) {
+        *taken = true;
+        sp_pipe_send(c, &c->client, buf, n);
+    } else if (n) {
+        send_bytes(h, &c->client, data, n);
+    }
+}
+
 static void dechunked_body(void *arg, const char *at, size_t n)
 {
     sp_http *h = arg;
+    flush_head(h);
     if (h->c->state == SP_STATE_HTTP)
         send_bytes(h, &h->c->client, at, n);
 }
@@ -963,7 +1003,10 @@ static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
             sp_buf_init(&head);
             sp_head_write_response(&head, &out);
             h->resp_bytes += head.len;
-            send_bytes(h, &c->client, head.data, head.len);
+            if (rh->status >= 200 && !switching)
+                sp_buf_append(&h->pend, head.data, head.len); /* goes out with the body */
+            else
+                send_bytes(h, &c->client, head.data, head.len);
             sp_buf_free(&head);
             if (c->state != SP_STATE_HTTP)
                 return;
@@ -984,14 +1027,8 @@ static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
             h->resp_head_sent = true;
         } else {
             h->resp_bytes += used;
-            if (h->dechunk) {
-                /* dechunked_body sent the data during the feed */
-            } else if (used == len && data == buf) {
-                *taken = true;
-                sp_pipe_send(c, &c->client, buf, used);
-            } else if (used) {
-                send_bytes(h, &c->client, data, used);
-            }
+            if (!h->dechunk) /* else dechunked_body sent the data during the feed */
+                send_body(h, buf, data, used, len, taken);
             if (c->state != SP_STATE_HTTP)
                 return;
             data += used;
@@ -1003,10 +1040,12 @@ static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
             bool reusable = len == 0 && h->req_sent && h->resp.head.keep_alive && !h->resp.head.until_close;
             if (!h->req_sent)
                 h->close_after = true; /* the rest of the request body is unread */
+            flush_head(h);
             exchange_done(h, reusable);
             return;
         }
     }
+    flush_head(h); /* a head whose body has not come yet */
     if (c->state == SP_STATE_HTTP && c->client.queued > SP_HIGH_WATER)
         sp_pipe_stop_reading(&c->target); /* resumed when the client drains */
 }
