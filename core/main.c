@@ -66,7 +66,7 @@ typedef struct app {
     uv_timer_t watch_debounce;
     uv_timer_t sweep;             /* forgets idle per-IP entries */
     uv_timer_t sampler;           /* samples totals once a second for the rates */
-    struct { uint64_t ms, total, from_clients, from_targets; } samples[RATE_WINDOW + 1];
+    struct { uint64_t ms, total, from_clients, from_targets, http_requests; } samples[RATE_WINDOW + 1];
     unsigned nsamples, next_sample;
     bool stopping;
 } app;
@@ -113,7 +113,7 @@ static void apply_log_settings(app *a, const sp_gen *g)
 
 /* ---- admin hooks ---- */
 
-typedef struct rates { double connections, from_clients, from_targets; } rates;
+typedef struct rates { double connections, from_clients, from_targets, http_requests; } rates;
 
 static void on_sample(uv_timer_t *t)
 {
@@ -125,6 +125,7 @@ static void on_sample(uv_timer_t *t)
     a->samples[i].total = c.total;
     a->samples[i].from_clients = c.bytes_from_clients;
     a->samples[i].from_targets = c.bytes_from_targets;
+    a->samples[i].http_requests = c.http_requests;
     a->next_sample = (i + 1) % (RATE_WINDOW + 1);
     if (a->nsamples < RATE_WINDOW + 1)
         a->nsamples++;
@@ -144,6 +145,7 @@ static void current_rates(const app *a, rates *r)
     r->connections = (double)(a->samples[newest].total - a->samples[oldest].total) / secs;
     r->from_clients = (double)(a->samples[newest].from_clients - a->samples[oldest].from_clients) / secs;
     r->from_targets = (double)(a->samples[newest].from_targets - a->samples[oldest].from_targets) / secs;
+    r->http_requests = (double)(a->samples[newest].http_requests - a->samples[oldest].http_requests) / secs;
 }
 
 
@@ -239,6 +241,8 @@ static void stats_json(void *ud, sp_json *j)
     sp_json_uint(j, c.bytes_from_targets);
     rates r;
     current_rates(a, &r);
+    sp_json_key(j, "http_requests_per_second");
+    sp_json_double(j, r.http_requests);
     sp_json_key(j, "connections_per_second");
     sp_json_double(j, r.connections);
     sp_json_key(j, "bytes_per_second_from_clients");
@@ -418,6 +422,8 @@ static void metrics_text(void *ud, sp_buf *b)
     current_rates(a, &rt);
     metric_head(b, "smartproxy_connections_per_second", "gauge", "New connections per second over the last 10 seconds.");
     sp_buf_appendf(b, "smartproxy_connections_per_second %.3f\n", rt.connections);
+    metric_head(b, "smartproxy_http_requests_per_second", "gauge", "HTTP requests per second over the last 10 seconds.");
+    sp_buf_appendf(b, "smartproxy_http_requests_per_second %.3f\n", rt.http_requests);
     metric_head(b, "smartproxy_throughput_bytes_per_second", "gauge",
                 "Bytes received per second over the last 10 seconds, by peer.");
     sp_buf_appendf(b, "smartproxy_throughput_bytes_per_second{from=\"client\"} %.3f\n", rt.from_clients);

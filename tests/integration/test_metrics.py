@@ -142,3 +142,53 @@ def test_certificate_expiry_is_exported(start_proxy, tmp_path):
                          capture_output=True, text=True, check=True).stdout.strip().split("=", 1)[1]
     want = ssl.cert_time_to_seconds(end)
     assert value(metrics(p), "smartproxy_certificate_expiry_timestamp_seconds", route="shop") == want
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian's prometheus) not installed")
+def test_http_figures_in_metrics_and_stats(start_proxy, serve):
+    """HTTP requests by route and status class, local answers by reason, the request
+    duration histogram, upstream reuse and the request rate, after known traffic."""
+    import http.client
+
+    def app(conn, srv):
+        f = conn.makefile("rb")
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            while f.readline() not in (b"\r\n", b""):
+                pass
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    backend = serve(app)
+    port = sp.free_port()
+    p = start_proxy({"routes": [
+        {"name": "web", "match": {"ports": port, "path": "/app/*"},
+         "action": {"type": "forward", "protocol": "http",
+                    "target": {"host": "127.0.0.1", "port": backend.port}}}]})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    for _ in range(5):
+        conn.request("GET", "/app/x")
+        assert conn.getresponse().read() == b"ok"
+    for _ in range(2):
+        conn.request("GET", "/elsewhere")
+        r404 = conn.getresponse()
+        assert r404.status == 404 and r404.read().startswith(b"404")
+    conn.close()
+    sp.wait_until(lambda: p.stats()["http"]["responses"]["4xx"] == 2, 5, msg="the 404s counted")
+    text = metrics(p)
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert value(text, "smartproxy_http_requests_total") == 7
+    assert value(text, "smartproxy_http_responses_total", code="2xx") == 5
+    assert value(text, "smartproxy_http_local_responses_total", reason="no_route") == 2
+    assert value(text, "smartproxy_http_route_responses_total", route="web", code="2xx") == 5
+    assert value(text, "smartproxy_http_request_duration_seconds_count", route="web") == 5
+    assert value(text, "smartproxy_http_request_duration_seconds_bucket", route="web", le="+Inf") == 5
+    assert value(text, "smartproxy_http_upstream_connections_total", kind="opened") == 1
+    assert value(text, "smartproxy_http_upstream_connections_total", kind="reused") == 4
+    s = p.stats()["http"]
+    assert s["requests"] == 7 and s["local"]["no_route"] == 2 and s["upstream_connections_reused"] == 4
+    sp.wait_until(lambda: value(metrics(p), "smartproxy_http_requests_per_second") > 0, 5,
+                  msg="a request rate over the sliding window")
+    backend.close()  # the pooled upstream connection ends with it
+    sp.assert_clean(p)
