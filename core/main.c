@@ -21,6 +21,10 @@
 #include "admin/admin.h"
 #include "config/load.h"
 #include "lua/shared.h"
+#include "http/challenges.h"
+#include "http/message.h"
+#include "http/path_pattern.h"
+#include "http/rate_limit.h"
 #include "net/ip_table.h"
 #include "net/listener.h"
 #include "net/route_limits.h"
@@ -73,7 +77,8 @@ static void usage(FILE *out)
           "      --watch              reload when CONFIG or a Lua file it requires changes\n"
           "  -l, --log-level LEVEL    error | warn | info | debug (default info)\n"
           "      --log-format FORMAT  text | json (default text)\n"
-          "      --explain            with --port N [--client-ip IP] [--sni NAME]: print the route that\n"
+          "      --explain            with --port N [--client-ip IP] [--sni NAME] [--host H] [--path P]\n"
+          "                           [--header Name:value]...: print the route that\n"
           "                           would match and why each other route does not\n"
           "  -V, --version            print version and linked library versions\n"
           "  -h, --help\n"
@@ -198,6 +203,32 @@ static void stats_json(void *ud, sp_json *j)
     sp_json_key(j, "rejected");
     sp_json_uint(j, c.proxy_headers_rejected);
     sp_json_obj_close(j);
+    sp_json_key(j, "http");
+    sp_json_obj_open(j);
+    sp_json_key(j, "requests");
+    sp_json_uint(j, c.http_requests);
+    sp_json_key(j, "responses");
+    sp_json_obj_open(j);
+    for (int i = 1; i < 6; i++) {
+        char k[4] = {(char)('0' + i), 'x', 'x', 0};
+        sp_json_key(j, k);
+        sp_json_uint(j, c.http_responses[i]);
+    }
+    sp_json_obj_close(j);
+    sp_json_key(j, "local");
+    sp_json_obj_open(j);
+    for (int i = 0; i < SP_HTTP_LOCAL_COUNT; i++) {
+        sp_json_key(j, sp_http_local_name((sp_http_local)i));
+        sp_json_uint(j, c.http_local[i]);
+    }
+    sp_json_obj_close(j);
+    sp_json_key(j, "upstream_connections_opened");
+    sp_json_uint(j, c.http_upstream_new);
+    sp_json_key(j, "upstream_connections_reused");
+    sp_json_uint(j, c.http_upstream_reused);
+    sp_json_key(j, "upstream_retries");
+    sp_json_uint(j, c.http_upstream_retried);
+    sp_json_obj_close(j);
     sp_json_key(j, "bytes_from_clients");
     sp_json_uint(j, c.bytes_from_clients);
     sp_json_key(j, "bytes_from_targets");
@@ -308,6 +339,25 @@ static void metrics_text(void *ud, sp_buf *b)
                    (unsigned long long)c.proxy_headers_accepted);
     sp_buf_appendf(b, "smartproxy_proxy_protocol_headers_total{result=\"rejected\"} %llu\n",
                    (unsigned long long)c.proxy_headers_rejected);
+    metric_head(b, "smartproxy_http_requests_total", "counter", "HTTP requests parsed (routed or answered).");
+    sp_buf_appendf(b, "smartproxy_http_requests_total %llu\n", (unsigned long long)c.http_requests);
+    metric_head(b, "smartproxy_http_responses_total", "counter", "HTTP responses sent to clients, by status class.");
+    for (int i = 1; i < 6; i++)
+        sp_buf_appendf(b, "smartproxy_http_responses_total{code=\"%dxx\"} %llu\n", i,
+                       (unsigned long long)c.http_responses[i]);
+    metric_head(b, "smartproxy_http_local_responses_total", "counter",
+                "HTTP answers given by the proxy itself, by cause.");
+    for (int i = 0; i < SP_HTTP_LOCAL_COUNT; i++)
+        sp_buf_appendf(b, "smartproxy_http_local_responses_total{reason=\"%s\"} %llu\n",
+                       sp_http_local_name((sp_http_local)i), (unsigned long long)c.http_local[i]);
+    metric_head(b, "smartproxy_http_upstream_connections_total", "counter",
+                "Upstream connections for HTTP requests: opened, reused from keep-alive, retried.");
+    sp_buf_appendf(b, "smartproxy_http_upstream_connections_total{kind=\"opened\"} %llu\n",
+                   (unsigned long long)c.http_upstream_new);
+    sp_buf_appendf(b, "smartproxy_http_upstream_connections_total{kind=\"reused\"} %llu\n",
+                   (unsigned long long)c.http_upstream_reused);
+    sp_buf_appendf(b, "smartproxy_http_upstream_connections_total{kind=\"retried\"} %llu\n",
+                   (unsigned long long)c.http_upstream_retried);
     metric_head(b, "smartproxy_upstream_connect_duration_seconds", "histogram",
                 "Time to establish the TCP connection to a target.");
     uint64_t cum = 0;
@@ -670,27 +720,67 @@ static void worker_exit_hook(void *ud)
 
 /* ---- explain ---- */
 
-static int explain(const sp_gen *g, int port, const char *client_ip, const char *sni)
+typedef struct explain_args {
+    int port;
+    const char *client_ip, *sni, *host, *path;
+    sp_buf headers;            /* "Name: value\r\n" lines from --header */
+} explain_args;
+
+/* --host/--path/--header make it an HTTP request: parsed by the real message parser, so
+ * what is explained is what a request with those fields would meet. */
+static int explain(const sp_gen *g, explain_args *x)
 {
     char domain[256];
-    size_t dl = strlen(sni) < sizeof domain ? strlen(sni) : sizeof domain - 1;
-    for (size_t i = 0; i < dl; i++)
-        domain[i] = (char)tolower((unsigned char)sni[i]);
+    const char *name = x->host ? x->host : x->sni;
+    size_t dl = 0;
+    for (; name[dl] && name[dl] != ':' && dl < sizeof domain - 1; dl++)
+        domain[dl] = (char)tolower((unsigned char)name[dl]);
     domain[dl] = 0;
-    sp_conn_info info = {.server_port = (uint16_t)port, .domain = domain, .domain_len = dl,
-                         .tls_offered = dl ? 0x0304 : 0};
-    if (sp_ip_parse(client_ip, &info.client_ip) != 0) {
-        fprintf(stderr, "--client-ip: not an IP address: %s\n", client_ip);
+    sp_conn_info info = {.server_port = (uint16_t)x->port, .domain = domain, .domain_len = dl,
+                         .tls_offered = x->sni[0] ? 0x0304 : 0, .tls = x->sni[0] != 0};
+    if (sp_ip_parse(x->client_ip, &info.client_ip) != 0) {
+        fprintf(stderr, "--client-ip: not an IP address: %s\n", x->client_ip);
         return 1;
     }
-    const sp_port_entry *e = sp_gen_port(g, (uint16_t)port);
-    const sp_route *winner = sp_route_select(g, (uint16_t)port, &info);
+    sp_http_msg msg;
+    sp_http_msg_init(&msg, true, 65536);
+    char norm[4096];
+    bool http = x->host || x->path || x->headers.len;
+    if (http) {
+        sp_buf req;
+        sp_buf_init(&req);
+        sp_buf_appendf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\n", x->path ? x->path : "/", x->host ? x->host : domain);
+        if (x->headers.len)
+            sp_buf_append(&req, x->headers.data, x->headers.len);
+        sp_buf_append(&req, "\r\n", 2);
+        size_t used;
+        sp_msg_event ev = req.oom ? SP_MSG_ERROR : sp_http_msg_feed(&msg, req.data, req.len, &used);
+        sp_buf_free(&req);
+        const char *path = x->path ? x->path : "/";
+        size_t plen = strcspn(path, "?");
+        long n = plen < sizeof norm ? sp_path_normalize(path, plen, norm) : -1;
+        if (ev != SP_MSG_DONE || n < 0) {
+            fprintf(stderr, "smartproxy: --explain: not a valid HTTP request: %s\n",
+                    ev == SP_MSG_ERROR && msg.error ? msg.error : "bad path");
+            sp_http_msg_free(&msg);
+            return 1;
+        }
+        norm[n] = 0;
+        info.http = &msg.head;
+        info.path = norm;
+        info.path_len = (size_t)n;
+    }
+    const sp_port_entry *e = sp_gen_port(g, (uint16_t)x->port);
+    const sp_route *winner = sp_route_select(g, (uint16_t)x->port, &info);
     if (!e) {
-        printf("port %d: no route listens on this port\n", port);
+        printf("port %d: no route listens on this port\n", x->port);
+        sp_http_msg_free(&msg);
         return 0;
     }
-    printf("port %d, client %s, sni %s: %s\n", port, client_ip, dl ? domain : "(none)",
-           winner ? "matched" : "no route matched (the connection would be closed)");
+    printf("port %d, client %s, sni %s", x->port, x->client_ip, x->sni[0] ? x->sni : "(none)");
+    if (http)
+        printf(", host %s, path %s", x->host ? x->host : dl ? domain : "(none)", x->path ? x->path : "/");
+    printf(": %s\n", winner ? "matched" : http ? "no route matched (HTTP: 404)" : "no route matched (the connection would be closed)");
     for (size_t i = 0; i < e->nroutes; i++) {
         const sp_route *r = e->routes[i];
         const char *why = sp_route_mismatch(r, &info);
@@ -701,6 +791,7 @@ static int explain(const sp_gen *g, int port, const char *client_ip, const char 
         else
             printf("     route \"%s\" (#%d, priority %d): matches, but a better route wins\n", r->name, r->index, r->priority);
     }
+    sp_http_msg_free(&msg);
     return 0;
 }
 
@@ -713,14 +804,14 @@ int main(int argc, char **argv)
         {"watch", no_argument, NULL, 'W'},       {"log-level", required_argument, NULL, 'l'},
         {"log-format", required_argument, NULL, 'F'}, {"explain", no_argument, NULL, 'E'},
         {"port", required_argument, NULL, 'P'},  {"client-ip", required_argument, NULL, 'C'},
-        {"sni", required_argument, NULL, 'S'},
+        {"sni", required_argument, NULL, 'S'},   {"host", required_argument, NULL, 'H'},
+        {"path", required_argument, NULL, 'Q'},  {"header", required_argument, NULL, 'R'},
         {"version", no_argument, NULL, 'V'},     {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     app a = {.file = "proxy.lua", .cli_log_level = -1, .cli_log_json = -1};
     bool check = false, do_explain = false;
-    int explain_port = 0;
-    const char *explain_ip = "127.0.0.1", *explain_sni = "";
+    explain_args ex = {.client_ip = "127.0.0.1", .sni = ""};
     int opt;
     while ((opt = getopt_long(argc, argv, "tw:l:Vh", longopts, NULL)) != -1) {
         switch (opt) {
@@ -750,9 +841,18 @@ int main(int argc, char **argv)
             a.cli_log_json = strcmp(optarg, "json") == 0;
             break;
         case 'E': do_explain = true; break;
-        case 'P': explain_port = atoi(optarg); break;
-        case 'C': explain_ip = optarg; break;
-        case 'S': explain_sni = optarg; break;
+        case 'P': ex.port = atoi(optarg); break;
+        case 'C': ex.client_ip = optarg; break;
+        case 'S': ex.sni = optarg; break;
+        case 'H': ex.host = optarg; break;
+        case 'Q': ex.path = optarg; break;
+        case 'R':
+            if (!strchr(optarg, ':') || strpbrk(optarg, "\r\n")) {
+                fprintf(stderr, "smartproxy: --header: expected Name:value, got \"%s\"\n", optarg);
+                return 1;
+            }
+            sp_buf_appendf(&ex.headers, "%s\r\n", optarg);
+            break;
         case 'V': print_version(); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
@@ -779,11 +879,11 @@ int main(int argc, char **argv)
         int rc = 0;
         if (check)
             sp_gen_print_summary(a.gen, stdout);
-        else if (explain_port < 1 || explain_port > 65535) {
+        else if (ex.port < 1 || ex.port > 65535) {
             fprintf(stderr, "smartproxy: --explain needs --port N\n");
             rc = 1;
         } else
-            rc = explain(a.gen, explain_port, explain_ip, explain_sni);
+            rc = explain(a.gen, &ex);
         sp_gen_unref(a.gen);
         sp_source_set_unref(a.sources);
         return rc;
@@ -809,6 +909,8 @@ int main(int argc, char **argv)
     }
     a.process.ips = sp_ip_table_new();
     a.process.routes = sp_route_limits_new();
+    a.process.rates = sp_rate_table_new();
+    a.process.challenges = sp_challenges_new();
     a.process.shared = sp_shared_new(SHARED_CAPACITY);
     a.process.lua_tls[0] = sp_tls_lua_client_ctx(false);
     a.process.lua_tls[1] = sp_tls_lua_client_ctx(true);
@@ -894,6 +996,8 @@ int main(int argc, char **argv)
     sp_source_set_unref(a.sources);
     sp_ip_table_free(a.process.ips);
     sp_route_limits_free(a.process.routes);
+    sp_rate_table_free(a.process.rates);
+    sp_challenges_free(a.process.challenges);
     free(updates.pending);
     uv_mutex_destroy(&updates.lock);
     sp_shared_free(a.process.shared);

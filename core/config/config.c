@@ -26,9 +26,7 @@ typedef struct cfg_cx {
 /* Keys the SPEC defines that this build does not implement yet: rejected with a clear
  * message instead of being silently ignored. */
 static const char *const planned_keys[] = {
-    "acme", "certificates", "path", "headers",
-    "websocket", "rewrite_path", "redirect", "nftables", "basic_auth", "rate_limit",
-    NULL,
+    "acme", "certificates", "nftables", NULL,
 };
 
 static bool in_list(const char *const *list, const char *k)
@@ -203,7 +201,7 @@ static void compile_timeouts(cfg_cx *cx, int t)
 {
     static const char *const keys[] = {"connect", "initial_data", "http_idle", "upstream_response",
                                        "proxy_header", "inactivity", "max_lifetime",
-                                       "graceful_shutdown", NULL};
+                                       "graceful_shutdown", "upstream_idle", NULL};
     sp_timeouts *to = &cx->g->settings.timeouts;
     check_keys(cx, t, "timeouts", keys);
     const uint64_t max = 365ull * 24 * 3600 * 1000;
@@ -215,6 +213,7 @@ static void compile_timeouts(cfg_cx *cx, int t)
     opt_uint(cx, t, "timeouts", "inactivity", max, &to->inactivity);
     opt_uint(cx, t, "timeouts", "max_lifetime", max, &to->max_lifetime);
     opt_uint(cx, t, "timeouts", "graceful_shutdown", max, &to->graceful_shutdown);
+    opt_uint(cx, t, "timeouts", "upstream_idle", max, &to->upstream_idle);
 }
 
 static void compile_keep_alive(cfg_cx *cx, int t)
@@ -239,12 +238,19 @@ static void compile_keep_alive(cfg_cx *cx, int t)
 static void compile_limits(cfg_cx *cx, int t)
 {
     static const char *const keys[] = {"max_connections", "max_connections_per_ip",
-                                       "connection_rate_per_minute", NULL};
+                                       "connection_rate_per_minute", "max_header_bytes",
+                                       "max_body_bytes", "upstream_keepalive", NULL};
     sp_settings *s = &cx->g->settings;
     check_keys(cx, t, "limits", keys);
     opt_uint(cx, t, "limits", "max_connections", 100000000, &s->max_connections);
     opt_uint(cx, t, "limits", "max_connections_per_ip", 100000000, &s->max_connections_per_ip);
     opt_uint(cx, t, "limits", "connection_rate_per_minute", 100000000, &s->connection_rate_per_minute);
+    opt_uint(cx, t, "limits", "max_header_bytes", 1 << 20, &s->max_header_bytes);
+    if (s->max_header_bytes < 256)
+        fail(cx, "limits.max_header_bytes", "expected at least 256, got number %llu",
+             (unsigned long long)s->max_header_bytes);
+    opt_uint(cx, t, "limits", "max_body_bytes", UINT64_MAX >> 2, &s->max_body_bytes);
+    opt_uint(cx, t, "limits", "upstream_keepalive", 100000, &s->upstream_keepalive);
 }
 
 static void compile_log(cfg_cx *cx, int t)
@@ -475,10 +481,63 @@ static void add_tls_version(cfg_cx *cx, void *dst, int idx, const char *field, s
     r->tls_versions[r->ntls_versions++] = (uint16_t)v;
 }
 
+/* match.headers: { ["x-env"] = "prod", ["user-agent"] = "/curl/" } */
+static void compile_match_headers(cfg_cx *cx, sp_route *r, int t)
+{
+    lua_State *L = cx->L;
+    size_t n = 0;
+    for (lua_pushnil(L); lua_next(L, t); lua_pop(L, 1))
+        n++;
+    r->http.match_headers = xcalloc(n, sizeof *r->http.match_headers);
+    for (lua_pushnil(L); lua_next(L, t); lua_pop(L, 1)) {
+        char field[200];
+        if (lua_type(L, -2) != LUA_TSTRING)
+            fail_type(cx, "match.headers", -2, "a header name");
+        snprintf(field, sizeof field, "match.headers[\"%s\"]", lua_tostring(L, -2));
+        if (lua_type(L, -1) != LUA_TSTRING)
+            fail_type(cx, field, -1, "a value or a \"/regex/\"");
+        sp_header_match *hm = &r->http.match_headers[r->http.nmatch_headers];
+        const char *v = lua_tostring(L, -1);
+        size_t len = lua_objlen(L, -1);
+        hm->name = xstrdup(lua_tostring(L, -2));
+        if (len >= 2 && v[0] == '/' && v[len - 1] == '/') {
+            char *re = xstrdup(v + 1);
+            re[len - 2] = 0;
+            int rc = regcomp(&hm->re, re, REG_EXTENDED | REG_NOSUB);
+            free(re);
+            if (rc != 0) {
+                free(hm->name);
+                fail(cx, field, "expected a POSIX extended regular expression, got string \"%s\"", v);
+            }
+        } else {
+            hm->value = xstrdup(v);
+        }
+        r->http.nmatch_headers++;
+    }
+}
+
+static void compile_template(cfg_cx *cx, const char *field, const char *text, sp_template *out)
+{
+    char why[200];
+    if (sp_template_compile(text, out, why, sizeof why) != 0)
+        fail(cx, field, "%s", why);
+}
+
 static void compile_match(cfg_cx *cx, sp_route *r, int t)
 {
-    static const char *const keys[] = {"ports", "client_ip", "domains", "tls_version", NULL};
+    static const char *const keys[] = {"ports", "client_ip", "domains", "tls_version", "path", "headers", NULL};
     check_keys(cx, t, "match", keys);
+    const char *path = opt_string(cx, t, "match", "path");
+    if (path) {
+        char why[200];
+        if (sp_path_pattern_compile(path, &r->http.path, why, sizeof why) != 0)
+            fail(cx, "match.path", "%s, got string \"%s\"", why, path);
+        r->http.has_path = true;
+    }
+    if (opt_table(cx, t, "match", "headers")) {
+        compile_match_headers(cx, r, lua_gettop(cx->L));
+        lua_pop(cx->L, 1);
+    }
     compile_ports(cx, r, t);
     compile_ip_list(cx, t, "client_ip", "match.client_ip", &r->client_ip);
     for_each_string(cx, r, t, "domains", "match.domains", "a domain or a list of domains", add_domain);
@@ -626,10 +685,93 @@ static void compile_target(cfg_cx *cx, sp_route *r, int idx, const char *field, 
     lua_pop(L, 2);
 }
 
+/* action.headers.request / .response: name -> template */
+static void compile_header_sets(cfg_cx *cx, int t, const char *key, sp_header_set **out, size_t *nout)
+{
+    lua_State *L = cx->L;
+    char path[64];
+    snprintf(path, sizeof path, "action.headers.%s", key);
+    if (!opt_table(cx, t, "action.headers", key))
+        return;
+    int h = lua_gettop(L);
+    size_t n = 0;
+    for (lua_pushnil(L); lua_next(L, h); lua_pop(L, 1))
+        n++;
+    *out = xcalloc(n, sizeof **out);
+    for (lua_pushnil(L); lua_next(L, h); lua_pop(L, 1)) {
+        char field[200];
+        if (lua_type(L, -2) != LUA_TSTRING || lua_objlen(L, -2) == 0 ||
+            strpbrk(lua_tostring(L, -2), " \t\r\n:"))
+            fail_type(cx, path, -2, "a header name");
+        snprintf(field, sizeof field, "%s[\"%s\"]", path, lua_tostring(L, -2));
+        if (lua_type(L, -1) != LUA_TSTRING || strpbrk(lua_tostring(L, -1), "\r\n"))
+            fail_type(cx, field, -1, "a template string without line breaks");
+        sp_header_set *hs = &(*out)[*nout];
+        compile_template(cx, field, lua_tostring(L, -1), &hs->value);
+        hs->name = xstrdup(lua_tostring(L, -2));
+        (*nout)++;
+    }
+    lua_pop(L, 1);
+}
+
+/* The HTTP-only fields of an action; any of them makes the route an HTTP one. */
+static void compile_http_action(cfg_cx *cx, sp_route *r, int t)
+{
+    static const char *const header_keys[] = {"request", "response", NULL};
+    static const char *const redirect_keys[] = {"to", "status", NULL};
+    static const char *const ws_keys[] = {"enabled", NULL};
+    lua_State *L = cx->L;
+    sp_route_http *h = &r->http;
+    h->websocket = true;
+    if (opt_table(cx, t, "action", "headers")) {
+        int ht = lua_gettop(L);
+        check_keys(cx, ht, "action.headers", header_keys);
+        compile_header_sets(cx, ht, "request", &h->request_headers, &h->nrequest_headers);
+        compile_header_sets(cx, ht, "response", &h->response_headers, &h->nresponse_headers);
+        lua_pop(L, 1);
+        r->is_http = true;
+    }
+    const char *rw = opt_string(cx, t, "action", "rewrite_path");
+    if (rw) {
+        compile_template(cx, "action.rewrite_path", rw, &h->rewrite_path);
+        h->has_rewrite = true;
+        r->is_http = true;
+    }
+    if (opt_table(cx, t, "action", "websocket")) {
+        check_keys(cx, lua_gettop(L), "action.websocket", ws_keys);
+        h->websocket = opt_bool(cx, lua_gettop(L), "action.websocket", "enabled") != 0;
+        lua_pop(L, 1);
+        r->is_http = true;
+    }
+    if (opt_table(cx, t, "action", "redirect")) {
+        int rt = lua_gettop(L);
+        if (r->action != SP_ACTION_REDIRECT)
+            fail(cx, "action.redirect", "only a \"redirect\" action has one");
+        check_keys(cx, rt, "action.redirect", redirect_keys);
+        const char *to = opt_string(cx, rt, "action.redirect", "to");
+        if (!to)
+            fail(cx, "action.redirect.to", "required: a template such as \"https://{domain}{url}\"");
+        compile_template(cx, "action.redirect.to", to, &h->redirect_to);
+        h->has_redirect = true;
+        uint64_t status = 301;
+        opt_uint(cx, rt, "action.redirect", "status", 999, &status);
+        if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308)
+            fail(cx, "action.redirect.status", "expected 301, 302, 303, 307 or 308, got number %llu",
+                 (unsigned long long)status);
+        h->redirect_status = (int)status;
+        lua_pop(L, 1);
+    } else if (r->action == SP_ACTION_REDIRECT) {
+        fail(cx, "action.redirect", "required for a redirect action: { to = \"https://{domain}{url}\" }");
+    }
+    if (r->action == SP_ACTION_REDIRECT)
+        r->is_http = true;
+}
+
 static void compile_action(cfg_cx *cx, sp_route *r, int t)
 {
     static const char *const keys[] = {"type", "protocol", "target", "targets", "forwarding_engine",
-                                       "half_open", "tls", "send_proxy_protocol", "handler", NULL};
+                                       "half_open", "tls", "send_proxy_protocol", "handler", "headers",
+                                       "rewrite_path", "redirect", "websocket", NULL};
     lua_State *L = cx->L;
     check_keys(cx, t, "action", keys);
     const char *type = opt_string(cx, t, "action", "type");
@@ -642,16 +784,15 @@ static void compile_action(cfg_cx *cx, sp_route *r, int t)
     else if (strcmp(type, "socket-handler") == 0)
         r->action = SP_ACTION_SOCKET_HANDLER;
     else if (strcmp(type, "redirect") == 0)
-        fail(cx, "action.type", "\"%s\" is not supported by this version of smartproxy yet", type);
+        r->action = SP_ACTION_REDIRECT;
     else
         fail(cx, "action.type", "expected \"forward\", \"socket-handler\", \"redirect\" or \"block\", got string \"%s\"", type);
 
     const char *proto = opt_string(cx, t, "action", "protocol");
-    if (proto && strcmp(proto, "tcp") != 0) {
-        if (strcmp(proto, "http") == 0)
-            fail(cx, "action.protocol", "\"http\" is not supported by this version of smartproxy yet");
+    if (proto && strcmp(proto, "tcp") != 0 && strcmp(proto, "http") != 0)
         fail(cx, "action.protocol", "expected \"tcp\" or \"http\", got string \"%s\"", proto);
-    }
+    compile_http_action(cx, r, t);
+    r->is_http = (proto && strcmp(proto, "http") == 0) || r->is_http;
     const char *engine = opt_string(cx, t, "action", "forwarding_engine");
     if (engine && strcmp(engine, "node") != 0) {
         if (strcmp(engine, "nftables") == 0)
@@ -726,6 +867,64 @@ static void compile_security(cfg_cx *cx, sp_route *r, int t)
     compile_ip_list(cx, t, "ip_block_list", "security.ip_block_list", &r->ip_block_list);
     opt_uint(cx, t, "security", "max_connections", 100000000, &r->max_connections);
     opt_uint(cx, t, "security", "max_connections_per_ip", 100000000, &r->max_connections_per_ip);
+    lua_State *L = cx->L;
+    if (opt_table(cx, t, "security", "basic_auth")) {
+        static const char *const auth_keys[] = {"realm", "users", NULL};
+        static const char *const user_keys[] = {"username", "password", NULL};
+        int a = lua_gettop(L);
+        check_keys(cx, a, "security.basic_auth", auth_keys);
+        const char *realm = opt_string(cx, a, "security.basic_auth", "realm");
+        if (realm && strpbrk(realm, "\"\\\r\n"))
+            fail(cx, "security.basic_auth.realm", "expected text without quotes, backslashes or line breaks");
+        r->http.auth_realm = xstrdup(realm ? realm : r->name);
+        lua_getfield(L, a, "users");
+        if (!is_array(L, -1))
+            fail_type(cx, "security.basic_auth.users", -1, "a list of { username = ..., password = ... }");
+        size_t n = lua_objlen(L, -1);
+        r->http.auth_credentials = xcalloc(n, sizeof(char *));
+        for (size_t i = 1; i <= n; i++) {
+            char f[64];
+            snprintf(f, sizeof f, "security.basic_auth.users[%zu]", i);
+            lua_rawgeti(L, -1, (int)i);
+            if (!lua_istable(L, -1))
+                fail_type(cx, f, -1, "{ username = ..., password = ... }");
+            check_keys(cx, lua_gettop(L), f, user_keys);
+            const char *u = opt_string(cx, lua_gettop(L), f, "username");
+            const char *pw = opt_string(cx, lua_gettop(L), f, "password");
+            if (!u || !*u || strchr(u, ':') || !pw)
+                fail(cx, f, "needs a username (without ':') and a password");
+            size_t len = strlen(u) + strlen(pw) + 2;
+            char *cred = malloc(len);
+            if (!cred)
+                abort();
+            snprintf(cred, len, "%s:%s", u, pw);
+            r->http.auth_credentials[r->http.nauth++] = cred;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+    }
+    if (opt_table(cx, t, "security", "rate_limit")) {
+        static const char *const rl_keys[] = {"requests", "window", "key", NULL};
+        int rl = lua_gettop(L);
+        check_keys(cx, rl, "security.rate_limit", rl_keys);
+        uint64_t window = 60;
+        opt_uint(cx, rl, "security.rate_limit", "requests", 1000000000, &r->http.rate_requests);
+        opt_uint(cx, rl, "security.rate_limit", "window", 86400, &window);
+        if (r->http.rate_requests == 0 || window == 0)
+            fail(cx, "security.rate_limit", "needs requests >= 1 and window >= 1 (seconds)");
+        r->http.rate_window_ms = window * 1000;
+        const char *key = opt_string(cx, rl, "security.rate_limit", "key");
+        if (!key || strcmp(key, "ip") == 0)
+            r->http.rate_key = SP_RATE_KEY_IP;
+        else if (strcmp(key, "route") == 0)
+            r->http.rate_key = SP_RATE_KEY_ROUTE;
+        else if (strncmp(key, "header:", 7) == 0 && key[7]) {
+            r->http.rate_key = SP_RATE_KEY_HEADER;
+            r->http.rate_header = xstrdup(key + 7);
+        } else
+            fail(cx, "security.rate_limit.key", "expected \"ip\", \"route\" or \"header:NAME\", got string \"%s\"", key);
+        lua_pop(L, 1);
+    }
 }
 
 static void compile_route(cfg_cx *cx, sp_route *r, int t, int index)
@@ -771,6 +970,17 @@ static void compile_route(cfg_cx *cx, sp_route *r, int t, int index)
     if (opt_table(cx, t, "", "security")) {
         compile_security(cx, r, lua_gettop(L));
         lua_pop(L, 1);
+    }
+    if (r->http.has_path || r->http.nmatch_headers || r->http.auth_realm || r->http.rate_requests)
+        r->is_http = true;
+    if (r->is_http) {
+        if (r->action == SP_ACTION_SOCKET_HANDLER)
+            fail(cx, "action.protocol", "a socket handler reads the stream itself: it cannot be an HTTP route");
+        if (r->tls.mode == SP_TLS_PASSTHROUGH)
+            fail(cx, "action.tls.mode", "an HTTP route needs the requests: \"terminate\" or "
+                                        "\"terminate-and-reencrypt\", not \"passthrough\"");
+        if (r->half_open)
+            fail(cx, "action.half_open", "applies to byte streams, not to HTTP routes");
     }
     cx->route = NULL;
 }
@@ -836,8 +1046,10 @@ static void build_port_index(sp_gen *g)
     for (size_t i = 0; i < g->nports; i++) {
         sp_port_entry *e = &g->ports[i];
         qsort(e->routes, e->nroutes, sizeof(sp_route *), route_order);
-        for (size_t k = 0; k < e->nroutes; k++)
-            e->sniff |= sp_route_needs_sniff(e->routes[k]);
+        for (size_t k = 0; k < e->nroutes; k++) {
+            e->sniff |= sp_route_needs_sniff(e->routes[k]) || e->routes[k]->is_http;
+            e->http |= e->routes[k]->is_http;
+        }
     }
     qsort(g->ports, g->nports, sizeof *g->ports, entry_order);
     free(count);
@@ -926,8 +1138,10 @@ static void settings_defaults(sp_settings *s)
     s->timeouts = (sp_timeouts){
         .connect = 30000, .initial_data = 60000, .http_idle = 60000, .upstream_response = 60000,
         .proxy_header = 5000, .inactivity = 14400000, .max_lifetime = 86400000,
-        .graceful_shutdown = 30000,
+        .graceful_shutdown = 30000, .upstream_idle = 60000,
     };
+    s->max_header_bytes = 65536;
+    s->upstream_keepalive = 32;
     s->keepalive = SP_KEEPALIVE_STANDARD;
     s->inactivity_multiplier = 6;
     s->log_level = -1;
@@ -942,6 +1156,39 @@ static void free_target(lua_State *L, sp_target *t)
         luaL_unref(L, LUA_REGISTRYINDEX, t->host_fn);
         luaL_unref(L, LUA_REGISTRYINDEX, t->port_fn);
     }
+}
+
+static void free_route_http(sp_route_http *h)
+{
+    if (h->has_path)
+        sp_path_pattern_free(&h->path);
+    for (size_t i = 0; i < h->nmatch_headers; i++) {
+        free(h->match_headers[i].name);
+        if (h->match_headers[i].value)
+            free(h->match_headers[i].value);
+        else
+            regfree(&h->match_headers[i].re);
+    }
+    free(h->match_headers);
+    for (size_t i = 0; i < h->nrequest_headers; i++) {
+        free(h->request_headers[i].name);
+        sp_template_free(&h->request_headers[i].value);
+    }
+    free(h->request_headers);
+    for (size_t i = 0; i < h->nresponse_headers; i++) {
+        free(h->response_headers[i].name);
+        sp_template_free(&h->response_headers[i].value);
+    }
+    free(h->response_headers);
+    if (h->has_rewrite)
+        sp_template_free(&h->rewrite_path);
+    if (h->has_redirect)
+        sp_template_free(&h->redirect_to);
+    free(h->auth_realm);
+    for (size_t i = 0; i < h->nauth; i++)
+        free(h->auth_credentials[i]);
+    free(h->auth_credentials);
+    free(h->rate_header);
 }
 
 static void gen_free(sp_gen *g, bool close_state)
@@ -966,6 +1213,7 @@ static void gen_free(sp_gen *g, bool close_state)
         if (!close_state && g->L)
             luaL_unref(g->L, LUA_REGISTRYINDEX, r->handler);
         free(r->targets);
+        free_route_http(&r->http);
     }
     free(g->routes);
     for (size_t i = 0; i < g->nports; i++)
@@ -1090,8 +1338,16 @@ void sp_gen_print_summary(const sp_gen *g, FILE *out)
         }
         for (size_t k = 0; k < r->ntls_versions; k++)
             fprintf(out, "%s%s", k ? "," : " tls_version ", sp_tls_version_name(r->tls_versions[k]));
+        if (r->http.has_path)
+            fprintf(out, " path %s", r->http.path.text);
+        if (r->http.nmatch_headers)
+            fprintf(out, " headers(%zu)", r->http.nmatch_headers);
         if (r->action == SP_ACTION_BLOCK) {
-            fputs(" -> block\n", out);
+            fputs(r->is_http ? " -> block (http 403)\n" : " -> block\n", out);
+            continue;
+        }
+        if (r->action == SP_ACTION_REDIRECT) {
+            fprintf(out, " -> redirect %d %s\n", r->http.redirect_status, r->http.redirect_to.text);
             continue;
         }
         if (r->action == SP_ACTION_SOCKET_HANDLER) {
@@ -1099,7 +1355,7 @@ void sp_gen_print_summary(const sp_gen *g, FILE *out)
             fprintf(out, " -> socket-handler%s\n", hmodes[r->tls.mode]);
             continue;
         }
-        fputs(" -> forward", out);
+        fputs(r->is_http ? " -> forward http" : " -> forward", out);
         for (size_t k = 0; k < r->ntargets; k++) {
             fputs(k ? ", " : " ", out);
             print_target(&r->targets[k], out);

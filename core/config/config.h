@@ -18,13 +18,17 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <regex.h>
+
+#include "http/path_pattern.h"
+#include "http/template.h"
 #include "route/domain_pattern.h"
 #include "route/ip_pattern.h"
 
 typedef struct lua_State lua_State;
 typedef struct ssl_ctx_st SSL_CTX;
 
-typedef enum { SP_ACTION_FORWARD = 0, SP_ACTION_BLOCK, SP_ACTION_SOCKET_HANDLER } sp_action_type;
+typedef enum { SP_ACTION_FORWARD = 0, SP_ACTION_BLOCK, SP_ACTION_SOCKET_HANDLER, SP_ACTION_REDIRECT } sp_action_type;
 typedef enum { SP_KEEPALIVE_STANDARD = 0, SP_KEEPALIVE_EXTENDED, SP_KEEPALIVE_IMMORTAL } sp_keepalive;
 
 typedef struct sp_port_range { uint16_t from, to; } sp_port_range;
@@ -55,6 +59,43 @@ typedef struct sp_target {
     int port_fn;
 } sp_target;
 
+/* match.headers: a field that must be present with this value, or match the pattern. */
+typedef struct sp_header_match {
+    char *name;
+    char *value;               /* exact (case-sensitive), or NULL when `re` is used */
+    regex_t re;                /* "/re/": POSIX extended */
+} sp_header_match;
+
+/* action.headers.request / .response: set (replace) a field to the template's value. */
+typedef struct sp_header_set {
+    char *name;
+    sp_template value;
+} sp_header_set;
+
+typedef enum { SP_RATE_KEY_IP = 0, SP_RATE_KEY_ROUTE, SP_RATE_KEY_HEADER } sp_rate_key;
+
+/* What an HTTP route (protocol = "http") adds; see core/http/. */
+typedef struct sp_route_http {
+    bool has_path;
+    sp_path_pattern path;
+    sp_header_match *match_headers;
+    size_t nmatch_headers;
+    sp_header_set *request_headers, *response_headers;
+    size_t nrequest_headers, nresponse_headers;
+    bool has_rewrite;
+    sp_template rewrite_path;
+    bool has_redirect;
+    sp_template redirect_to;   /* type = "redirect" */
+    int redirect_status;
+    bool websocket;            /* forward Upgrade requests (default true) */
+    char *auth_realm;          /* security.basic_auth, NULL when none */
+    char **auth_credentials;   /* "user:password" each */
+    size_t nauth;
+    uint64_t rate_requests, rate_window_ms;   /* security.rate_limit; 0: none */
+    sp_rate_key rate_key;
+    char *rate_header;         /* key = "header:NAME" */
+} sp_route_http;
+
 typedef struct sp_route {
     char *name;
     int index;                /* 1-based position in the file, for messages */
@@ -77,13 +118,16 @@ typedef struct sp_route {
     bool half_open;
     int handler;              /* socket-handler: registry reference of function(sock, ctx) */
     int send_proxy_protocol;  /* 0: no; 1 or 2: that version, before any byte to the target */
+    bool is_http;             /* request by request (protocol = "http", or an HTTP-only field) */
+    sp_route_http http;
     unsigned rr_next;         /* round-robin cursor; per worker since generations are */
     struct sp_route_counter *counter; /* this route's shared figures, looked up once per worker */
 } sp_route;
 
 typedef struct sp_timeouts {
     uint64_t connect, initial_data, http_idle, upstream_response, proxy_header,
-             inactivity, max_lifetime, graceful_shutdown;   /* milliseconds; 0 = none */
+             inactivity, max_lifetime, graceful_shutdown,   /* milliseconds; 0 = none */
+             upstream_idle;     /* how long an idle pooled upstream connection is kept */
 } sp_timeouts;
 
 typedef struct sp_settings {
@@ -96,6 +140,9 @@ typedef struct sp_settings {
     uint64_t max_connections;      /* 0: unlimited */
     uint64_t max_connections_per_ip;
     uint64_t connection_rate_per_minute;
+    uint64_t max_header_bytes;     /* HTTP request head: 431 above */
+    uint64_t max_body_bytes;       /* HTTP request body: 413 above; 0: unlimited */
+    uint64_t upstream_keepalive;   /* idle upstream connections kept per target per worker */
     int log_level;                 /* -1: not set in the file */
     int log_json;                  /* -1: not set */
     bool log_access;
@@ -111,7 +158,8 @@ typedef struct sp_port_entry {
     uint16_t port;
     sp_route **routes;
     size_t nroutes;
-    bool sniff;                    /* some route needs the first client bytes (SNI, version) */
+    bool sniff;                    /* some route needs the first client bytes (SNI, version, HTTP) */
+    bool http;                     /* some route works request by request */
 } sp_port_entry;
 
 typedef struct sp_gen {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/message.h"
 #include "lua/task.h"
 #include "net/conn_impl.h"
 #include "proto/proxy_protocol.h"
@@ -66,6 +67,11 @@ void sp_cosock_destroy(sp_cosock *s)
     if (s->ud)
         *s->ud = NULL;
     sp_buf_free(&s->in);
+    if (s->head) {
+        sp_http_msg_free(s->head);
+        free(s->head);
+        s->head = NULL;
+    }
     if (s->addrs)
         uv_freeaddrinfo(s->addrs);
     free(s->literal);
@@ -116,6 +122,78 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 
 /* ---- reading ---- */
 
+/* A request head as a table for smartproxy.http: method, url, version (1.0 | 1.1) and
+ * headers (lowercased names; repeated fields joined with ", "). */
+static void push_head(lua_State *L, const sp_http_head *h)
+{
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, llhttp_method_name((llhttp_method_t)h->method));
+    lua_setfield(L, -2, "method");
+    lua_pushlstring(L, sp_http_url(h), h->url_len);
+    lua_setfield(L, -2, "url");
+    lua_pushnumber(L, h->minor == 0 ? 1.0 : 1.1);
+    lua_setfield(L, -2, "version");
+    lua_createtable(L, 0, (int)h->nfields);
+    for (size_t i = 0; i < h->nfields; i++) {
+        const sp_http_field *f = &h->fields[i];
+        char name[128];
+        size_t n = f->name_len < sizeof name ? f->name_len : sizeof name;
+        for (size_t k = 0; k < n; k++) {
+            char ch = sp_http_name(h, f)[k];
+            name[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+        }
+        lua_pushlstring(L, name, n);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushlstring(L, sp_http_value(h, f), f->value_len);
+        } else {
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, sp_http_value(h, f), f->value_len);
+            lua_concat(L, 3);
+        }
+        lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, "headers");
+}
+
+/* sock:read_request_head: feeds what arrived to the socket's parser (the bytes go into
+ * its head, so they leave the buffer); a complete head is pushed as a table. */
+static int try_read_head(lua_State *L, sp_cosock *s)
+{
+    sp_buf *in = &s->in;
+    if (!s->head) {
+        s->head = malloc(sizeof *s->head);
+        if (!s->head)
+            return luaL_error(L, "out of memory");
+        sp_http_msg_init(s->head, true, s->read_n);
+    }
+    size_t used = 0;
+    sp_msg_event ev = in->len ? sp_http_msg_feed(s->head, in->data, in->len, &used) : SP_MSG_MORE;
+    if (ev == SP_MSG_ERROR) {
+        lua_pushnil(L);
+        lua_pushinteger(L, s->head->error_status);
+        sp_http_msg_next(s->head);
+        sp_buf_reset(in);
+        return 2;
+    }
+    memmove(in->data, in->data + used, in->len - used);
+    in->len -= used;
+    if (ev == SP_MSG_MORE) {
+        if (s->eof || s->error || !s->tcp) {
+            sp_http_msg_next(s->head);
+            lua_pushnil(L);
+            lua_pushliteral(L, "closed");
+            return 2;
+        }
+        return 0;
+    }
+    push_head(L, &s->head->head);
+    sp_http_msg_next(s->head); /* the body, if any, is the caller's to read */
+    return 1;
+}
+
 /* Pushes the results of the pending read if it can be answered now; returns how many, or
  * 0 when it must wait. */
 static int try_read(lua_State *L, sp_cosock *s)
@@ -124,6 +202,8 @@ static int try_read(lua_State *L, sp_cosock *s)
     const char *d = in->data ? in->data : "";
     size_t take = 0, give = 0;
     bool ready = false;
+    if (s->read_kind == SP_READ_HEAD)
+        return try_read_head(L, s);
     switch (s->read_kind) {
     case SP_READ_BYTES:
         ready = in->len >= s->read_n;
@@ -147,6 +227,8 @@ static int try_read(lua_State *L, sp_cosock *s)
     case SP_READ_ANY:
         ready = in->len > 0;
         take = give = in->len < s->read_n ? in->len : s->read_n;
+        break;
+    default:
         break;
     }
     if (ready) {
@@ -284,6 +366,23 @@ static int sock_receiveany(lua_State *L)
     if (max < 1 || max > 1 << 30)
         return luaL_argerror(L, 2, "expected a byte count from 1 to 2^30");
     s->read_kind = SP_READ_ANY;
+    s->read_n = (size_t)max;
+    return read_or_wait(L, s);
+}
+
+/* sock:read_request_head(max_bytes): the next HTTP request head, parsed in C by the same
+ * llhttp code the proxy uses -> table | nil, status (400, 431: answer and close) |
+ * nil, "closed" / "timeout". The body stays in the socket for sock:read. */
+static int sock_read_request_head(lua_State *L)
+{
+    bool closed;
+    sp_cosock *s = sp_cosock_check(L, 1, "sock:read_request_head", &closed);
+    if (!s)
+        return closed_result(L);
+    lua_Number max = luaL_optnumber(L, 2, 65536);
+    if (max < 256 || max > 1 << 24)
+        return luaL_argerror(L, 2, "expected a size from 256 to 2^24");
+    s->read_kind = SP_READ_HEAD;
     s->read_n = (size_t)max;
     return read_or_wait(L, s);
 }
@@ -550,7 +649,8 @@ static int sock_tostring(lua_State *L)
 void sp_cosock_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"read", sock_read},   {"receiveany", sock_receiveany}, {"write", sock_write},
+        {"read", sock_read},   {"receiveany", sock_receiveany},
+        {"read_request_head", sock_read_request_head}, {"write", sock_write},
         {"close", sock_close},
         {"set_timeout", sock_set_timeout}, {"settimeout", sock_set_timeout},
         {"peer", sock_peer},   {NULL, NULL},

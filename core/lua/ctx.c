@@ -3,6 +3,60 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdio.h>
+#include <string.h>
+
+#include "http/message.h"
+
+/* ctx.method, ctx.path (normalised, without the query), ctx.query, ctx.headers
+ * (lowercased names; repeated fields joined with ", ") and ctx.params (from :name in
+ * the route's match.path). */
+static void push_http(lua_State *L, const sp_conn_info *info)
+{
+    const sp_http_head *h = info->http;
+    lua_pushstring(L, llhttp_method_name((llhttp_method_t)h->method));
+    lua_setfield(L, -2, "method");
+    lua_pushlstring(L, info->path, info->path_len);
+    lua_setfield(L, -2, "path");
+    const char *url = sp_http_url(h);
+    const char *q = memchr(url, '?', h->url_len);
+    lua_pushlstring(L, q ? q + 1 : "", q ? h->url_len - (size_t)(q + 1 - url) : 0);
+    lua_setfield(L, -2, "query");
+    lua_createtable(L, 0, (int)h->nfields);
+    for (size_t i = 0; i < h->nfields; i++) {
+        const sp_http_field *f = &h->fields[i];
+        char name[256];
+        size_t n = f->name_len < sizeof name ? f->name_len : sizeof name - 1;
+        for (size_t k = 0; k < n; k++) {
+            char ch = sp_http_name(h, f)[k];
+            name[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+        }
+        lua_pushlstring(L, name, n);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushlstring(L, sp_http_value(h, f), f->value_len);
+        } else {
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, sp_http_value(h, f), f->value_len);
+            lua_concat(L, 3);
+        }
+        lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, "headers");
+    lua_newtable(L);
+    if (info->path_pattern) {
+        sp_path_param params[SP_PATH_MAX_PARAMS];
+        size_t np = 0;
+        if (sp_path_pattern_match(info->path_pattern, info->path, info->path_len, params, &np))
+            for (size_t i = 0; i < np; i++) {
+                lua_pushlstring(L, params[i].name, params[i].name_len);
+                lua_pushlstring(L, params[i].value, params[i].value_len);
+                lua_rawset(L, -3);
+            }
+    }
+    lua_setfield(L, -2, "params");
+}
 
 void sp_lua_push_ctx(lua_State *L, const sp_conn_info *info)
 {
@@ -40,6 +94,8 @@ void sp_lua_push_ctx(lua_State *L, const sp_conn_info *info)
         lua_pushstring(L, info->alpn);
         lua_setfield(L, -2, "alpn");
     }
+    if (info->http)
+        push_http(L, info);
 }
 
 static int traceback(lua_State *L)

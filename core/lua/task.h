@@ -26,7 +26,7 @@ typedef struct sp_cosock sp_cosock;
 typedef struct sp_gen sp_gen;
 
 typedef enum { SP_WAIT_NONE = 0, SP_WAIT_READ, SP_WAIT_WRITE, SP_WAIT_CONNECT, SP_WAIT_SLEEP } sp_wait;
-typedef enum { SP_READ_BYTES = 0, SP_READ_LINE, SP_READ_ALL, SP_READ_ANY } sp_read_kind;
+typedef enum { SP_READ_BYTES = 0, SP_READ_LINE, SP_READ_ALL, SP_READ_ANY, SP_READ_HEAD } sp_read_kind;
 
 struct sp_cosock {
     sp_task *task;
@@ -42,6 +42,7 @@ struct sp_cosock {
     uint64_t timeout_ms;
     sp_read_kind read_kind;
     size_t read_n;
+    struct sp_http_msg *head;     /* sock:read_request_head: llhttp, kept between reads */
     /* sp.connect */
     uv_getaddrinfo_t gai;
     bool resolving;

@@ -6,8 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto/client_hello.h"
+#include "http/proxy.h"
 #include "lua/task.h"
+#include "proto/client_hello.h"
 #include "net/ip_table.h"
 #include "net/route_limits.h"
 #include "proto/proxy_protocol.h"
@@ -54,10 +55,11 @@ void sp_conn_release(sp_conn *c)
     sp_target_choice_clear(&c->dest);
     if (c->task)
         sp_task_free(c->task); /* before the generation: it holds references in its state */
+    sp_http_free(c->http);
     if (c->ip_admitted)
         sp_ip_table_release(w->process->ips, &c->info.client_ip, uv_now(&w->loop));
     if (c->route_counter)
-        sp_route_counter_release(c->route_counter, &c->info.client_ip, c->route->max_connections_per_ip > 0,
+        sp_route_counter_release(c->route_counter, &c->info.client_ip, c->route_counted_per_ip,
                                  c->client.bytes_read, c->target.bytes_read, uv_now(&w->loop));
     sp_gen_unref(c->gen);
     bool counted = !c->background;
@@ -152,6 +154,10 @@ void sp_conn_tls_failed(sp_conn *c, sp_side *s)
     sp_counter_add(client ? &c->w->counters.tls_failures[f] : &c->w->counters.upstream_tls_failures[f], 1);
     sp_debug("conn=%llu route=%s: %s TLS handshake failed: %s", (unsigned long long)c->id,
              c->route ? c->route->name : "-", client ? "client" : "upstream", sp_tls_failure_name(f));
+    if (!client && c->http) {
+        sp_http_target_failed(c, SP_END_UPSTREAM_TLS_FAILED); /* 502 for this request */
+        return;
+    }
     sp_conn_abort(c, client ? SP_END_TLS_HANDSHAKE_FAILED : SP_END_UPSTREAM_TLS_FAILED);
 }
 
@@ -208,6 +214,7 @@ void sp_conn_close(sp_conn *c, sp_end_reason reason)
     record_end(c, reason);
     if (c->state == SP_STATE_CLOSING)
         return;
+    sp_http_release_target(c); /* an idle upstream connection outlives its client */
     sp_conn_set_state(c, SP_STATE_CLOSING);
     c->closing_deadline_ms = uv_now(&c->w->loop) + SP_FLUSH_LIMIT_MS;
     sp_side *sides[2] = {&c->client, &c->target};
@@ -297,6 +304,9 @@ void sp_conn_arm_timer(sp_conn *c)
     case SP_STATE_CLOSING:
         due = c->closing_deadline_ms;
         break;
+    case SP_STATE_HTTP:
+        due = sp_http_deadline(c);
+        break;
     default:
         break;
     }
@@ -347,6 +357,9 @@ static void on_timer(uv_timer_t *timer)
     case SP_STATE_CLOSING:
         sp_conn_abort(c, c->reason);
         return;
+    case SP_STATE_HTTP:
+        sp_http_timeout(c);
+        return;
     default:
         return;
     }
@@ -358,9 +371,8 @@ static void on_timer(uv_timer_t *timer)
  * terminating routes, else straight to the target. */
 /* The route's security: block list, allow list (block wins), then its limits; an
  * admitted connection is counted in the route's figures. */
-static bool route_admits(sp_conn *c)
+bool sp_conn_admit_route(sp_conn *c, const sp_route *r, bool abort_on_refusal)
 {
-    const sp_route *r = c->route;
     sp_refused_reason why;
     sp_end_reason end;
     if (r->ip_block_list.n && sp_ip_list_match(&r->ip_block_list, &c->info.client_ip)) {
@@ -379,13 +391,15 @@ static bool route_admits(sp_conn *c)
                    : 0;
         if (v == 0) {
             c->route_counter = rc;
+            c->route_counted_per_ip = r->max_connections_per_ip > 0;
             return true;
         }
         why = v == 1 ? SP_REFUSED_ROUTE_MAX_CONNECTIONS : SP_REFUSED_ROUTE_MAX_CONNECTIONS_PER_IP;
         end = v == 1 ? SP_END_ROUTE_MAX_CONNECTIONS : SP_END_ROUTE_MAX_CONNECTIONS_PER_IP;
     }
     sp_counter_add(&c->w->counters.refused[why], 1);
-    sp_conn_abort(c, end);
+    if (abort_on_refusal)
+        sp_conn_abort(c, end);
     return false;
 }
 
@@ -393,7 +407,7 @@ static void act(sp_conn *c)
 {
     const sp_route *r = c->route;
     c->info.route_name = r->name;
-    if (!route_admits(c))
+    if (!sp_conn_admit_route(c, r, true))
         return;
     if (r->action == SP_ACTION_BLOCK) {
         sp_conn_abort(c, SP_END_BLOCKED);
@@ -425,9 +439,18 @@ static void act(sp_conn *c)
     sp_conn_connect_target(c);
 }
 
+void sp_conn_route_stream(sp_conn *c, const sp_route *r)
+{
+    c->route = r;
+    act(c);
+}
+
 void sp_conn_connect_target(sp_conn *c)
 {
-
+    if (c->route->is_http) { /* after the client's TLS handshake: requests follow */
+        sp_http_begin_tls(c);
+        return;
+    }
     sp_conn_set_state(c, SP_STATE_CONNECTING);
     sp_conn_arm_timer(c);
     if (c->sniffed.len) {
@@ -481,8 +504,14 @@ void sp_conn_sniffed(sp_conn *c)
         c->info.domain_len = ch.sni_len;
         c->info.tls_offered = ch.max_version;
         break;
-    case SP_CH_NOT_TLS:
-        break; /* routes without domains take it (HTTP Host routing comes with HTTP) */
+    case SP_CH_NOT_TLS: {
+        const sp_port_entry *e = sp_gen_port(c->gen, c->info.server_port);
+        if (e && e->http) { /* read the request head: Host, path and headers route it */
+            sp_http_sniffed(c);
+            return;
+        }
+        break; /* routes without domains take it */
+    }
     default:
         sp_info("conn=%llu port=%u: unusable TLS ClientHello (%s), closing", (unsigned long long)c->id,
                 c->info.server_port, st == SP_CH_TOO_LARGE ? "too large" : "malformed");
@@ -686,6 +715,13 @@ void sp_conn_start_background(sp_worker *w, sp_gen *g, int fn_ref)
         w->conns->prev = c;
     w->conns = c;
     sp_task_start_function(c, fn_ref);
+}
+
+void sp_conns_close_idle_http(sp_worker *w)
+{
+    for (sp_conn *c = w->conns; c; c = c->next)
+        if (sp_http_idle(c))
+            sp_conn_close(c, SP_END_SHUTDOWN);
 }
 
 void sp_conns_end_background(sp_worker *w, const sp_gen *keep)

@@ -24,6 +24,10 @@ void sp_conn_accept(sp_worker *w, uv_stream_t *server, uint16_t port, const sp_i
 /* Ends a connection now (graceful stop deadline, worker shutdown). */
 void sp_conn_abort(sp_conn *c, sp_end_reason reason);
 
+/* Closes HTTP connections that wait between requests (a stopping worker drains only
+ * exchanges in progress). */
+void sp_conns_close_idle_http(sp_worker *w);
+
 /* Ends every live connection of the worker now. */
 void sp_conns_abort_all(sp_worker *w, sp_end_reason reason);
 

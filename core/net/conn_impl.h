@@ -77,6 +77,7 @@ struct sp_conn {
     uint64_t attempt_started_ns;
 
     struct sp_task *task;     /* socket-handler routes: the Lua handler and its sockets */
+    struct sp_http *http;     /* HTTP routes: the request-by-request session */
     bool background;          /* sp.timer/sp.every: no client, not a proxied connection */
 
     sp_conn_info info;        /* addresses and names, for routing, Lua and logs */
@@ -88,6 +89,7 @@ struct sp_conn {
     bool has_orig_dst;
     bool ip_admitted;         /* counted in the process's per-IP table */
     struct sp_route_counter *route_counter;  /* counted against its route's limits */
+    bool route_counted_per_ip;               /* ... and per IP there */
     uint64_t started_ms, last_activity_ms, phase_started_ms, closing_deadline_ms;
 };
 
@@ -106,17 +108,35 @@ void sp_conn_proxy_header_failed(sp_conn *c, const char *why, sp_end_reason reas
 void sp_conn_arm_timer(sp_conn *c);
 /* Ends after flushing what is queued to each side (bounded by SP_FLUSH_LIMIT_MS). */
 void sp_conn_close(sp_conn *c, sp_end_reason reason);
+/* Checks route r's security (block/allow lists, connection limits) and counts the
+ * connection against it; on refusal counts it and, when asked, aborts the connection. */
+bool sp_conn_admit_route(sp_conn *c, const sp_route *r, bool abort_on_refusal);
+/* The first HTTP request routed to a stream route: act on it with the sniffed bytes. */
+void sp_conn_route_stream(sp_conn *c, const sp_route *r);
 /* Counts a TLS handshake failure and ends the connection. */
 void sp_conn_tls_failed(sp_conn *c, sp_side *s);
 void sp_conn_close_handle(sp_conn *c, uv_handle_t *h);
 
 /* connect.c */
 void sp_connect_next(sp_conn *c);
+/* Puts the route's next candidate (round-robin) in c->dest; -1 when a Lua target
+ * function failed (logged). */
+int sp_connect_choose(sp_conn *c);
+/* Resolves (unless literal) and connects to c->dest. */
+void sp_connect_dest(sp_conn *c);
 /* The connect timeout of the attempt or upstream handshake in flight expired. */
 void sp_connect_timed_out(sp_conn *c);
 
 /* pipe.c */
 void sp_pipe_start_reading(sp_conn *c, sp_side *s);
+void sp_pipe_stop_reading(sp_side *s);
+/* Starts reading s again and pumps plaintext its TLS session may hold. */
+void sp_pipe_resume(sp_conn *c, sp_side *s);
+/* Sends a pool buffer's first len bytes to a side (encrypting for a TLS side we speak);
+ * takes the buffer. */
+void sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len);
+/* Sends bytes to a side (encrypting for a TLS side we speak), copied into pool buffers. */
+void sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len);
 /* Writes buf (a pool buffer with len bytes) to the socket of `to`; takes the buffer. */
 void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len);
 /* Takes bytes bound for the target before it is ready; false when the queue is full. */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/proxy.h"
 #include "net/conn_impl.h"
 #include "proto/proxy_protocol.h"
 #include "util/log.h"
@@ -97,6 +98,8 @@ static void on_connect(uv_connect_t *req, int status)
     sp_pipe_start(c);
 }
 
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
+
 static void try_address(sp_conn *c, const struct sockaddr *sa)
 {
     sp_attempt *a = calloc(1, sizeof *a);
@@ -162,6 +165,51 @@ void sp_connect_timed_out(sp_conn *c)
     }
 }
 
+/* Every candidate failed: the client is closed (streams) or answered 502/504 (HTTP). */
+static void give_up(sp_conn *c, sp_end_reason why)
+{
+    if (c->http)
+        sp_http_target_failed(c, why);
+    else
+        sp_conn_abort(c, why);
+}
+
+int sp_connect_choose(sp_conn *c)
+{
+    const sp_route *r = c->route;
+    sp_end_reason last = c->dest.last_error;
+    sp_route *mr = (sp_route *)r; /* the cursor is per worker: generations are per worker */
+    const sp_target *t = &r->targets[mr->rr_next++ % r->ntargets];
+    c->candidates_tried++;
+    sp_target_choice_clear(&c->dest);
+    c->dest.last_error = last;
+    char err[512];
+    if (sp_target_choose(c->gen, t, &c->info, &c->dest, err, sizeof err) != 0) {
+        sp_error("conn=%llu route=%s: %s", (unsigned long long)c->id, r->name, err);
+        return -1;
+    }
+    return 0;
+}
+
+void sp_connect_dest(sp_conn *c)
+{
+    struct sockaddr_storage ss;
+    if (sp_target_literal(&c->dest, &ss)) {
+        try_address(c, (struct sockaddr *)&ss);
+        return;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    c->gai.data = c;
+    int rc = uv_getaddrinfo(&c->w->loop, &c->gai, on_resolved, c->dest.host, NULL, &hints);
+    if (rc != 0) {
+        c->dest.last_error = SP_END_RESOLVE_FAILED;
+        sp_connect_next(c);
+        return;
+    }
+    c->resolving = true;
+    c->lookups++;
+}
+
 void sp_connect_next(sp_conn *c)
 {
     while (c->next_addr) {
@@ -180,38 +228,16 @@ void sp_connect_next(sp_conn *c)
         c->addrs = c->next_addr = NULL;
     }
     const sp_route *r = c->route;
-    if (c->candidates_tried == r->ntargets) {
+    if (c->candidates_tried >= r->ntargets) {
         sp_end_reason why = c->dest.last_error;
         sp_info("conn=%llu route=%s: no target reachable, last %s:%s (%s)", (unsigned long long)c->id,
                 r->name, c->dest.host ? c->dest.host : "-", c->dest.port_text, sp_end_reason_name(why));
-        sp_conn_abort(c, why);
+        give_up(c, why);
         return;
     }
-    sp_end_reason last = c->dest.last_error;
-    sp_route *mr = (sp_route *)r; /* the cursor is per worker: generations are per worker */
-    const sp_target *t = &r->targets[mr->rr_next++ % r->ntargets];
-    c->candidates_tried++;
-    sp_target_choice_clear(&c->dest);
-    c->dest.last_error = last;
-    char err[512];
-    if (sp_target_choose(c->gen, t, &c->info, &c->dest, err, sizeof err) != 0) {
-        sp_error("conn=%llu route=%s: %s", (unsigned long long)c->id, r->name, err);
-        sp_conn_abort(c, SP_END_LUA_ERROR);
+    if (sp_connect_choose(c) != 0) {
+        give_up(c, SP_END_LUA_ERROR);
         return;
     }
-    struct sockaddr_storage ss;
-    if (sp_target_literal(&c->dest, &ss)) {
-        try_address(c, (struct sockaddr *)&ss);
-        return;
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    c->gai.data = c;
-    int rc = uv_getaddrinfo(&c->w->loop, &c->gai, on_resolved, c->dest.host, NULL, &hints);
-    if (rc != 0) {
-        c->dest.last_error = SP_END_RESOLVE_FAILED;
-        sp_connect_next(c);
-        return;
-    }
-    c->resolving = true;
-    c->lookups++;
+    sp_connect_dest(c);
 }

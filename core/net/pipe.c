@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/proxy.h"
 #include "net/conn_impl.h"
 #include "util/log.h"
 
@@ -20,7 +21,7 @@ typedef struct sp_write {
 
 static sp_side *peer_of(sp_conn *c, sp_side *s) { return s == &c->client ? &c->target : &c->client; }
 
-static void stop_reading(sp_side *s)
+void sp_pipe_stop_reading(sp_side *s)
 {
     if (s->tcp && s->reading) {
         uv_read_stop((uv_stream_t *)s->tcp);
@@ -54,12 +55,14 @@ static sp_end_reason error_reason(sp_conn *c, sp_side *s, int err)
  * queue; after, its socket queue below the high-water mark. */
 static bool has_room(sp_conn *c, sp_side *to)
 {
+    if (c->state == SP_STATE_HTTP)
+        return true; /* the HTTP session buffers and pauses reads itself */
     if (to == &c->target && !c->target_ready)
         return c->nearly < SP_EARLY_BUFS;
     return to->queued <= SP_HIGH_WATER;
 }
 
-static void resume(sp_conn *c, sp_side *s)
+void sp_pipe_resume(sp_conn *c, sp_side *s)
 {
     sp_pipe_start_reading(c, s);
     if (s->tls.ssl && s->tls.established)
@@ -81,8 +84,12 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     c->last_activity_ms = uv_now(&c->w->loop);
-    if (c->state == SP_STATE_PIPING && to->queued <= SP_LOW_WATER)
-        resume(c, peer_of(c, to));
+    if (to->queued > SP_LOW_WATER)
+        return;
+    if (c->state == SP_STATE_PIPING)
+        sp_pipe_resume(c, peer_of(c, to));
+    else if (c->state == SP_STATE_HTTP)
+        sp_http_drained(c, to);
 }
 
 void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len)
@@ -172,6 +179,24 @@ static void deliver(sp_conn *c, sp_side *to, void *buf, size_t len)
     sp_pipe_flush_tls(c, to);
 }
 
+void sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len) { deliver(c, to, buf, len); }
+
+void sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len)
+{
+    while (len > 0 && c->state != SP_STATE_CLOSING) {
+        void *buf = sp_bufpool_get(&c->w->pool);
+        if (!buf) {
+            sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+            return;
+        }
+        size_t n = len < SP_READ_BUF_SIZE ? len : SP_READ_BUF_SIZE;
+        memcpy(buf, data, n);
+        deliver(c, to, buf, n);
+        data += n;
+        len -= n;
+    }
+}
+
 /* Passes a FIN on to `to` once what is queued is written (half-open routes); a TLS side
  * gets its close_notify first. */
 static void on_half_shutdown(uv_shutdown_t *req, int status)
@@ -204,10 +229,14 @@ static void on_eof(sp_conn *c, sp_side *from)
 {
     sp_side *to = peer_of(c, from);
     from->eof = true;
-    stop_reading(from);
+    sp_pipe_stop_reading(from);
     if (from->tls.ssl && !from->tls.established) {
         from->tls.failure = SP_TLSFAIL_EOF;
         sp_conn_tls_failed(c, from);
+        return;
+    }
+    if (c->state == SP_STATE_HTTP) {
+        sp_http_side_ended(c, from, false, SP_END_CLIENT_CLOSED);
         return;
     }
     if (c->state == SP_STATE_PROXY_HEADER) {
@@ -273,7 +302,7 @@ void sp_pipe_tls_pump(sp_conn *c, sp_side *s)
     }
     while (s->tcp && c->state != SP_STATE_CLOSING) {
         if (!has_room(c, to)) {
-            stop_reading(s); /* resumed, and pumped again, when the peer drains */
+            sp_pipe_stop_reading(s); /* resumed, and pumped again, when the peer drains */
             break;
         }
         void *buf = sp_bufpool_get(&c->w->pool);
@@ -291,7 +320,10 @@ void sp_pipe_tls_pump(sp_conn *c, sp_side *s)
                 on_eof(c, s);
             return;
         }
-        deliver(c, to, buf, (size_t)n);
+        if (c->state == SP_STATE_HTTP)
+            sp_http_input(c, s, buf, (size_t)n);
+        else
+            deliver(c, to, buf, (size_t)n);
     }
 }
 
@@ -315,6 +347,8 @@ void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             return; /* EAGAIN */
         if (nread == UV_EOF)
             on_eof(c, from);
+        else if (c->state == SP_STATE_HTTP && nread != UV_ENOBUFS)
+            sp_http_side_ended(c, from, true, error_reason(c, from, (int)nread));
         else if (nread == UV_ENOBUFS)
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
         else if (from->tls.ssl && !from->tls.established) {
@@ -343,17 +377,25 @@ void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         sp_bufpool_put(&c->w->pool, buf->base);
         return;
     }
+    if (c->state == SP_STATE_HTTP) {
+        sp_http_input(c, from, buf->base, (size_t)nread);
+        return;
+    }
     if (to->shut || (!to->tcp && to != &c->target)) { /* nowhere to send it: the peer is gone */
         sp_bufpool_put(&c->w->pool, buf->base);
         return;
     }
     deliver(c, to, buf->base, (size_t)nread);
     if (c->state != SP_STATE_CLOSING && !has_room(c, to))
-        stop_reading(from);
+        sp_pipe_stop_reading(from);
 }
 
 void sp_pipe_start(sp_conn *c)
 {
+    if (c->http) {
+        sp_http_target_ready(c);
+        return;
+    }
     sp_conn_set_state(c, SP_STATE_PIPING);
     c->last_activity_ms = uv_now(&c->w->loop);
     int n = c->nearly;
@@ -375,9 +417,9 @@ void sp_pipe_start(sp_conn *c)
         if (c->state != SP_STATE_PIPING)
             return;
     }
-    resume(c, &c->client);
+    sp_pipe_resume(c, &c->client);
     if (c->state == SP_STATE_PIPING)
-        resume(c, &c->target);
+        sp_pipe_resume(c, &c->target);
     if (c->state == SP_STATE_PIPING)
         sp_conn_arm_timer(c);
 }

@@ -3,7 +3,8 @@
 #include <string.h>
 
 static const char *const state_names[SP_STATE_COUNT] = {
-    "accepted", "proxy_header", "sniffing", "tls_handshake", "connecting", "piping", "lua", "closing",
+    "accepted", "proxy_header", "sniffing", "tls_handshake", "connecting", "piping", "lua", "http",
+    "closing",
 };
 
 static const char *const end_names[SP_END_COUNT] = {
@@ -14,6 +15,12 @@ static const char *const end_names[SP_END_COUNT] = {
     "tls_error", "upstream_tls_failed", "bad_proxy_header", "proxy_header_timeout",
     "max_connections_per_ip", "connection_rate", "handler_done", "ip_blocked", "ip_not_allowed",
     "route_max_connections", "route_max_connections_per_ip",
+    "http_bad_request", "http_done", "http_idle_timeout", "upstream_timeout", "bad_response",
+};
+
+static const char *const http_local_names[SP_HTTP_LOCAL_COUNT] = {
+    "bad_request", "no_route", "blocked", "unauthorized", "rate_limited", "redirect",
+    "body_too_large", "head_too_large", "bad_gateway", "gateway_timeout", "unavailable", "acme_challenge",
 };
 
 static const char *const tls_failure_names[SP_TLSFAIL_COUNT] = {
@@ -43,6 +50,7 @@ const char *sp_state_name(sp_conn_state s) { return state_names[s]; }
 const char *sp_end_reason_name(sp_end_reason r) { return end_names[r]; }
 const char *sp_refused_name(sp_refused_reason r) { return refused_names[r]; }
 const char *sp_tls_failure_name(sp_tls_failure f) { return tls_failure_names[f]; }
+const char *sp_http_local_name(sp_http_local l) { return http_local_names[l]; }
 
 void sp_counters_sum(sp_counters *const *workers, int n, sp_counts *out)
 {
@@ -69,6 +77,14 @@ void sp_counters_sum(sp_counters *const *workers, int n, sp_counts *out)
             out->tls_failures[i] += sp_counter_get(&c->tls_failures[i]);
             out->upstream_tls_failures[i] += sp_counter_get(&c->upstream_tls_failures[i]);
         }
+        out->http_requests += sp_counter_get(&c->http_requests);
+        for (int i = 0; i < 6; i++)
+            out->http_responses[i] += sp_counter_get(&c->http_responses[i]);
+        for (int i = 0; i < SP_HTTP_LOCAL_COUNT; i++)
+            out->http_local[i] += sp_counter_get(&c->http_local[i]);
+        out->http_upstream_new += sp_counter_get(&c->http_upstream_new);
+        out->http_upstream_reused += sp_counter_get(&c->http_upstream_reused);
+        out->http_upstream_retried += sp_counter_get(&c->http_upstream_retried);
     }
     for (int i = 0; i < SP_STATE_COUNT; i++)
         out->active += out->by_state[i];

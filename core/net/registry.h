@@ -17,6 +17,7 @@ typedef enum {
     SP_STATE_CONNECTING,     /* resolving and connecting to a target */
     SP_STATE_PIPING,         /* bytes flow both ways */
     SP_STATE_LUA,            /* a socket handler runs */
+    SP_STATE_HTTP,           /* HTTP request by request: reading a head or in an exchange */
     SP_STATE_CLOSING,        /* flushing what is queued, closing handles */
     SP_STATE_COUNT
 } sp_conn_state;
@@ -32,6 +33,8 @@ typedef enum {
     SP_END_MAX_CONNECTIONS_PER_IP, SP_END_CONNECTION_RATE, SP_END_HANDLER_DONE,
     SP_END_IP_BLOCKED, SP_END_IP_NOT_ALLOWED, SP_END_ROUTE_MAX_CONNECTIONS,
     SP_END_ROUTE_MAX_CONNECTIONS_PER_IP,
+    SP_END_HTTP_BAD_REQUEST, SP_END_HTTP_DONE, SP_END_HTTP_IDLE_TIMEOUT,
+    SP_END_UPSTREAM_TIMEOUT, SP_END_BAD_RESPONSE,
     SP_END_COUNT
 } sp_end_reason;
 
@@ -51,6 +54,15 @@ typedef enum {
     SP_REFUSED_COUNT
 } sp_refused_reason;
 
+/* Answers the proxy gives itself (not from a target), counted by cause. */
+typedef enum {
+    SP_HTTP_LOCAL_BAD_REQUEST = 0, SP_HTTP_LOCAL_NO_ROUTE, SP_HTTP_LOCAL_BLOCKED,
+    SP_HTTP_LOCAL_UNAUTHORIZED, SP_HTTP_LOCAL_RATE_LIMITED, SP_HTTP_LOCAL_REDIRECT,
+    SP_HTTP_LOCAL_TOO_LARGE, SP_HTTP_LOCAL_HEAD_TOO_LARGE, SP_HTTP_LOCAL_BAD_GATEWAY,
+    SP_HTTP_LOCAL_GATEWAY_TIMEOUT, SP_HTTP_LOCAL_UNAVAILABLE, SP_HTTP_LOCAL_ACME,
+    SP_HTTP_LOCAL_COUNT
+} sp_http_local;
+
 /* Upper bounds (seconds) of the upstream connect duration histogram; +Inf is implied. */
 #define SP_CONNECT_BUCKETS 12
 extern const double sp_connect_bucket_bounds[SP_CONNECT_BUCKETS];
@@ -67,6 +79,11 @@ typedef struct sp_counters {
     _Atomic uint64_t upstream_tls_failures[SP_TLSFAIL_COUNT]; /* re-encrypt leg */
     _Atomic uint64_t connect_buckets[SP_CONNECT_BUCKETS + 1]; /* last: above every bound */
     _Atomic uint64_t connect_sum_ns;
+    /* HTTP: requests, responses by status class (index status / 100, 0: none sent),
+     * local answers by status, upstream connections opened and reused */
+    _Atomic uint64_t http_requests, http_responses[6];
+    _Atomic uint64_t http_local[SP_HTTP_LOCAL_COUNT];
+    _Atomic uint64_t http_upstream_new, http_upstream_reused, http_upstream_retried;
 } sp_counters;
 
 /* Records one successful TCP connect to a target that took ns nanoseconds. */
@@ -76,6 +93,7 @@ const char *sp_state_name(sp_conn_state s);
 const char *sp_end_reason_name(sp_end_reason r);
 const char *sp_refused_name(sp_refused_reason r);
 const char *sp_tls_failure_name(sp_tls_failure f);
+const char *sp_http_local_name(sp_http_local l);
 
 static inline void sp_counter_add(_Atomic uint64_t *c, int64_t d)
 {
@@ -96,6 +114,8 @@ typedef struct sp_counts {
     uint64_t proxy_headers_accepted, proxy_headers_rejected;
     uint64_t connect_buckets[SP_CONNECT_BUCKETS + 1], connect_sum_ns;
     uint64_t tls_failures[SP_TLSFAIL_COUNT], upstream_tls_failures[SP_TLSFAIL_COUNT];
+    uint64_t http_requests, http_responses[6], http_local[SP_HTTP_LOCAL_COUNT];
+    uint64_t http_upstream_new, http_upstream_reused, http_upstream_retried;
 } sp_counts;
 
 void sp_counters_sum(sp_counters *const *workers, int n, sp_counts *out);

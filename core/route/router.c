@@ -1,6 +1,10 @@
 #include "route/router.h"
 
 #include <limits.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http/message.h"
 
 /* The specificity of the best pattern of r matching the name; INT_MIN when none does, -1
  * for a route without domains (it takes any name, below even "*"). */
@@ -26,16 +30,48 @@ static bool tls_version_ok(const sp_route *r, const sp_conn_info *info)
     return r->ntls_versions == 0;
 }
 
+static bool header_ok(const sp_header_match *m, const sp_http_head *h)
+{
+    for (size_t i = 0; i < h->nfields; i++) {
+        const sp_http_field *f = &h->fields[i];
+        if (!sp_http_name_is(h, f, m->name))
+            continue;
+        const char *v = sp_http_value(h, f);
+        if (m->value ? strcmp(v, m->value) == 0 : regexec(&m->re, v, 0, NULL, 0) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool terminates(const sp_route *r)
+{
+    return r->tls.mode == SP_TLS_TERMINATE || r->tls.mode == SP_TLS_REENCRYPT;
+}
+
 const char *sp_route_mismatch(const sp_route *r, const sp_conn_info *info)
 {
+    if (info->per_request && !r->is_http)
+        return "action.protocol";
+    /* an HTTP route reads requests: plain ones, or out of the TLS it terminates */
+    if (r->is_http && terminates(r) != (info->tls_offered != 0))
+        return "action.tls";
     if (r->client_ip.n && !sp_ip_list_match(&r->client_ip, &info->client_ip))
         return "match.client_ip";
     if (domain_score(r, info) == INT_MIN)
         return "match.domains";
     if (!tls_version_ok(r, info))
         return "match.tls_version";
+    if (info->http) {
+        if (r->http.has_path && !sp_path_pattern_match(&r->http.path, info->path, info->path_len, NULL, NULL))
+            return "match.path";
+        for (size_t i = 0; i < r->http.nmatch_headers; i++)
+            if (!header_ok(&r->http.match_headers[i], info->http))
+                return "match.headers";
+    }
     return NULL;
 }
+
+static int path_score(const sp_route *r) { return r->http.has_path ? r->http.path.specificity : -1; }
 
 const sp_route *sp_route_select(const sp_gen *g, uint16_t port, const sp_conn_info *info)
 {
@@ -52,7 +88,7 @@ const sp_route *sp_route_select(const sp_gen *g, uint16_t port, const sp_conn_in
         if (sp_route_mismatch(r, info))
             continue;
         int score = domain_score(r, info);
-        if (!best || score > best_score) {
+        if (!best || score > best_score || (score == best_score && path_score(r) > path_score(best))) {
             best = r;
             best_score = score;
         }

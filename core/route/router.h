@@ -26,6 +26,14 @@ typedef struct sp_conn_info {
     const char *tls_version;   /* negotiated, once the handshake is done */
     const char *alpn;          /* negotiated ALPN protocol, or NULL */
     const char *proxied_by;    /* the trusted proxy that sent a PROXY header, or NULL */
+    /* HTTP: the request being routed (NULL before one is parsed: path and header
+     * conditions then count as met) and its normalised path. */
+    const struct sp_http_head *http;
+    const char *path;
+    size_t path_len;
+    const struct sp_path_pattern *path_pattern;  /* the chosen route's, for ctx.params */
+    bool per_request;          /* routing one request of an HTTP connection: HTTP routes only,
+                                  terminating TLS exactly when this connection's TLS is ours */
 } sp_conn_info;
 
 /* Why a route did not match ("match.client_ip", "match.domains", ...), for --explain and

@@ -16,6 +16,50 @@ static pthread_mutex_t reopen_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *dash(const char *s) { return s && *s ? s : "-"; }
 
+void sp_access_format_request(sp_buf *out, const sp_access_request *e, const char *time, bool json)
+{
+    if (!json) {
+        sp_buf_appendf(out,
+                       "%s request conn=%llu route=%s client=%s:%u method=%s host=%s url=%s status=%d target=%s "
+                       "out=%llu duration_ms=%llu\n",
+                       time, (unsigned long long)e->conn, dash(e->route), e->client_ip, e->client_port, e->method,
+                       dash(e->host), e->url, e->status, dash(e->target), (unsigned long long)e->bytes_out,
+                       (unsigned long long)e->duration_ms);
+        return;
+    }
+    sp_json j;
+    sp_json_init(&j, out);
+    sp_json_obj_open(&j);
+    sp_json_key(&j, "time");
+    sp_json_str(&j, time);
+    sp_json_key(&j, "type");
+    sp_json_str(&j, "request");
+    sp_json_key(&j, "conn");
+    sp_json_uint(&j, e->conn);
+    sp_json_key(&j, "route");
+    sp_json_str(&j, e->route);
+    sp_json_key(&j, "client_ip");
+    sp_json_str(&j, e->client_ip);
+    sp_json_key(&j, "client_port");
+    sp_json_uint(&j, e->client_port);
+    sp_json_key(&j, "method");
+    sp_json_str(&j, e->method);
+    sp_json_key(&j, "host");
+    sp_json_str(&j, e->host);
+    sp_json_key(&j, "url");
+    sp_json_str(&j, e->url);
+    sp_json_key(&j, "status");
+    sp_json_uint(&j, (unsigned long long)e->status);
+    sp_json_key(&j, "target");
+    sp_json_str(&j, e->target);
+    sp_json_key(&j, "bytes_out");
+    sp_json_uint(&j, e->bytes_out);
+    sp_json_key(&j, "duration_ms");
+    sp_json_uint(&j, e->duration_ms);
+    sp_json_obj_close(&j);
+    sp_buf_append(out, "\n", 1);
+}
+
 void sp_access_format(sp_buf *out, const sp_access_entry *e, const char *time, bool json)
 {
     if (!json) {

@@ -29,6 +29,21 @@ typedef struct sp_access_entry {
     const char *end;           /* termination reason */
 } sp_access_entry;
 
+/* One HTTP request on a connection (several per keep-alive connection). */
+typedef struct sp_access_request {
+    uint64_t conn;
+    const char *route;         /* NULL: no route matched */
+    const char *client_ip;
+    uint16_t client_port;
+    const char *method, *host, *url;   /* as sent; host may be NULL */
+    int status;                /* sent to the client; 0 when none was */
+    const char *target;        /* "host:port" of the upstream, NULL when answered locally */
+    uint64_t bytes_out;        /* response bytes sent to the client (head and body) */
+    uint64_t duration_ms;      /* from the complete request head to the end of the response */
+} sp_access_request;
+
+void sp_access_format_request(sp_buf *out, const sp_access_request *e, const char *time, bool json);
+
 /* Appends one line (with its newline) for e to out; `time` is an RFC 3339 timestamp. */
 void sp_access_format(sp_buf *out, const sp_access_entry *e, const char *time, bool json);
 

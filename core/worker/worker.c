@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/pool.h"
 #include "lua/shared.h"
 #include "lua/task.h"
 #include "net/conn.h"
@@ -82,6 +83,8 @@ static void finish_if_drained(sp_worker *w)
     if (!w->stopping || w->nconns > 0)
         return;
     /* nothing left: close our own handles so uv_run returns */
+    sp_http_pool_close(w->http_pool);
+    w->http_pool = NULL;
     if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->wake))
@@ -110,6 +113,7 @@ static void begin_stop(sp_worker *w, uint64_t drain_ms)
     w->stopping = true;
     sp_listeners_close_all(w);
     sp_conns_end_background(w, NULL);
+    sp_conns_close_idle_http(w);
     if (w->nconns) {
         sp_info("worker %d: stopping, draining %llu connection(s) for up to %llu ms", w->id,
                 (unsigned long long)w->nconns, (unsigned long long)drain_ms);

@@ -35,6 +35,8 @@ typedef struct sp_process {
     struct sp_route_limits *routes;   /* per-route live counts, for route security limits */
     sp_counters **counters;           /* every worker's, for sp.stats */
     struct sp_shared *shared;         /* sp.shared, the dictionary all workers see */
+    struct sp_rate_table *rates;      /* security.rate_limit windows */
+    struct sp_challenges *challenges; /* ACME HTTP-01 answers, served before routing */
     SSL_CTX *lua_tls[2];              /* sp.connect TLS: [0] no verification, [1] system CAs */
     sp_routes_mailbox *updates;       /* sp.update_routes -> the main thread */
     int nworkers;
@@ -68,6 +70,7 @@ typedef struct sp_worker {
     uint64_t nconns;
     sp_counters counters;
     sp_bufpool pool;
+    struct sp_http_pool *http_pool;   /* idle upstream HTTP connections (created on first use) */
     bool stopping;
     uv_timer_t drain_timer;
 

@@ -181,9 +181,36 @@ local function parse_request_line(line)
     }
 end
 
+-- The proxy's sockets parse the head in C (llhttp, the proxy's own strict parser):
+-- one call instead of a Lua read and match per line. Same results as read_head below.
+local function read_head_native(sock, limits)
+    local req, err = sock:read_request_head(limits.max_head_size)
+    if not req then
+        return nil, err -- a status to answer (400, 431), or "closed" / "timeout"
+    end
+    local path, query = split_target(req.method, req.url)
+    if not path then
+        return nil, 400
+    end
+    req.path, req.query = path, query
+    local headers = setmetatable(req.headers, headers_mt)
+    local host = headers["host"]
+    if host then
+        if str_find(host, "[/?#@\\%s,]") then -- not a host[:port] (RFC 9110 7.2)
+            return nil, 400
+        end
+    elseif req.version == 1.1 then
+        return nil, 400
+    end
+    return req, nil, headers["content-length"], headers["transfer-encoding"]
+end
+
 -- Reads the head; returns req | nil, status (a number: answer it and close) | nil, err
 -- (a string: close quietly).
 local function read_head(sock, limits)
+    if sock.read_request_head then
+        return read_head_native(sock, limits)
+    end
     local size, line, err = 0, nil, nil
     -- RFC 9112 2.2: ignore empty lines before the request line
     for _ = 1, 8 do

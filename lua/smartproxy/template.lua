@@ -8,6 +8,7 @@ local concat = table.concat
 local error = error
 local tostring = tostring
 local type = type
+local str_byte = string.byte
 local str_find = string.find
 local str_sub = string.sub
 
@@ -22,19 +23,29 @@ local VARIABLES = {
 _M.VARIABLES = VARIABLES
 
 -- Splits a template into literal strings (odd slots) and variable names (even slots).
--- Returns parts | nil, err.
+-- Returns parts | nil, err. Strict like core/http/template.c, with the same messages:
+-- an unknown variable, an unclosed '{' or a '}' without its '{' is an error (offsets
+-- count from 0).
 function _M.parse(tpl)
     if type(tpl) ~= "string" then
         return nil, "expected a template string, got " .. type(tpl)
     end
     local parts, n, pos = {}, 0, 1
     while true do
-        local s, e, name = str_find(tpl, "{([^{}]*)}", pos)
+        local s = str_find(tpl, "[{}]", pos)
         n = n + 1
         parts[n] = str_sub(tpl, pos, (s or 0) - 1)
         if not s then
             break
         end
+        if str_byte(tpl, s) == 125 then -- "}"
+            return nil, "'}' without its '{' at offset " .. (s - 1)
+        end
+        local e = str_find(tpl, "[{}]", s + 1)
+        if not e or str_byte(tpl, e) == 123 then -- "{"
+            return nil, "unclosed '{' at offset " .. (s - 1)
+        end
+        local name = str_sub(tpl, s + 1, e - 1)
         if not VARIABLES[name] then
             return nil, "unknown template variable {" .. name .. "}"
         end

@@ -28,7 +28,7 @@ SANITIZED = os.environ.get("SMARTPROXY_SANITIZED") == "1"
 PYTHON = "/usr/bin/python3"
 
 CONN_STATES = ("accepted", "proxy_header", "sniffing", "tls_handshake", "connecting", "piping",
-               "lua", "closing")
+               "lua", "http", "closing")
 
 
 # ---------------------------------------------------------------------------- waiting

@@ -1,9 +1,11 @@
 """Every example config is valid, and the quickstart does what the README says."""
+import base64
 import json
 import shutil
 import signal
 import socket
 import subprocess
+import urllib.error
 import urllib.request
 
 import pytest
@@ -142,3 +144,35 @@ def test_rock_installs_into_a_tree_and_loads(tmp_path):
     r = subprocess.run(["luajit", "-e", lua], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert str(tree) in r.stdout
+
+
+def test_http_gateway_example(examples):
+    examples("http-gateway.lua", [8082, 9105])
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args):
+            return None
+    opener = urllib.request.build_opener(NoRedirect)
+
+    def get(path, headers=None):
+        req = urllib.request.Request(f"http://127.0.0.1:8082{path}", headers=headers or {})
+        try:
+            with opener.open(req, timeout=5) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    status, headers, body = get("/api/stats")
+    assert status == 200 and headers["X-Served-By"] == "smartproxy stats"
+    assert json.loads(body)["config_generation"] == 1
+    status, headers, body = get("/private/x")
+    assert status == 401 and headers["WWW-Authenticate"].startswith('Basic realm="private"')
+    auth = "Basic " + base64.b64encode(b"admin:change-me").decode()
+    assert get("/private/x", {"Authorization": auth})[0] == 200
+    codes = [get("/limited")[0] for _ in range(6)]
+    assert codes == [200] * 5 + [429]
+    assert get("/.git/config")[0] == 403
+    status, headers, _ = get("/old/anything")
+    assert status == 308 and headers["Location"] == "http://127.0.0.1:8082/api/stats"
+    status, _, body = get("/nothing-here")
+    assert status == 404 and body.startswith(b"404")

@@ -17,7 +17,6 @@ describe("smartproxy.template", function()
         assert.equal("https://a.com:8443/p?q#x", t({ domain = "a.com", port = 8443, url = "/p?q" }))
         assert.equal("https://:/p#x", t({ url = "/p" }))
         assert.equal("plain", template.compile("plain")({}))
-        assert.equal("{not closed", template.compile("{not closed")({}))
         assert.equal("/a.com/a.com", template.compile("/{domain}/{domain}")({ domain = "a.com" }))
     end)
 
@@ -27,5 +26,27 @@ describe("smartproxy.template", function()
         assert.same({ nil, "expected a template string, got number" }, { template.validate(1) })
         assert.has_error(function() template.compile("{x}", "opts.to") end,
                          "opts.to: unknown template variable {x}")
+    end)
+
+    it("rejects stray braces, like core/http/template.c", function()
+        local cases = {
+            { "{", "unclosed '{' at offset 0" },
+            { "{not closed", "unclosed '{' at offset 0" },
+            { "abc{domain", "unclosed '{' at offset 3" },
+            { "{{domain}}", "unclosed '{' at offset 0" },
+            { "{a{domain}", "unclosed '{' at offset 0" },
+            { "{domain}{", "unclosed '{' at offset 8" },
+            { "}", "'}' without its '{' at offset 0" },
+            { "a}b", "'}' without its '{' at offset 1" },
+            { "{domain}}", "'}' without its '{' at offset 8" },
+            { "{x}{y}", "unknown template variable {x}" },
+            { "{ domain }", "unknown template variable { domain }" },
+            { '{"a":1}', 'unknown template variable {"a":1}' },
+        }
+        for _, c in ipairs(cases) do
+            assert.same({ nil, c[2] }, { template.validate(c[1]) }, c[1])
+        end
+        assert.equal("", template.compile("")({}))
+        assert.equal("/v2/x", template.compile("/v2{path}")({ path = "/x" }))
     end)
 end)

@@ -195,9 +195,29 @@ TEST(errors_name_route_field_expected_and_found)
     CHECK(fails_with("return { listen_addresses = { '1.2.3' }, routes = {} }",
                      "listen_addresses[1]: expected an IPv4 or IPv6 address, got string \"1.2.3\""));
     CHECK(fails_with("return { metrics = { listen = 'localhost' }, routes = {} }", "metrics.listen: expected"));
-    /* SPEC fields this build does not implement are refused, not ignored */
-    CHECK(fails_with("return { routes = { { match = { ports = 1, path = '/a' }, " FWD " } } }",
-                     "match.path: not supported by this version of smartproxy yet"));
+    /* HTTP fields */
+    CHECK(fails_with("return { routes = { { match = { ports = 1, path = 'a' }, " FWD " } } }",
+                     "match.path: "));
+    CHECK(fails_with("return { routes = { { match = { ports = 1, headers = { x = '/(/' } }, " FWD " } } }",
+                     "match.headers[\"x\"]: expected a POSIX extended regular expression"));
+    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "
+                     "target = { host = 'h', port = 1 }, headers = { request = { X = '{nope}' } } } } } }",
+                     "action.headers.request[\"X\"]: unknown template variable {nope}"));
+    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'redirect' } } } }",
+                     "action.redirect: required"));
+    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'redirect', redirect = { to = '/', status = 200 } } } } }",
+                     "action.redirect.status: expected 301, 302, 303, 307 or 308"));
+    CHECK(fails_with("return { routes = { { match = { ports = 1, path = '/a' }, action = { type = 'forward', "
+                     "target = { host = 'h', port = 1 }, tls = { mode = 'passthrough' } } } } }",
+                     "action.tls.mode: an HTTP route needs the requests"));
+    CHECK(fails_with("return { routes = { { match = { ports = 1 }, " FWD ", security = { rate_limit = { requests = 0 } } } } }",
+                     "security.rate_limit: needs requests >= 1"));
+    CHECK(fails_with("return { routes = { { match = { ports = 1 }, " FWD ", security = { rate_limit = { requests = 1, key = 'cookie' } } } } }",
+                     "security.rate_limit.key: expected \"ip\", \"route\" or \"header:NAME\""));
+    CHECK(fails_with("return { routes = { { match = { ports = 1 }, " FWD ", security = { basic_auth = { users = { { username = 'a:b', password = 'x' } } } } } } }",
+                     "security.basic_auth.users[1]: needs a username (without ':')"));
+    CHECK(fails_with("return { limits = { max_header_bytes = 10 }, routes = {} }",
+                     "limits.max_header_bytes: expected at least 256"));
     CHECK(fails_with("return { routes = { { match = { ports = 1, domains = { 'a.b', '*.*.b' } }, " FWD " } } }",
                      "route \"route-1\" (#1): match.domains[2]: expected a domain, \"*.domain\" or \"*\", got string \"*.*.b\""));
     CHECK(fails_with("return { routes = { { match = { ports = 1, tls_version = 'TLSv9' }, " FWD " } } }",

@@ -1,0 +1,81 @@
+"""sp.handlers.http_server on the proxy's real sockets: the request head is parsed in C
+(sock:read_request_head, the proxy's own llhttp parser), the body and the response in Lua."""
+import http.client
+import socket
+
+import luautil as lu
+import sp
+from sp import Lua
+
+SERVER = Lua("""require("smartproxy").handlers.http_server(function(req, res)
+  res.headers["X-Method"] = req.method
+  res.headers["X-Path"] = req.path
+  res.headers["X-Query"] = req.query
+  res.headers["X-Host"] = req.headers["HOST"] or "-"
+  res.body = "hello " .. #req.body .. " " .. req.body
+end)""")
+
+
+def server(start_proxy):
+    port = sp.free_port()
+    p = start_proxy({"routes": [{"name": "srv", "match": {"ports": port},
+                                 "action": {"type": "socket-handler", "handler": SERVER}}]})
+    return p, port
+
+
+def test_keep_alive_requests_with_bodies(start_proxy):
+    p, port = server(start_proxy)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    for i in range(20):
+        conn.request("GET", f"/a/b?i={i}", headers={"Host": "example.test"})
+        r = conn.getresponse()
+        assert r.status == 200 and r.read() == b"hello 0 "
+        assert r.headers["X-Path"] == "/a/b" and r.headers["X-Query"] == f"i={i}"
+        assert r.headers["X-Host"] == "example.test"
+    conn.request("POST", "/post", body=b"x" * 1000)
+    r = conn.getresponse()
+    assert r.read() == b"hello 1000 " + b"x" * 1000 and r.headers["X-Method"] == "POST"
+    conn.request("POST", "/chunked", body=iter([b"ab", b"cd"]), encode_chunked=True,
+                 headers={"Transfer-Encoding": "chunked"})
+    assert conn.getresponse().read() == b"hello 4 abcd"
+    conn.close()
+    lu.assert_clean(p)
+
+
+def test_pipelined_requests_in_one_write_are_answered_in_order(start_proxy):
+    p, port = server(start_proxy)
+    with sp.connect(port) as c:
+        c.sendall(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+                  b"GET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        data = lu.recv_until_closed(c)
+    assert data.count(b"HTTP/1.1 200") == 3
+    assert data.index(b"X-Path: /1") < data.index(b"X-Path: /2") < data.index(b"X-Path: /3")
+    lu.assert_clean(p)
+
+
+def test_bad_requests_get_400_and_a_close(start_proxy):
+    p, port = server(start_proxy)
+    for bad in (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+                b"GET / HTTP/1.1\nHost: a\n\n",
+                b"GET / HTTP/1.1\r\n\r\n"):
+        with sp.connect(port) as c:
+            c.sendall(bad)
+            data = lu.recv_until_closed(c)
+        assert data.startswith(b"HTTP/1.1 400"), (bad, data[:80])
+    with sp.connect(port) as c:  # a head over the handler's max_head_size (64 KiB)
+        c.sendall(b"GET / HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n")
+        data = lu.recv_until_closed(c)
+    assert data.startswith(b"HTTP/1.1 431"), data[:80]
+    lu.assert_clean(p)
+
+
+def test_head_split_across_many_writes(start_proxy):
+    p, port = server(start_proxy)
+    with sp.connect(port) as c:
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for b in b"GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n":
+            c.sendall(bytes([b]))
+        data = lu.recv_until_closed(c)
+    assert data.startswith(b"HTTP/1.1 200") and b"X-Path: /slow" in data
+    lu.assert_clean(p)
