@@ -28,6 +28,7 @@
 #include "net/ip_table.h"
 #include "net/listener.h"
 #include "net/route_limits.h"
+#include "nft/nft.h"
 #include "route/router.h"
 #include "tls/context.h"
 #include "util/access_log.h"
@@ -59,6 +60,7 @@ typedef struct app {
 
     uv_signal_t sighup, sigterm, sigint, sigusr1;
     sp_admin *admin;
+    sp_nft *nft;                  /* kernel forwarding (nftables routes) */
     uv_fs_event_t watchers[MAX_WATCHED_DIRS];
     int nwatchers;
     uv_timer_t watch_debounce;
@@ -80,6 +82,8 @@ static void usage(FILE *out)
           "      --explain            with --port N [--client-ip IP] [--sni NAME] [--host H] [--path P]\n"
           "                           [--header Name:value]...: print the route that\n"
           "                           would match and why each other route does not\n"
+          "      --nft-cleanup        remove the nftables tables (ip/ip6 smartproxy) a crashed\n"
+          "                           process left behind, exit\n"
           "  -V, --version            print version and linked library versions\n"
           "  -h, --help\n"
           "signals: SIGHUP reloads; SIGTERM/SIGINT stop gracefully\n"
@@ -251,6 +255,7 @@ static void stats_json(void *ud, sp_json *j)
     sp_json_int(j, a->nworkers);
     sp_json_key(j, "uptime_seconds");
     sp_json_double(j, (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
+    sp_nft_stats_json(a->nft, j);
     sp_json_obj_close(j);
 }
 
@@ -297,6 +302,43 @@ static void route_metric_bytes(void *ud, const sp_route_figures *f)
     sp_buf_appendf(ud, "%s", "smartproxy_route_received_bytes_total{route=\"");
     label_value(ud, f->name);
     sp_buf_appendf(ud, "\",from=\"target\"} %llu\n", (unsigned long long)f->bytes_from_targets);
+}
+
+static void route_metric_http(void *ud, const sp_route_figures *f)
+{
+    for (int i = 1; i < 6; i++) {
+        if (!f->http_responses[i])
+            continue;
+        sp_buf_appendf(ud, "%s", "smartproxy_http_route_responses_total{route=\"");
+        label_value(ud, f->name);
+        sp_buf_appendf(ud, "\",code=\"%dxx\"} %llu\n", i, (unsigned long long)f->http_responses[i]);
+    }
+}
+
+static void route_metric_duration(void *ud, const sp_route_figures *f)
+{
+    uint64_t cum = 0;
+    for (int i = 0; i <= SP_HTTP_DURATION_BUCKETS; i++)
+        cum += f->http_duration_buckets[i];
+    if (!cum)
+        return; /* not an HTTP route, or nothing answered yet */
+    uint64_t n = cum;
+    cum = 0;
+    for (int i = 0; i <= SP_HTTP_DURATION_BUCKETS; i++) {
+        cum += f->http_duration_buckets[i];
+        sp_buf_appendf(ud, "%s", "smartproxy_http_request_duration_seconds_bucket{route=\"");
+        label_value(ud, f->name);
+        if (i < SP_HTTP_DURATION_BUCKETS)
+            sp_buf_appendf(ud, "\",le=\"%g\"} %llu\n", sp_http_duration_bounds[i], (unsigned long long)cum);
+        else
+            sp_buf_appendf(ud, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    }
+    sp_buf_appendf(ud, "%s", "smartproxy_http_request_duration_seconds_sum{route=\"");
+    label_value(ud, f->name);
+    sp_buf_appendf(ud, "\"} %.6f\n", (double)f->http_duration_sum_us / 1e6);
+    sp_buf_appendf(ud, "%s", "smartproxy_http_request_duration_seconds_count{route=\"");
+    label_value(ud, f->name);
+    sp_buf_appendf(ud, "\"} %llu\n", (unsigned long long)n);
 }
 
 static void metrics_text(void *ud, sp_buf *b)
@@ -397,6 +439,12 @@ static void metrics_text(void *ud, sp_buf *b)
     metric_head(b, "smartproxy_route_received_bytes_total", "counter",
                 "Bytes received by route and peer (counted when a connection ends).");
     sp_route_limits_each(a->process.routes, route_metric_bytes, b);
+    metric_head(b, "smartproxy_http_route_responses_total", "counter",
+                "HTTP responses sent to clients per route, by status class.");
+    sp_route_limits_each(a->process.routes, route_metric_http, b);
+    metric_head(b, "smartproxy_http_request_duration_seconds", "histogram",
+                "From a complete request head to the end of its response, per route.");
+    sp_route_limits_each(a->process.routes, route_metric_duration, b);
     metric_head(b, "smartproxy_certificate_expiry_timestamp_seconds", "gauge",
                 "When each terminating route's certificate expires (Unix time).");
     for (size_t i = 0; i < a->gen->nroutes; i++) {
@@ -418,6 +466,7 @@ static void metrics_text(void *ud, sp_buf *b)
     sp_buf_appendf(b, "smartproxy_workers %d\n", a->nworkers);
     metric_head(b, "smartproxy_uptime_seconds", "gauge", "Seconds since start.");
     sp_buf_appendf(b, "smartproxy_uptime_seconds %.3f\n", (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
+    sp_nft_metrics_text(a->nft, b);
 }
 
 static const char *admin_token(void *ud)
@@ -454,6 +503,10 @@ static void routes_json(void *ud, sp_json *j)
         sp_json_arr_close(j);
         sp_json_key(j, "action");
         sp_json_str(j, r->action == SP_ACTION_BLOCK ? "block" : "forward");
+        if (r->nft.enabled) {
+            sp_json_key(j, "forwarding_engine");
+            sp_json_str(j, "nftables");
+        }
         sp_json_key(j, "targets");
         sp_json_arr_open(j);
         for (size_t k = 0; k < r->ntargets; k++) {
@@ -528,6 +581,13 @@ static int load_and_install(app *a, const char *routes_text, char *err, size_t e
         g = NULL;
     }
     if (g && sp_access_log_open(g->settings.access_log, err, errlen) != 0) {
+        sp_gen_unref(g);
+        sp_source_set_unref(sources);
+        g = NULL;
+    }
+    sp_nft_ruleset *kernel = NULL;  /* checked, then installed atomically before any worker sees g */
+    if (g && (sp_nft_prepare(g, &kernel, err, errlen) != 0 || sp_nft_install(a->nft, kernel, err, errlen) != 0)) {
+        sp_nft_ruleset_destroy(kernel);
         sp_gen_unref(g);
         sp_source_set_unref(sources);
         g = NULL;
@@ -698,6 +758,7 @@ static void begin_stop(app *a, const char *why)
     a->stopping = true;
     uint64_t drain = a->gen->settings.timeouts.graceful_shutdown;
     sp_info("%s: stopping, draining connections for up to %llu ms", why, (unsigned long long)drain);
+    sp_nft_uninstall(a->nft);
     for (int i = 0; i < a->nworkers; i++)
         sp_worker_post_stop(&a->workers[i], drain);
 }
@@ -806,11 +867,12 @@ int main(int argc, char **argv)
         {"port", required_argument, NULL, 'P'},  {"client-ip", required_argument, NULL, 'C'},
         {"sni", required_argument, NULL, 'S'},   {"host", required_argument, NULL, 'H'},
         {"path", required_argument, NULL, 'Q'},  {"header", required_argument, NULL, 'R'},
+        {"nft-cleanup", no_argument, NULL, 'N'},
         {"version", no_argument, NULL, 'V'},     {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     app a = {.file = "proxy.lua", .cli_log_level = -1, .cli_log_json = -1};
-    bool check = false, do_explain = false;
+    bool check = false, do_explain = false, nft_cleanup = false;
     explain_args ex = {.client_ip = "127.0.0.1", .sni = ""};
     int opt;
     while ((opt = getopt_long(argc, argv, "tw:l:Vh", longopts, NULL)) != -1) {
@@ -853,6 +915,7 @@ int main(int argc, char **argv)
             }
             sp_buf_appendf(&ex.headers, "%s\r\n", optarg);
             break;
+        case 'N': nft_cleanup = true; break;
         case 'V': print_version(); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
@@ -870,28 +933,47 @@ int main(int argc, char **argv)
         sp_log_set_json(a.cli_log_json);
 
     char err[2048];
+    if (nft_cleanup) {
+        if (sp_nft_cleanup(err, sizeof err) != 0) {
+            fprintf(stderr, "smartproxy: --nft-cleanup: %s\n", err);
+            return 2;
+        }
+        printf("smartproxy: nftables tables ip %s and ip6 %s removed (if there were any)\n", SP_NFT_TABLE, SP_NFT_TABLE);
+        return 0;
+    }
     a.gen = sp_config_load(a.file, NULL, &a.sources, err, sizeof err);
+    sp_nft_ruleset *kernel = NULL;
+    if (a.gen && sp_nft_prepare(a.gen, &kernel, err, sizeof err) != 0) {
+        sp_gen_unref(a.gen);
+        sp_source_set_unref(a.sources);
+        a.gen = NULL;
+    }
     if (!a.gen) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
     if (check || do_explain) {
         int rc = 0;
-        if (check)
+        if (check) {
             sp_gen_print_summary(a.gen, stdout);
+            sp_nft_print(kernel, stdout);
+        }
         else if (ex.port < 1 || ex.port > 65535) {
             fprintf(stderr, "smartproxy: --explain needs --port N\n");
             rc = 1;
         } else
             rc = explain(a.gen, &ex);
+        sp_nft_ruleset_destroy(kernel);
         sp_gen_unref(a.gen);
         sp_source_set_unref(a.sources);
         return rc;
     }
     apply_log_settings(&a, a.gen);
     signal(SIGPIPE, SIG_IGN);
-    if (sp_access_log_open(a.gen->settings.access_log, err, sizeof err) != 0) {
+    if (sp_access_log_open(a.gen->settings.access_log, err, sizeof err) != 0 ||
+        (!(a.nft = sp_nft_new()) && snprintf(err, sizeof err, "smartproxy: out of memory") > 0)) {
         fprintf(stderr, "%s\n", err);
+        sp_nft_ruleset_destroy(kernel);
         return 2;
     }
 
@@ -954,6 +1036,13 @@ int main(int argc, char **argv)
         if (a.workers[i].start_status > status)
             status = a.workers[i].start_status;
     }
+    if (status == 0 && sp_nft_install(a.nft, kernel, err, sizeof err) != 0) {
+        sp_error("%s", err);
+        status = 2;
+    } else if (status == 0) {
+        kernel = NULL; /* installed: a.nft owns it */
+    }
+    sp_nft_ruleset_destroy(kernel);
     if (status == 0 && a.gen->settings.metrics_listen) {
         sp_admin_hooks hooks = {.ud = &a, .stats_json = stats_json, .routes_json = routes_json,
                                 .metrics_text = metrics_text, .token = admin_token,
@@ -992,6 +1081,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < started; i++)
         sp_worker_join(&a.workers[i]);
     uv_loop_close(a.loop);
+    sp_nft_uninstall(a.nft);
+    sp_nft_free(a.nft);
     sp_gen_unref(a.gen);
     sp_source_set_unref(a.sources);
     sp_ip_table_free(a.process.ips);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nft/options.h"
 #include "proto/client_hello.h"
 #include "util/log.h"
 
@@ -26,7 +27,7 @@ typedef struct cfg_cx {
 /* Keys the SPEC defines that this build does not implement yet: rejected with a clear
  * message instead of being silently ignored. */
 static const char *const planned_keys[] = {
-    "acme", "certificates", "nftables", NULL,
+    "acme", "certificates", NULL,
 };
 
 static bool in_list(const char *const *list, const char *k)
@@ -771,7 +772,7 @@ static void compile_action(cfg_cx *cx, sp_route *r, int t)
 {
     static const char *const keys[] = {"type", "protocol", "target", "targets", "forwarding_engine",
                                        "half_open", "tls", "send_proxy_protocol", "handler", "headers",
-                                       "rewrite_path", "redirect", "websocket", NULL};
+                                       "rewrite_path", "redirect", "websocket", "nftables", NULL};
     lua_State *L = cx->L;
     check_keys(cx, t, "action", keys);
     const char *type = opt_string(cx, t, "action", "type");
@@ -793,12 +794,9 @@ static void compile_action(cfg_cx *cx, sp_route *r, int t)
         fail(cx, "action.protocol", "expected \"tcp\" or \"http\", got string \"%s\"", proto);
     compile_http_action(cx, r, t);
     r->is_http = (proto && strcmp(proto, "http") == 0) || r->is_http;
-    const char *engine = opt_string(cx, t, "action", "forwarding_engine");
-    if (engine && strcmp(engine, "node") != 0) {
-        if (strcmp(engine, "nftables") == 0)
-            fail(cx, "action.forwarding_engine", "\"nftables\" is not supported by this version of smartproxy yet");
-        fail(cx, "action.forwarding_engine", "expected \"node\" or \"nftables\", got string \"%s\"", engine);
-    }
+    char nft_field[160], nft_msg[400];
+    if (sp_nft_parse_action(L, t, &r->nft, nft_field, sizeof nft_field, nft_msg, sizeof nft_msg) != 0)
+        fail(cx, nft_field, "%s", nft_msg);
     r->half_open = opt_bool(cx, t, "action", "half_open") == 1;
     lua_getfield(L, t, "send_proxy_protocol");
     if (lua_type(L, -1) == LUA_TBOOLEAN)
@@ -981,7 +979,13 @@ static void compile_route(cfg_cx *cx, sp_route *r, int t, int index)
                                         "\"terminate-and-reencrypt\", not \"passthrough\"");
         if (r->half_open)
             fail(cx, "action.half_open", "applies to byte streams, not to HTTP routes");
+        if (r->nft.enabled)
+            fail(cx, "action.forwarding_engine", "the kernel forwards packets, not HTTP requests: "
+                                                 "an HTTP route needs \"node\"");
     }
+    char nft_field[160], nft_msg[400];
+    if (sp_nft_check_route(r, nft_field, sizeof nft_field, nft_msg, sizeof nft_msg) != 0)
+        fail(cx, nft_field, "%s", nft_msg);
     cx->route = NULL;
 }
 
@@ -1015,6 +1019,8 @@ static void build_port_index(sp_gen *g)
     uint32_t *count = xcalloc(65536, sizeof *count);
     for (size_t i = 0; i < g->nroutes; i++) {
         sp_route *r = &g->routes[i];
+        if (r->nft.enabled)
+            continue; /* forwarded by the kernel (core/nft): no listener */
         for (size_t k = 0; k < r->nports; k++)
             for (uint32_t p = r->ports[k].from; p <= r->ports[k].to; p++)
                 count[p]++;
@@ -1034,6 +1040,8 @@ static void build_port_index(sp_gen *g)
     }
     for (size_t i = 0; i < g->nroutes; i++) {
         sp_route *r = &g->routes[i];
+        if (r->nft.enabled)
+            continue;
         for (size_t k = 0; k < r->nports; k++)
             for (uint32_t p = r->ports[k].from; p <= r->ports[k].to; p++) {
                 sp_port_entry *e = &g->ports[slot[p]];
@@ -1049,6 +1057,8 @@ static void build_port_index(sp_gen *g)
         for (size_t k = 0; k < e->nroutes; k++) {
             e->sniff |= sp_route_needs_sniff(e->routes[k]) || e->routes[k]->is_http;
             e->http |= e->routes[k]->is_http;
+            e->http_head |= e->routes[k]->tls.mode == SP_TLS_NONE &&
+                            (e->routes[k]->is_http || sp_route_needs_sniff(e->routes[k]));
         }
     }
     qsort(g->ports, g->nports, sizeof *g->ports, entry_order);
@@ -1066,7 +1076,7 @@ static int compile_protected(lua_State *L)
         fail_type(cx, "(config)", top, "the file to return a table");
     static const char *const keys[] = {"routes", "workers", "listen_addresses", "timeouts",
                                        "keep_alive", "limits", "metrics", "log", "proxy_ips",
-                                       "accept_proxy_protocol", NULL};
+                                       "accept_proxy_protocol", "security", NULL};
     check_keys(cx, top, "", keys);
 
     uint64_t workers = 0;
@@ -1095,6 +1105,14 @@ static int compile_protected(lua_State *L)
     if (opt_table(cx, top, "", "timeouts")) { compile_timeouts(cx, lua_gettop(L)); lua_pop(L, 1); }
     if (opt_table(cx, top, "", "keep_alive")) { compile_keep_alive(cx, lua_gettop(L)); lua_pop(L, 1); }
     if (opt_table(cx, top, "", "limits")) { compile_limits(cx, lua_gettop(L)); lua_pop(L, 1); }
+    if (opt_table(cx, top, "", "security")) {
+        /* every connection, on accept (after a PROXY header): block wins over allow */
+        static const char *const sec_keys[] = {"ip_allow_list", "ip_block_list", NULL};
+        check_keys(cx, lua_gettop(L), "security", sec_keys);
+        compile_ip_list(cx, lua_gettop(L), "ip_allow_list", "security.ip_allow_list", &g->settings.ip_allow_list);
+        compile_ip_list(cx, lua_gettop(L), "ip_block_list", "security.ip_block_list", &g->settings.ip_block_list);
+        lua_pop(L, 1);
+    }
     if (opt_table(cx, top, "", "log")) { compile_log(cx, lua_gettop(L)); lua_pop(L, 1); }
     if (opt_table(cx, top, "", "metrics")) { compile_metrics(cx, lua_gettop(L)); lua_pop(L, 1); }
 
@@ -1129,6 +1147,12 @@ static int compile_protected(lua_State *L)
             }
     }
     lua_pop(L, 1);
+    char nft_field[160], nft_msg[400];
+    const sp_route *nft_bad = NULL;
+    if (sp_nft_check_ports(g, &nft_bad, nft_field, sizeof nft_field, nft_msg, sizeof nft_msg) != 0) {
+        cx->route = nft_bad;
+        fail(cx, nft_field, "%s", nft_msg);
+    }
     build_port_index(g);
     return 0;
 }
@@ -1226,6 +1250,8 @@ static void gen_free(sp_gen *g, bool close_state)
     free(g->settings.metrics_token);
     free(g->settings.access_log);
     sp_ip_list_free(&g->settings.proxy_ips);
+    sp_ip_list_free(&g->settings.ip_allow_list);
+    sp_ip_list_free(&g->settings.ip_block_list);
     free(g->file);
     if (close_state && g->L)
         lua_close(g->L);
@@ -1355,7 +1381,7 @@ void sp_gen_print_summary(const sp_gen *g, FILE *out)
             fprintf(out, " -> socket-handler%s\n", hmodes[r->tls.mode]);
             continue;
         }
-        fputs(r->is_http ? " -> forward http" : " -> forward", out);
+        fputs(r->nft.enabled ? " -> forward in the kernel (nftables)" : r->is_http ? " -> forward http" : " -> forward", out);
         for (size_t k = 0; k < r->ntargets; k++) {
             fputs(k ? ", " : " ", out);
             print_target(&r->targets[k], out);
@@ -1364,6 +1390,10 @@ void sp_gen_print_summary(const sp_gen *g, FILE *out)
         fputs(modes[r->tls.mode], out);
         if (r->send_proxy_protocol)
             fprintf(out, " send-proxy-v%d", r->send_proxy_protocol);
+        if (r->nft.enabled)
+            fprintf(out, " %s%s%s", r->nft.protocols == SP_NFT_TCP ? "tcp" : r->nft.protocols == SP_NFT_UDP ? "udp" : "tcp+udp",
+                    r->nft.preserve_source_ip ? " preserve-source-ip" : " masquerade",
+                    r->nft.max_rate ? " max-rate" : "");
         fputs(r->half_open ? " (half-open)\n" : "\n", out);
     }
 }

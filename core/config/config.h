@@ -96,6 +96,17 @@ typedef struct sp_route_http {
     char *rate_header;         /* key = "header:NAME" */
 } sp_route_http;
 
+/* action.forwarding_engine = "nftables": the kernel forwards this route with NAT rules
+ * the main thread installs (core/nft/); no listener, no connection in user space. */
+typedef struct sp_route_nft {
+    bool enabled;
+    bool preserve_source_ip;  /* no masquerade: the target sees the client's address */
+    uint8_t protocols;        /* SP_NFT_TCP | SP_NFT_UDP */
+    uint64_t max_rate;        /* bytes per second, both directions together; 0: none */
+} sp_route_nft;
+#define SP_NFT_TCP 1
+#define SP_NFT_UDP 2
+
 typedef struct sp_route {
     char *name;
     int index;                /* 1-based position in the file, for messages */
@@ -122,6 +133,7 @@ typedef struct sp_route {
     sp_route_http http;
     unsigned rr_next;         /* round-robin cursor; per worker since generations are */
     struct sp_route_counter *counter; /* this route's shared figures, looked up once per worker */
+    sp_route_nft nft;
 } sp_route;
 
 typedef struct sp_timeouts {
@@ -150,6 +162,7 @@ typedef struct sp_settings {
     char *metrics_listen;          /* "host:port" or NULL */
     char *metrics_token;           /* bearer token the admin endpoint requires, or NULL */
     sp_ip_list proxy_ips;          /* who may send us a PROXY header */
+    sp_ip_list ip_allow_list, ip_block_list;  /* security: every connection, on accept */
     bool accept_proxy_protocol;    /* default: true when proxy_ips is set */
 } sp_settings;
 
@@ -160,6 +173,8 @@ typedef struct sp_port_entry {
     size_t nroutes;
     bool sniff;                    /* some route needs the first client bytes (SNI, version, HTTP) */
     bool http;                     /* some route works request by request */
+    bool http_head;                /* plain bytes may be a request head that routes: some
+                                      route without TLS is HTTP or has domains (Host) */
 } sp_port_entry;
 
 typedef struct sp_gen {

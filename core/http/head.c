@@ -148,6 +148,8 @@ void sp_head_write_response(sp_buf *out, const sp_response_out *r)
         const char *name = sp_http_name(h, f);
         if (is_hop_by_hop(h, f) || is_set(r->sets, r->nsets, name))
             continue;
+        if (r->dechunk && (strcasecmp(name, "transfer-encoding") == 0 || strcasecmp(name, "trailer") == 0))
+            continue;
         write_field(out, name, sp_http_value(h, f), f->value_len);
     }
     bool informational = h->status < 200;

@@ -39,6 +39,7 @@ typedef struct sp_response_out {
     bool close;                     /* the client connection ends after this response */
     bool keep_alive_10;             /* an HTTP/1.0 client that asked for keep-alive */
     bool upgrade;                   /* a 101 we pass on */
+    bool dechunk;                   /* the body goes out without its chunked framing */
     const sp_header_set *sets;      /* action.headers.response */
     size_t nsets;
     const sp_template_values *vals;

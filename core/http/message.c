@@ -189,6 +189,14 @@ static int on_headers_complete(llhttp_t *p)
     return 0;
 }
 
+static int on_body(llhttp_t *p, const char *at, size_t n)
+{
+    sp_http_msg *m = msg_of(p);
+    if (m->on_body)
+        m->on_body(m->on_body_arg, at, n);
+    return 0;
+}
+
 static int on_message_complete(llhttp_t *p)
 {
     msg_of(p)->done = true;
@@ -209,6 +217,7 @@ void sp_http_msg_init(sp_http_msg *m, bool request, size_t max_head_bytes)
     m->settings.on_header_value_complete = on_value_complete;
     m->settings.on_headers_complete = on_headers_complete;
     m->settings.on_message_complete = on_message_complete;
+    m->settings.on_body = on_body;
     llhttp_init(&m->parser, request ? HTTP_REQUEST : HTTP_RESPONSE, &m->settings);
     m->parser.data = m;
     m->max_head_bytes = max_head_bytes;

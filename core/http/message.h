@@ -58,6 +58,9 @@ typedef struct sp_http_msg {
     uint32_t str_start;
     char prev;                   /* last head byte seen, to spot bare LF across reads */
     bool line_start;
+    /* when set, body bytes without their chunked framing (for an HTTP/1.0 client) */
+    void (*on_body)(void *arg, const char *at, size_t len);
+    void *on_body_arg;
     int ck_state;                /* chunked framing, checked beside llhttp */
     uint64_t ck_size;
     int error_status;            /* SP_MSG_ERROR: 400, 431 (requests), 502 (responses) */

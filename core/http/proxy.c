@@ -16,6 +16,7 @@
 #include "http/rate_limit.h"
 #include "lua/task.h"
 #include "net/conn_impl.h"
+#include "net/route_limits.h"
 #include "util/access_log.h"
 #include "util/log.h"
 
@@ -48,12 +49,16 @@ struct sp_http {
     bool upgrade;              /* asked for an upgrade we pass on */
     bool head_method;
     bool keep_alive_10;
+    bool dechunk;              /* an HTTP/1.0 client gets a chunked response de-chunked */
     bool reused;               /* the upstream connection served an exchange before */
     bool retried;
     uint64_t body_bytes;
     uint64_t exchange_ms;      /* when the request went out (for upstream_response) */
     uint64_t head_ms;          /* when its head was complete (for the access log) */
+    uint64_t head_us;          /* the same, finer, for the duration histogram */
     uint64_t resp_bytes;       /* response bytes sent to the client */
+    sp_buf pend;               /* a response head waiting to go out in one write with the
+                                  first body bytes (one syscall instead of two) */
 
     /* the upstream connection in c->target */
     char key[600];             /* its pool key; "" when there is none */
@@ -98,10 +103,19 @@ static void count_local(sp_http *h, int status, sp_http_local why)
     sp_counter_add(&W(h)->counters.http_responses[status / 100], 1);
 }
 
-/* One access-log line per request, when access logging is on. */
-static void log_request(sp_http *h, int status, bool upstream)
+/* A request ended: counted on its route (status, duration) and logged when access
+ * logging is on. */
+static void record_request(sp_http *h, int status, bool upstream)
 {
     sp_conn *c = h->c;
+    if (h->route) {
+        sp_route *mr = (sp_route *)h->route; /* the cache is per worker: generations are */
+        if (!mr->counter)
+            mr->counter = sp_route_limits_get(W(h)->process->routes, mr->name);
+        if (mr->counter)
+            sp_route_counter_http(mr->counter, status,
+                                  h->req.head_ready ? (uv_hrtime() / 1000 - h->head_us) : 0);
+    }
     if (!c->gen->settings.log_access)
         return;
     const sp_http_head *q = &h->req.head;
@@ -182,6 +196,7 @@ void sp_http_free(sp_http *h)
     sp_http_msg_free(&h->resp);
     sp_buf_free(&h->in);
     sp_buf_free(&h->upstream_head);
+    sp_buf_free(&h->pend);
     free(h->path);
     free(h);
 }
@@ -210,11 +225,15 @@ static void next_request(sp_http *h)
     sp_buf_reset(&h->upstream_head);
     h->phase = P_HEAD;
     h->req_sent = h->resp_head_sent = h->close_after = h->upgrade = false;
-    h->head_method = h->keep_alive_10 = h->reused = h->retried = false;
+    h->head_method = h->keep_alive_10 = h->reused = h->retried = h->dechunk = false;
+    h->resp.on_body = NULL;
+    h->route = NULL;
     h->body_bytes = h->resp_bytes = 0;
     c->phase_started_ms = uv_now(&W(h)->loop);
     if (c->target.tcp) /* notice an idle upstream closing */
         sp_pipe_start_reading(c, &c->target);
+    if (!h->sniffing)
+        sp_pipe_start_reading(c, &c->client); /* the next request, or the client leaving */
     sp_conn_arm_timer(c);
 }
 
@@ -240,7 +259,7 @@ static void respond_local(sp_http *h, int status, sp_http_local why, const char 
     sp_head_write_local(&out, status, extra, body, close, h->head_method);
     count_local(h, status, why);
     h->resp_bytes = out.len;
-    log_request(h, status, false);
+    record_request(h, status, false);
     if (out.oom) {
         sp_buf_free(&out);
         sp_conn_abort(c, SP_END_INTERNAL_ERROR);
@@ -267,6 +286,8 @@ static bool read_host(sp_http *h, const char **path, size_t *path_len)
     size_t ulen = q->url_len;
     const char *host = NULL;
     size_t hlen = 0;
+    *path = url;
+    *path_len = ulen;
     if (url[0] != '/' && url[0] != '*') { /* absolute-form: the authority wins (RFC 9112 3.2.2) */
         const char *s = strstr(url, "://");
         if (s && q->method != HTTP_CONNECT) {
@@ -278,9 +299,6 @@ static bool read_host(sp_http *h, const char **path, size_t *path_len)
             *path = *e ? e : "/";
             *path_len = *e ? ulen - (size_t)(e - url) : 1;
         }
-    } else {
-        *path = url;
-        *path_len = ulen;
     }
     if (!host) {
         const sp_http_field *f = sp_http_find(q, "host", NULL);
@@ -453,23 +471,22 @@ static void build_upstream_head(sp_http *h)
     sp_buf_free(&rewritten);
 }
 
-/* The pool key of c->dest for route r; empty when the connection must not be shared
+/* The pool key of c->dest for route r; false when the connection must not be pooled
  * (a PROXY header names one client). */
-static void make_key(sp_http *h, const sp_route *r, char *key, size_t len)
+static bool make_key(sp_http *h, const sp_route *r, char *key, size_t len)
 {
     sp_conn *c = h->c;
     const sp_route_tls *t = &r->tls;
     if (r->send_proxy_protocol) {
         snprintf(key, len, "pp|%llu|%s|%u", (unsigned long long)c->id, c->dest.host, c->dest.port);
-        h->poolable = false;
-        return;
+        return false;
     }
-    h->poolable = true;
     if (t->mode == SP_TLS_REENCRYPT)
         snprintf(key, len, "%s|%u|tls|%p|%s", c->dest.host, c->dest.port, (void *)t->client_ctx,
                  t->upstream_sni ? t->upstream_sni : c->info.domain_len ? c->info.domain : "");
     else
         snprintf(key, len, "%s|%u", c->dest.host, c->dest.port);
+    return true;
 }
 
 static void start_exchange(sp_http *h);
@@ -489,16 +506,17 @@ static void acquire_target(sp_http *h)
     }
     build_upstream_head(h);
     char key[sizeof h->key];
-    make_key(h, r, key, sizeof key);
+    bool poolable = make_key(h, r, key, sizeof key);
     if (c->target.tcp && strcmp(key, h->key) == 0 && !c->target.eof) {
         h->reused = true;
         sp_counter_add(&W(h)->counters.http_upstream_reused, 1);
         start_exchange(h);
         return;
     }
-    pool_target(h);
+    pool_target(h); /* the previous target, if any */
+    h->poolable = poolable;
     sp_tls_stream tls = {0};
-    uv_tcp_t *tcp = h->poolable ? sp_http_pool_take(W(h)->http_pool, key, &tls) : NULL;
+    uv_tcp_t *tcp = poolable ? sp_http_pool_take(W(h)->http_pool, key, &tls) : NULL;
     snprintf(h->key, sizeof h->key, "%s", key);
     if (tcp) {
         tcp->data = c;
@@ -560,10 +578,11 @@ static void start_exchange(sp_http *h)
     sp_conn_arm_timer(c);
     if (!h->req_sent)
         parse_client(h); /* body bytes that came with the head */
+    else
+        client_reading(h, in_len(h) < SP_HIGH_WATER); /* to notice a client that leaves */
 }
 
-static void dispatch(sp_http *h);
-
+/* A complete request head: route it, check it, answer it or send it on. */
 static void dispatch(sp_http *h)
 {
     sp_conn *c = h->c;
@@ -572,6 +591,7 @@ static void dispatch(sp_http *h)
     sp_counter_add(&W(h)->counters.http_requests, 1);
     h->requests++;
     h->head_ms = uv_now(&W(h)->loop);
+    h->head_us = uv_hrtime() / 1000;
     bool first = h->sniffing; /* this request chooses between HTTP and a stream */
     if (first) {
         h->sniffing = false;
@@ -579,6 +599,11 @@ static void dispatch(sp_http *h)
     }
     h->head_method = q->method == HTTP_HEAD;
     h->keep_alive_10 = q->keep_alive && q->major == 1 && q->minor == 0;
+    if (q->method == HTTP_CONNECT) { /* a reverse proxy opens no tunnels on request */
+        respond_local(h, 405, SP_HTTP_LOCAL_BAD_REQUEST, "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n",
+                      NULL, true);
+        return;
+    }
     const char *path;
     size_t path_len;
     if (!read_host(h, &path, &path_len)) {
@@ -629,6 +654,9 @@ static void dispatch(sp_http *h)
     const sp_route *r = sp_route_select(c->gen, c->info.server_port, &info);
     if (first && r && !r->is_http) {
         /* a stream route won: forward the connection's bytes as they are */
+        snprintf(c->domain, sizeof c->domain, "%s", h->domain);
+        c->info.domain = c->domain;
+        c->info.domain_len = strlen(c->domain);
         sp_http *gone = c->http;
         c->http = NULL;
         sp_http_free(gone);
@@ -643,6 +671,13 @@ static void dispatch(sp_http *h)
     if (!r) {
         char client[SP_IP_STRLEN];
         sp_ip_format(&c->info.client_ip, client, sizeof client);
+        const sp_port_entry *pe = sp_gen_port(c->gen, c->info.server_port);
+        if (first && !(pe && pe->http)) { /* a stream port: no HTTP answer, as for any stream */
+            sp_info("conn=%llu port=%u client=%s host=%s: no route matched, closing", (unsigned long long)c->id,
+                    c->info.server_port, client, h->domain);
+            sp_conn_abort(c, SP_END_NO_ROUTE);
+            return;
+        }
         sp_info("conn=%llu port=%u client=%s host=%s path=%s: no route matched, 404", (unsigned long long)c->id,
                 c->info.server_port, client, h->domain, h->path);
         respond_local(h, 404, SP_HTTP_LOCAL_NO_ROUTE, NULL, NULL, false);
@@ -652,10 +687,6 @@ static void dispatch(sp_http *h)
     c->info.domain = c->domain; /* keep SNI for logs; Lua sees the request's Host via ctx */
     if (first && !sp_conn_admit_route(c, r, false)) {
         respond_local(h, 503, SP_HTTP_LOCAL_UNAVAILABLE, NULL, NULL, true); /* the route's limits */
-        return;
-    }
-    if (q->method == HTTP_CONNECT) {
-        respond_local(h, 405, SP_HTTP_LOCAL_BAD_REQUEST, NULL, NULL, true);
         return;
     }
     if ((r->ip_block_list.n && sp_ip_list_match(&r->ip_block_list, &c->info.client_ip)) ||
@@ -713,6 +744,8 @@ static void dispatch(sp_http *h)
     c->info.path_len = (size_t)plen;
     c->info.path_pattern = r->http.has_path ? &r->http.path : NULL;
     acquire_target(h);
+    if (c->http != h)
+        return;
     c->info.http = NULL;
     c->info.path_pattern = NULL;
     if (h->phase == P_CONNECT)
@@ -742,6 +775,23 @@ static void forward_body(sp_http *h, const char *data, size_t n)
     send_bytes(h, &c->target, data, n);
 }
 
+/* The first bytes on a port are not an HTTP request: a stream route that needs no
+ * domain takes the connection as it would without HTTP routes; else they get a 400. */
+static bool stream_fallback(sp_http *h)
+{
+    sp_conn *c = h->c;
+    sp_conn_info info = c->info;
+    info.domain = "";
+    info.domain_len = 0;
+    const sp_route *r = sp_route_select(c->gen, c->info.server_port, &info);
+    if (!r || r->is_http)
+        return false;
+    c->http = NULL;
+    sp_http_free(h);
+    sp_conn_route_stream(c, r);
+    return true;
+}
+
 static void parse_client(sp_http *h)
 {
     sp_conn *c = h->c;
@@ -753,6 +803,8 @@ static void parse_client(sp_http *h)
             sp_msg_event ev = sp_http_msg_feed(&h->req, in_data(h), in_len(h), &used);
             in_consume(h, used);
             if (ev == SP_MSG_ERROR) {
+                if (h->sniffing && stream_fallback(h))
+                    return; /* not HTTP: a stream route without domains took it */
                 sp_info("conn=%llu: bad request: %s", (unsigned long long)c->id, h->req.error ? h->req.error : "?");
                 h->req.head.keep_alive = false;
                 if (h->sniffing) {
@@ -799,8 +851,9 @@ static void parse_client(sp_http *h)
             if (c->state != SP_STATE_HTTP)
                 return;
             if (ev == SP_MSG_DONE) {
+                /* pipelined requests wait in `in` for this response; reading goes on (up
+                 * to the high-water mark) so that a client that resets is noticed */
                 h->req_sent = true;
-                client_reading(h, false); /* pipelined requests wait for this response */
                 sp_conn_arm_timer(c);
             }
             continue;
@@ -817,7 +870,7 @@ static void exchange_done(sp_http *h, bool target_reusable)
     if (W(h)->stopping)
         h->close_after = true; /* draining: no further request on this connection */
     sp_counter_add(&W(h)->counters.http_responses[h->resp.head.status / 100 % 6], 1);
-    log_request(h, h->resp.head.status, true);
+    record_request(h, h->resp.head.status, true);
     if (!target_reusable)
         drop_target(h);
     if (h->close_after) {
@@ -859,6 +912,52 @@ static void bad_response(sp_http *h, const char *why)
     }
     h->phase = P_HEAD;
     respond_local(h, 502, SP_HTTP_LOCAL_BAD_GATEWAY, NULL, NULL, !h->req_sent);
+    if (c->state == SP_STATE_HTTP && h->phase == P_HEAD)
+        parse_client(h); /* a pipelined request may wait */
+}
+
+static void flush_head(sp_http *h)
+{
+    if (h->pend.len && h->c->state == SP_STATE_HTTP)
+        send_bytes(h, &h->c->client, h->pend.data, h->pend.len);
+    sp_buf_reset(&h->pend);
+}
+
+/* Response body bytes for the client, after the pending head when there is one: in the
+ * same pool buffer when both fit, else as they are (the read buffer itself when it is all
+ * body: *taken). */
+static void send_body(sp_http *h, void *buf, const char *data, size_t n, size_t len, bool *taken)
+{
+    sp_conn *c = h->c;
+    if (h->pend.len && h->pend.len + n <= SP_READ_BUF_SIZE) {
+        char *out = sp_bufpool_get(&W(h)->pool);
+        if (!out) {
+            sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+            return;
+        }
+        memcpy(out, h->pend.data, h->pend.len);
+        if (n)
+            memcpy(out + h->pend.len, data, n);
+        size_t total = h->pend.len + n;
+        sp_buf_reset(&h->pend);
+        sp_pipe_send(c, &c->client, out, total);
+        return;
+    }
+    flush_head(h);
+    if (n == len && data == buf) {
+        *taken = true;
+        sp_pipe_send(c, &c->client, buf, n);
+    } else if (n) {
+        send_bytes(h, &c->client, data, n);
+    }
+}
+
+static void dechunked_body(void *arg, const char *at, size_t n)
+{
+    sp_http *h = arg;
+    flush_head(h);
+    if (h->c->state == SP_STATE_HTTP)
+        send_bytes(h, &h->c->client, at, n);
 }
 
 /* Response bytes from the target. `buf` is the pool buffer they are in: when all of it
@@ -889,15 +988,25 @@ static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
             bool switching = rh->status == 101 && h->upgrade;
             if (rh->until_close)
                 h->close_after = true;
+            if (rh->chunked && h->req.head.major == 1 && h->req.head.minor == 0 && rh->status >= 200) {
+                /* HTTP/1.0 has no chunked coding: the body goes out plain, ended by a close */
+                h->dechunk = h->close_after = true;
+                h->resp.on_body = dechunked_body;
+                h->resp.on_body_arg = h;
+            }
             sp_response_out out = {
                 .in = rh, .close = h->close_after, .keep_alive_10 = h->keep_alive_10, .upgrade = switching,
+                .dechunk = h->dechunk,
                 .sets = h->route->http.response_headers, .nsets = h->route->http.nresponse_headers, .vals = &vals,
             };
             sp_buf head;
             sp_buf_init(&head);
             sp_head_write_response(&head, &out);
             h->resp_bytes += head.len;
-            send_bytes(h, &c->client, head.data, head.len);
+            if (rh->status >= 200 && !switching)
+                sp_buf_append(&h->pend, head.data, head.len); /* goes out with the body */
+            else
+                send_bytes(h, &c->client, head.data, head.len);
             sp_buf_free(&head);
             if (c->state != SP_STATE_HTTP)
                 return;
@@ -905,7 +1014,7 @@ static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
             len -= used;
             if (switching) {
                 sp_counter_add(&W(h)->counters.http_responses[1], 1);
-                log_request(h, 101, true);
+                record_request(h, 101, true);
                 h->key[0] = 0; /* a tunnel is never pooled */
                 become_tunnel(h, data, len);
                 return;
@@ -918,12 +1027,8 @@ static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
             h->resp_head_sent = true;
         } else {
             h->resp_bytes += used;
-            if (used == len && data == buf) {
-                *taken = true;
-                sp_pipe_send(c, &c->client, buf, used);
-            } else if (used) {
-                send_bytes(h, &c->client, data, used);
-            }
+            if (!h->dechunk) /* else dechunked_body sent the data during the feed */
+                send_body(h, buf, data, used, len, taken);
             if (c->state != SP_STATE_HTTP)
                 return;
             data += used;
@@ -935,10 +1040,12 @@ static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
             bool reusable = len == 0 && h->req_sent && h->resp.head.keep_alive && !h->resp.head.until_close;
             if (!h->req_sent)
                 h->close_after = true; /* the rest of the request body is unread */
+            flush_head(h);
             exchange_done(h, reusable);
             return;
         }
     }
+    flush_head(h); /* a head whose body has not come yet */
     if (c->state == SP_STATE_HTTP && c->client.queued > SP_HIGH_WATER)
         sp_pipe_stop_reading(&c->target); /* resumed when the client drains */
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "http/message.h"
+#include "lua/ctx.h"
 #include "lua/task.h"
 #include "net/conn_impl.h"
 #include "proto/proxy_protocol.h"
@@ -133,28 +134,7 @@ static void push_head(lua_State *L, const sp_http_head *h)
     lua_setfield(L, -2, "url");
     lua_pushnumber(L, h->minor == 0 ? 1.0 : 1.1);
     lua_setfield(L, -2, "version");
-    lua_createtable(L, 0, (int)h->nfields);
-    for (size_t i = 0; i < h->nfields; i++) {
-        const sp_http_field *f = &h->fields[i];
-        char name[128];
-        size_t n = f->name_len < sizeof name ? f->name_len : sizeof name;
-        for (size_t k = 0; k < n; k++) {
-            char ch = sp_http_name(h, f)[k];
-            name[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
-        }
-        lua_pushlstring(L, name, n);
-        lua_pushvalue(L, -1);
-        lua_rawget(L, -3);
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            lua_pushlstring(L, sp_http_value(h, f), f->value_len);
-        } else {
-            lua_pushliteral(L, ", ");
-            lua_pushlstring(L, sp_http_value(h, f), f->value_len);
-            lua_concat(L, 3);
-        }
-        lua_rawset(L, -3);
-    }
+    sp_lua_push_headers(L, h);
     lua_setfield(L, -2, "headers");
 }
 
@@ -178,8 +158,10 @@ static int try_read_head(lua_State *L, sp_cosock *s)
         sp_buf_reset(in);
         return 2;
     }
-    memmove(in->data, in->data + used, in->len - used);
-    in->len -= used;
+    if (used) {
+        memmove(in->data, in->data + used, in->len - used);
+        in->len -= used;
+    }
     if (ev == SP_MSG_MORE) {
         if (s->eof || s->error || !s->tcp) {
             sp_http_msg_next(s->head);

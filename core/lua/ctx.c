@@ -7,25 +7,13 @@
 
 #include "http/message.h"
 
-/* ctx.method, ctx.path (normalised, without the query), ctx.query, ctx.headers
- * (lowercased names; repeated fields joined with ", ") and ctx.params (from :name in
- * the route's match.path). */
-static void push_http(lua_State *L, const sp_conn_info *info)
+void sp_lua_push_headers(lua_State *L, const struct sp_http_head *h)
 {
-    const sp_http_head *h = info->http;
-    lua_pushstring(L, llhttp_method_name((llhttp_method_t)h->method));
-    lua_setfield(L, -2, "method");
-    lua_pushlstring(L, info->path, info->path_len);
-    lua_setfield(L, -2, "path");
-    const char *url = sp_http_url(h);
-    const char *q = memchr(url, '?', h->url_len);
-    lua_pushlstring(L, q ? q + 1 : "", q ? h->url_len - (size_t)(q + 1 - url) : 0);
-    lua_setfield(L, -2, "query");
     lua_createtable(L, 0, (int)h->nfields);
     for (size_t i = 0; i < h->nfields; i++) {
         const sp_http_field *f = &h->fields[i];
         char name[256];
-        size_t n = f->name_len < sizeof name ? f->name_len : sizeof name - 1;
+        size_t n = f->name_len < sizeof name ? f->name_len : sizeof name;
         for (size_t k = 0; k < n; k++) {
             char ch = sp_http_name(h, f)[k];
             name[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
@@ -43,6 +31,23 @@ static void push_http(lua_State *L, const sp_conn_info *info)
         }
         lua_rawset(L, -3);
     }
+}
+
+/* ctx.method, ctx.path (normalised, without the query), ctx.query, ctx.headers
+ * (lowercased names; repeated fields joined with ", ") and ctx.params (from :name in
+ * the route's match.path). */
+static void push_http(lua_State *L, const sp_conn_info *info)
+{
+    const sp_http_head *h = info->http;
+    lua_pushstring(L, llhttp_method_name((llhttp_method_t)h->method));
+    lua_setfield(L, -2, "method");
+    lua_pushlstring(L, info->path, info->path_len);
+    lua_setfield(L, -2, "path");
+    const char *url = sp_http_url(h);
+    const char *q = memchr(url, '?', h->url_len);
+    lua_pushlstring(L, q ? q + 1 : "", q ? h->url_len - (size_t)(q + 1 - url) : 0);
+    lua_setfield(L, -2, "query");
+    sp_lua_push_headers(L, h);
     lua_setfield(L, -2, "headers");
     lua_newtable(L);
     if (info->path_pattern) {

@@ -18,4 +18,9 @@ void sp_lua_push_ctx(lua_State *L, const sp_conn_info *info);
  * on the stack and returns 0, else returns -1 with the error and traceback in err. */
 int sp_lua_call_ctx(lua_State *L, int ref, const sp_conn_info *info, char *err, size_t errlen);
 
+/* Pushes an HTTP head's fields as a table: lowercased names, repeated fields joined
+ * with ", " (as ctx.headers and sock:read_request_head give them). */
+struct sp_http_head;
+void sp_lua_push_headers(lua_State *L, const struct sp_http_head *h);
+
 #endif

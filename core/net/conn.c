@@ -506,7 +506,7 @@ void sp_conn_sniffed(sp_conn *c)
         break;
     case SP_CH_NOT_TLS: {
         const sp_port_entry *e = sp_gen_port(c->gen, c->info.server_port);
-        if (e && e->http) { /* read the request head: Host, path and headers route it */
+        if (e && e->http_head) { /* a request head: Host (and path, headers) route it */
             sp_http_sniffed(c);
             return;
         }
@@ -526,6 +526,13 @@ void sp_conn_sniffed(sp_conn *c)
 static void begin_routing(sp_conn *c)
 {
     const sp_settings *st = &c->gen->settings;
+    if ((st->ip_block_list.n && sp_ip_list_match(&st->ip_block_list, &c->info.client_ip)) ||
+        (st->ip_allow_list.n && !sp_ip_list_match(&st->ip_allow_list, &c->info.client_ip))) {
+        bool blocked = st->ip_block_list.n && sp_ip_list_match(&st->ip_block_list, &c->info.client_ip);
+        sp_counter_add(&c->w->counters.refused[blocked ? SP_REFUSED_IP_BLOCKED : SP_REFUSED_IP_NOT_ALLOWED], 1);
+        sp_conn_abort(c, blocked ? SP_END_IP_BLOCKED : SP_END_IP_NOT_ALLOWED);
+        return;
+    }
     {
         /* per real client: after the PROXY header, across all workers; always counted,
          * for the busiest-clients metric, refused only when a limit is set */

@@ -10,6 +10,8 @@
 struct sp_route_counter {
     sp_route_counter *next;
     _Atomic uint64_t active, total, bytes_from_clients, bytes_from_targets;
+    _Atomic uint64_t http_responses[6];
+    _Atomic uint64_t http_duration[SP_HTTP_DURATION_BUCKETS + 1], http_duration_sum_us;
     sp_ip_table *ips;
     char name[];
 };
@@ -87,6 +89,20 @@ void sp_route_counter_release(sp_route_counter *rc, const sp_ip *ip, bool per_ip
         sp_ip_table_release(rc->ips, ip, now_ms);
 }
 
+const double sp_http_duration_bounds[SP_HTTP_DURATION_BUCKETS] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+};
+
+void sp_route_counter_http(sp_route_counter *rc, int status, uint64_t duration_us)
+{
+    int i = 0;
+    while (i < SP_HTTP_DURATION_BUCKETS && (double)duration_us / 1e6 > sp_http_duration_bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&rc->http_duration[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rc->http_duration_sum_us, duration_us, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rc->http_responses[(status / 100) % 6], 1, memory_order_relaxed);
+}
+
 void sp_route_limits_each(sp_route_limits *l, void (*fn)(void *ud, const sp_route_figures *f), void *ud)
 {
     pthread_mutex_lock(&l->lock);
@@ -95,7 +111,12 @@ void sp_route_limits_each(sp_route_limits *l, void (*fn)(void *ud, const sp_rout
             .name = rc->name, .active = atomic_load(&rc->active), .total = atomic_load(&rc->total),
             .bytes_from_clients = atomic_load(&rc->bytes_from_clients),
             .bytes_from_targets = atomic_load(&rc->bytes_from_targets),
+            .http_duration_sum_us = atomic_load(&rc->http_duration_sum_us),
         };
+        for (int i = 0; i < 6; i++)
+            f.http_responses[i] = atomic_load(&rc->http_responses[i]);
+        for (int i = 0; i <= SP_HTTP_DURATION_BUCKETS; i++)
+            f.http_duration_buckets[i] = atomic_load(&rc->http_duration[i]);
         fn(ud, &f);
     }
     pthread_mutex_unlock(&l->lock);

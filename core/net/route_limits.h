@@ -16,9 +16,15 @@
 typedef struct sp_route_limits sp_route_limits;
 typedef struct sp_route_counter sp_route_counter;
 
+/* Upper bounds (seconds) of the HTTP request duration histogram; +Inf is implied. */
+#define SP_HTTP_DURATION_BUCKETS 11
+extern const double sp_http_duration_bounds[SP_HTTP_DURATION_BUCKETS];
+
 typedef struct sp_route_figures {
     const char *name;
     uint64_t active, total, bytes_from_clients, bytes_from_targets;
+    uint64_t http_responses[6];    /* by status class (index status / 100) */
+    uint64_t http_duration_buckets[SP_HTTP_DURATION_BUCKETS + 1], http_duration_sum_us;
 } sp_route_figures;
 
 sp_route_limits *sp_route_limits_new(void);
@@ -35,6 +41,10 @@ int sp_route_counter_admit(sp_route_counter *rc, const sp_ip *ip, uint64_t max_a
  * admitted with a per-IP limit. */
 void sp_route_counter_release(sp_route_counter *rc, const sp_ip *ip, bool per_ip,
                               uint64_t bytes_from_client, uint64_t bytes_from_target, uint64_t now_ms);
+
+/* One HTTP request answered on this route: its status and how long it took (from the
+ * complete request head to the end of the response). */
+void sp_route_counter_http(sp_route_counter *rc, int status, uint64_t duration_us);
 
 /* Calls fn for every route name seen so far. */
 void sp_route_limits_each(sp_route_limits *l, void (*fn)(void *ud, const sp_route_figures *f), void *ud);

@@ -52,8 +52,11 @@ const char *sp_route_mismatch(const sp_route *r, const sp_conn_info *info)
 {
     if (info->per_request && !r->is_http)
         return "action.protocol";
-    /* an HTTP route reads requests: plain ones, or out of the TLS it terminates */
+    /* an HTTP route reads requests: plain ones, or out of the TLS it terminates; a TLS
+     * route's domains are SNI, never the Host of a plain request */
     if (r->is_http && terminates(r) != (info->tls_offered != 0))
+        return "action.tls";
+    if (!r->is_http && r->tls.mode != SP_TLS_NONE && info->tls_offered == 0 && info->domain_len)
         return "action.tls";
     if (r->client_ip.n && !sp_ip_list_match(&r->client_ip, &info->client_ip))
         return "match.client_ip";

@@ -113,7 +113,8 @@ def route(name, ports, host=None, port=None, *, client_ip=None, priority=None,
 
 
 def route_ports(routes):
-    """Every port the routes listen on (numbers, {from=,to=} ranges and lists of both)."""
+    """Every port the routes listen on (numbers, {from=,to=} ranges and lists of both;
+    not the ports of kernel-forwarded routes)."""
     out = set()
 
     def add(p):
@@ -126,6 +127,8 @@ def route_ports(routes):
                 add(q)
 
     for r in routes:
+        if isinstance(r, dict) and r.get("action", {}).get("forwarding_engine") == "nftables":
+            continue  # forwarded by the kernel: no listener
         add(r["match"]["ports"])
     return out
 

@@ -58,3 +58,25 @@ def test_route_limits_count_across_workers(start_proxy, serve):
     with p.connect(port, src="127.0.0.5") as c:  # slots come back
         sp.roundtrip(c, b"free again")
     sp.assert_clean(p)
+
+
+def test_global_lists_apply_to_every_route_before_routing(start_proxy, serve):
+    """Top-level security lists: checked on accept for every port, block wins; IPv6 too."""
+    backend = serve(sp.echo)
+    a, b = sp.free_port(), sp.free_port()
+    p = start_proxy({"security": {"ip_allow_list": ["127.0.0.0/24", "::1"],
+                                  "ip_block_list": ["127.0.0.5"]},
+                     "routes": [sp.route("a", a, "127.0.0.1", backend.port),
+                                sp.route("b", b, "127.0.0.1", backend.port)]})
+    before = p.stats()
+    for port in (a, b):
+        with p.connect(port, src="127.0.0.2") as c:
+            sp.roundtrip(c, b"allowed")
+        with p.connect(port, src="127.0.0.5") as c:
+            assert sp.wait_closed(c, 5)
+        with p.connect(port, src="127.0.1.1") as c:
+            assert sp.wait_closed(c, 5)
+    s = sp.wait_counter(p, before, "refused", "ip_not_allowed", 2)
+    assert sp.delta(before, s, "refused") == {"ip_blocked": 2, "ip_not_allowed": 2}
+    assert backend.accepted == 2
+    sp.assert_clean(p)

@@ -31,11 +31,24 @@ describe("examples", function()
     it("use distinct admin ports", function()
         local seen = {}
         for _, name in ipairs({ "echo.lua", "line-protocol.lua", "smtp-gateway.lua",
-                                "custom-router.lua" }) do
+                                "custom-router.lua", "nftables.lua" }) do
             local config = load_example(name)
             assert.is_nil(seen[config.metrics.listen], name)
             seen[config.metrics.listen] = true
         end
+    end)
+
+    describe("nftables.lua", function()
+        it("forwards in the kernel", function()
+            local config = load_example("nftables.lua")
+            local app, range = config.routes[1], config.routes[2]
+            assert.same({ type = "forward", target = { host = "10.203.2.2", port = 9000 },
+                          forwarding_engine = "nftables",
+                          nftables = { protocol = "all", preserve_source_ip = true } }, app.action)
+            assert.equal(7000, app.match.ports)
+            assert.equal("nftables", range.action.forwarding_engine)
+            assert.equal("100mbps", range.action.nftables.max_rate)
+        end)
     end)
 
     describe("echo.lua", function()
