@@ -340,6 +340,8 @@ def run_wrk(bench, url, duration, threads, connections, headers=(), cpus=None, t
     res["rps"] = res["requests"] / secs
     res["mib_s"] = res["bytes"] / secs / (1 << 20)
     res["errors"] = sum(res[k] for k in res if k.startswith("err_"))
+    if res["errors"]:
+        res["wrk_output"] = r.stdout + r.stderr  # wrk's own report, for the error report
     res["cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     res["secs"] = secs
     return res
