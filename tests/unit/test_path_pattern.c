@@ -281,7 +281,9 @@ TEST(normalize_is_idempotent_and_never_longer)
     for (size_t i = 0; i < UNIT_COUNT(in); i++) {
         char once[256];
         CHECK_STR_EQ(norm(in[i]), norm(in[i])); /* deterministic */
-        snprintf(once, sizeof once, "%s", norm(in[i]));
+        const char *n = norm(in[i]);
+        REQUIRE(strlen(n) < sizeof once);
+        memcpy(once, n, strlen(n) + 1);
         CHECK(strcmp(once, "(error)") != 0);
         CHECK(strlen(once) <= strlen(in[i]));
         CHECK_STR_EQ(norm(once), once);
