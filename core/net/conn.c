@@ -523,6 +523,19 @@ void sp_conn_sniffed(sp_conn *c)
 
 /* After the PROXY header, if any: read the first bytes when the port's routes need
  * them, else route now (servers that speak first work: nothing waits for the client). */
+/* Every route of the connection's port reads plain HTTP requests: refusals can be
+ * answered in HTTP without reading anything first. */
+static bool plain_http_port(const sp_conn *c)
+{
+    const sp_port_entry *e = sp_gen_port(c->gen, c->info.server_port);
+    if (!e || !e->http)
+        return false;
+    for (size_t i = 0; i < e->nroutes; i++)
+        if (!e->routes[i]->is_http || e->routes[i]->tls.mode != SP_TLS_NONE)
+            return false;
+    return true;
+}
+
 static void begin_routing(sp_conn *c)
 {
     const sp_settings *st = &c->gen->settings;
@@ -541,7 +554,19 @@ static void begin_routing(sp_conn *c)
         if (v != 0) {
             sp_counter_add(&c->w->counters.refused[v == 1 ? SP_REFUSED_MAX_CONNECTIONS_PER_IP
                                                           : SP_REFUSED_CONNECTION_RATE], 1);
-            sp_conn_abort(c, v == 1 ? SP_END_MAX_CONNECTIONS_PER_IP : SP_END_CONNECTION_RATE);
+            sp_end_reason why = v == 1 ? SP_END_MAX_CONNECTIONS_PER_IP : SP_END_CONNECTION_RATE;
+            if (plain_http_port(c)) { /* HTTP clients get told why: 503 or 429, then a close */
+                static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                                           "Content-Length: 24\r\nConnection: close\r\n\r\n503 Service Unavailable\n";
+                static const char rate[] = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
+                                           "Retry-After: 60\r\nContent-Length: 22\r\nConnection: close\r\n\r\n"
+                                           "429 Too Many Requests\n";
+                sp_pipe_send_bytes(c, &c->client, v == 1 ? busy : rate, v == 1 ? sizeof busy - 1 : sizeof rate - 1);
+                if (c->state != SP_STATE_CLOSING)
+                    sp_conn_close(c, why); /* flushed, then a lingering close drains the request */
+                return;
+            }
+            sp_conn_abort(c, why);
             return;
         }
         c->ip_admitted = true;

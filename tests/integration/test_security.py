@@ -80,3 +80,51 @@ def test_global_lists_apply_to_every_route_before_routing(start_proxy, serve):
     assert sp.delta(before, s, "refused") == {"ip_blocked": 2, "ip_not_allowed": 2}
     assert backend.accepted == 2
     sp.assert_clean(p)
+
+
+def test_http_clients_over_the_global_limits_get_503_and_429(start_proxy, serve):
+    """On a port whose routes are all plain HTTP, a client refused by the per-IP limits is
+    told why (503, or 429 with Retry-After for the connection rate) before the close."""
+    import http.client
+
+    def app(conn, srv):
+        f = conn.makefile("rb")
+        while f.readline():
+            while f.readline() not in (b"\r\n", b""):
+                pass
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    backend = serve(app)
+    port = sp.free_port()
+    http_route = {"name": "web", "match": {"ports": port},
+                  "action": {"type": "forward", "protocol": "http",
+                             "target": {"host": "127.0.0.1", "port": backend.port}}}
+    p = start_proxy({"limits": {"max_connections_per_ip": 1}, "routes": [http_route]})
+    held = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    held.request("GET", "/")
+    assert held.getresponse().read() == b"ok"
+    extra = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    extra.request("GET", "/")
+    r = extra.getresponse()
+    assert r.status == 503 and r.read() == b"503 Service Unavailable\n"
+    extra.close()
+    held.close()
+    backend.close()
+    sp.assert_clean(p)
+
+    backend2 = serve(app)
+    port2 = sp.free_port()
+    p2 = start_proxy({"limits": {"connection_rate_per_minute": 2}, "routes": [
+        {"name": "web", "match": {"ports": port2},
+         "action": {"type": "forward", "protocol": "http",
+                    "target": {"host": "127.0.0.1", "port": backend2.port}}}]})
+    statuses = []
+    for _ in range(3):
+        c = http.client.HTTPConnection("127.0.0.1", port2, timeout=5)
+        c.request("GET", "/")
+        r = c.getresponse()
+        statuses.append((r.status, r.getheader("Retry-After")))
+        r.read()
+        c.close()
+    assert statuses == [(200, None), (200, None), (429, "60")], statuses
+    backend2.close()
+    sp.assert_clean(p2)
