@@ -483,7 +483,7 @@ static bool make_key(sp_http *h, const sp_route *r, char *key, size_t len)
     }
     if (t->mode == SP_TLS_REENCRYPT)
         snprintf(key, len, "%s|%u|tls|%p|%s", c->dest.host, c->dest.port, (void *)t->client_ctx,
-                 t->upstream_sni ? t->upstream_sni : c->info.domain_len ? c->info.domain : "");
+                 t->upstream_sni ? t->upstream_sni : c->domain); /* the SNI the upstream gets */
     else
         snprintf(key, len, "%s|%u", c->dest.host, c->dest.port);
     return true;
@@ -746,8 +746,12 @@ static void dispatch(sp_http *h)
     acquire_target(h);
     if (c->http != h)
         return;
+    /* the request's view ends with the target's choice: the connection's domain is its
+     * SNI again (logs, the upstream SNI of a re-encrypting route) */
     c->info.http = NULL;
     c->info.path_pattern = NULL;
+    c->info.domain = c->domain;
+    c->info.domain_len = strlen(c->domain);
     if (h->phase == P_CONNECT)
         client_reading(h, false); /* the body waits for the target */
 }
