@@ -271,40 +271,28 @@ static void metric_head(sp_buf *b, const char *name, const char *type, const cha
 
 #define TOP_CLIENT_IPS 10
 
-/* Route names are the user's: escape them as Prometheus label values. */
-static void label_value(sp_buf *b, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            sp_buf_appendf(b, "\\%c", *s);
-        else if (*s == '\n')
-            sp_buf_append(b, "\\n", 2);
-        else
-            sp_buf_append(b, s, 1);
-    }
-}
 
 static void route_metric_active(void *ud, const sp_route_figures *f)
 {
     sp_buf_appendf(ud, "%s", "smartproxy_route_connections_active{route=\"");
-    label_value(ud, f->name);
+    sp_buf_append_label(ud, f->name);
     sp_buf_appendf(ud, "\"} %llu\n", (unsigned long long)f->active);
 }
 
 static void route_metric_total(void *ud, const sp_route_figures *f)
 {
     sp_buf_appendf(ud, "%s", "smartproxy_route_connections_total{route=\"");
-    label_value(ud, f->name);
+    sp_buf_append_label(ud, f->name);
     sp_buf_appendf(ud, "\"} %llu\n", (unsigned long long)f->total);
 }
 
 static void route_metric_bytes(void *ud, const sp_route_figures *f)
 {
     sp_buf_appendf(ud, "%s", "smartproxy_route_received_bytes_total{route=\"");
-    label_value(ud, f->name);
+    sp_buf_append_label(ud, f->name);
     sp_buf_appendf(ud, "\",from=\"client\"} %llu\n", (unsigned long long)f->bytes_from_clients);
     sp_buf_appendf(ud, "%s", "smartproxy_route_received_bytes_total{route=\"");
-    label_value(ud, f->name);
+    sp_buf_append_label(ud, f->name);
     sp_buf_appendf(ud, "\",from=\"target\"} %llu\n", (unsigned long long)f->bytes_from_targets);
 }
 
@@ -314,7 +302,7 @@ static void route_metric_http(void *ud, const sp_route_figures *f)
         if (!f->http_responses[i])
             continue;
         sp_buf_appendf(ud, "%s", "smartproxy_http_route_responses_total{route=\"");
-        label_value(ud, f->name);
+        sp_buf_append_label(ud, f->name);
         sp_buf_appendf(ud, "\",code=\"%dxx\"} %llu\n", i, (unsigned long long)f->http_responses[i]);
     }
 }
@@ -331,17 +319,17 @@ static void route_metric_duration(void *ud, const sp_route_figures *f)
     for (int i = 0; i <= SP_HTTP_DURATION_BUCKETS; i++) {
         cum += f->http_duration_buckets[i];
         sp_buf_appendf(ud, "%s", "smartproxy_http_request_duration_seconds_bucket{route=\"");
-        label_value(ud, f->name);
+        sp_buf_append_label(ud, f->name);
         if (i < SP_HTTP_DURATION_BUCKETS)
             sp_buf_appendf(ud, "\",le=\"%g\"} %llu\n", sp_http_duration_bounds[i], (unsigned long long)cum);
         else
             sp_buf_appendf(ud, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
     }
     sp_buf_appendf(ud, "%s", "smartproxy_http_request_duration_seconds_sum{route=\"");
-    label_value(ud, f->name);
+    sp_buf_append_label(ud, f->name);
     sp_buf_appendf(ud, "\"} %.6f\n", (double)f->http_duration_sum_us / 1e6);
     sp_buf_appendf(ud, "%s", "smartproxy_http_request_duration_seconds_count{route=\"");
-    label_value(ud, f->name);
+    sp_buf_append_label(ud, f->name);
     sp_buf_appendf(ud, "\"} %llu\n", (unsigned long long)n);
 }
 
@@ -460,7 +448,7 @@ static void metrics_text(void *ud, sp_buf *b)
         if (!x || ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1)
             continue;
         sp_buf_appendf(b, "%s", "smartproxy_certificate_expiry_timestamp_seconds{route=\"");
-        label_value(b, r->name);
+        sp_buf_append_label(b, r->name);
         sp_buf_appendf(b, "\"} %lld\n", (long long)timegm(&tm));
     }
     metric_head(b, "smartproxy_config_generation", "gauge", "The configuration generation serving new connections.");

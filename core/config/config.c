@@ -55,7 +55,7 @@ static void *xcalloc(size_t n, size_t sz)
 }
 
 /* "string \"abc\"", "number 5", "table", "nil" ... for messages. */
-static void describe(lua_State *L, int idx, char *out, size_t len)
+void sp_config_describe(lua_State *L, int idx, char *out, size_t len)
 {
     int t = lua_type(L, idx);
     switch (t) {
@@ -87,7 +87,7 @@ __attribute__((noreturn))
 static void fail_type(cfg_cx *cx, const char *field, int idx, const char *expected)
 {
     char got[100];
-    describe(cx->L, idx, got, sizeof got);
+    sp_config_describe(cx->L, idx, got, sizeof got);
     fail(cx, field, "expected %s, got %s", expected, got);
 }
 
@@ -110,7 +110,7 @@ static void check_keys(cfg_cx *cx, int idx, const char *path, const char *const 
         char field[160];
         if (lua_type(L, -1) != LUA_TSTRING) {
             char got[100];
-            describe(L, -1, got, sizeof got);
+            sp_config_describe(L, -1, got, sizeof got);
             fail(cx, path && *path ? path : "(top level)", "unexpected key %s", got);
         }
         const char *k = lua_tostring(L, -1);
@@ -140,7 +140,7 @@ static void opt_uint(cfg_cx *cx, int t, const char *path, const char *key, uint6
         double v = lua_tonumber(cx->L, -1);
         if (!(v >= 0) || v != floor(v) || v > (double)max) {
             char got[100];
-            describe(cx->L, -1, got, sizeof got);
+            sp_config_describe(cx->L, -1, got, sizeof got);
             fail(cx, field, "expected an integer from 0 to %llu, got %s", (unsigned long long)max, got);
         }
         *out = (uint64_t)v;

@@ -209,6 +209,9 @@ const sp_port_entry *sp_gen_port(const sp_gen *g, uint16_t port);
  * (0 = never). */
 uint64_t sp_settings_stream_inactivity(const sp_settings *s);
 
+/* "string \"abc\"", "number 5", "table", "nil" ... : a Lua value for error messages. */
+void sp_config_describe(lua_State *L, int idx, char *out, size_t len);
+
 /* Prints the --check summary: ports, routes and what they do. */
 void sp_gen_print_summary(const sp_gen *g, FILE *out);
 

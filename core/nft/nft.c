@@ -271,17 +271,6 @@ void sp_nft_stats_json(sp_nft *n, sp_json *j)
     free(f);
 }
 
-static void label(sp_buf *b, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            sp_buf_appendf(b, "\\%c", *s);
-        else if (*s == '\n')
-            sp_buf_append(b, "\\n", 2);
-        else
-            sp_buf_append(b, s, 1);
-    }
-}
 
 void sp_nft_metrics_text(sp_nft *n, sp_buf *b)
 {
@@ -297,7 +286,7 @@ void sp_nft_metrics_text(sp_nft *n, sp_buf *b)
         sp_buf_appendf(b, "# HELP %s %s\n# TYPE %s counter\n", names[m], help[m], names[m]);
         for (size_t i = 0; s && f && i < s->nroutes; i++) {
             sp_buf_appendf(b, "%s{route=\"", names[m]);
-            label(b, s->routes[i].name);
+            sp_buf_append_label(b, s->routes[i].name);
             sp_buf_appendf(b, "\"} %llu\n", (unsigned long long)(m ? f[i].bytes : f[i].packets));
         }
     }

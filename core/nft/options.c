@@ -19,16 +19,6 @@ static int bad(char *field, size_t fieldlen, const char *f, char *msg, size_t ms
     return -1;
 }
 
-static void describe(lua_State *L, int idx, char *out, size_t len)
-{
-    int t = lua_type(L, idx);
-    switch (t) {
-    case LUA_TSTRING: snprintf(out, len, "string \"%.60s\"", lua_tostring(L, idx)); break;
-    case LUA_TNUMBER: snprintf(out, len, "number %.14g", lua_tonumber(L, idx)); break;
-    case LUA_TBOOLEAN: snprintf(out, len, "boolean %s", lua_toboolean(L, idx) ? "true" : "false"); break;
-    default: snprintf(out, len, "%s", lua_typename(L, t)); break;
-    }
-}
 
 int sp_nft_parse_rate(const char *s, uint64_t *out)
 {
@@ -76,7 +66,7 @@ int sp_nft_parse_action(lua_State *L, int t, sp_route_nft *out, char *field, siz
         if (e && strcmp(e, "nftables") == 0)
             out->enabled = true;
         else if (!e || strcmp(e, "node") != 0) {
-            describe(L, -1, got, sizeof got);
+            sp_config_describe(L, -1, got, sizeof got);
             lua_pop(L, 1);
             return bad(field, fl, "action.forwarding_engine", msg, ml,
                        "expected \"node\" or \"nftables\", got %s", got);
@@ -90,7 +80,7 @@ int sp_nft_parse_action(lua_State *L, int t, sp_route_nft *out, char *field, siz
     if (lua_isnil(L, n))
         goto done;
     if (!lua_istable(L, n)) {
-        describe(L, n, got, sizeof got);
+        sp_config_describe(L, n, got, sizeof got);
         rc = bad(field, fl, "action.nftables", msg, ml,
                  "expected { preserve_source_ip = ..., protocol = ..., max_rate = ... }, got %s", got);
         goto done;
@@ -106,7 +96,7 @@ int sp_nft_parse_action(lua_State *L, int t, sp_route_nft *out, char *field, siz
         if (!k || (strcmp(k, "preserve_source_ip") != 0 && strcmp(k, "protocol") != 0 &&
                    strcmp(k, "max_rate") != 0)) {
             char f[160];
-            describe(L, -1, got, sizeof got);
+            sp_config_describe(L, -1, got, sizeof got);
             snprintf(f, sizeof f, "action.nftables%s%s", k ? "." : "", k ? k : "");
             rc = k ? bad(field, fl, f, msg, ml, "unknown field")
                    : bad(field, fl, f, msg, ml, "unexpected key %s", got);
@@ -117,7 +107,7 @@ int sp_nft_parse_action(lua_State *L, int t, sp_route_nft *out, char *field, siz
     lua_getfield(L, n, "preserve_source_ip");
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TBOOLEAN) {
-            describe(L, -1, got, sizeof got);
+            sp_config_describe(L, -1, got, sizeof got);
             rc = bad(field, fl, "action.nftables.preserve_source_ip", msg, ml, "expected a boolean, got %s", got);
         }
         out->preserve_source_ip = lua_toboolean(L, -1);
@@ -132,7 +122,7 @@ int sp_nft_parse_action(lua_State *L, int t, sp_route_nft *out, char *field, siz
         else if (strcmp(p, "udp") == 0) out->protocols = SP_NFT_UDP;
         else if (strcmp(p, "all") == 0) out->protocols = SP_NFT_TCP | SP_NFT_UDP;
         else {
-            describe(L, -1, got, sizeof got);
+            sp_config_describe(L, -1, got, sizeof got);
             rc = bad(field, fl, "action.nftables.protocol", msg, ml,
                      "expected \"tcp\", \"udp\" or \"all\", got %s", got);
         }
@@ -143,7 +133,7 @@ int sp_nft_parse_action(lua_State *L, int t, sp_route_nft *out, char *field, siz
     lua_getfield(L, n, "max_rate");
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TSTRING || sp_nft_parse_rate(lua_tostring(L, -1), &out->max_rate) != 0) {
-            describe(L, -1, got, sizeof got);
+            sp_config_describe(L, -1, got, sizeof got);
             rc = bad(field, fl, "action.nftables.max_rate", msg, ml,
                      "expected a rate such as \"10mbps\" or \"500kbytes\" (units bps, kbps, mbps, "
                      "gbps, bytes, kbytes, mbytes, gbytes), got %s", got);

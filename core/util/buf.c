@@ -85,3 +85,15 @@ void sp_buf_appendf(sp_buf *b, const char *fmt, ...)
     else
         b->data[b->len] = '\0'; /* undo the truncated first attempt */
 }
+
+void sp_buf_append_label(sp_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            sp_buf_appendf(b, "\\%c", *s);
+        else if (*s == '\n')
+            sp_buf_append(b, "\\n", 2);
+        else
+            sp_buf_append(b, s, 1);
+    }
+}

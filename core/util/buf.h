@@ -28,4 +28,7 @@ void sp_buf_reset(sp_buf *b);
 void sp_buf_append(sp_buf *b, const void *p, size_t n);
 void sp_buf_appendf(sp_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Appends s escaped as a Prometheus label value (backslash, double quote, newline). */
+void sp_buf_append_label(sp_buf *b, const char *s);
+
 #endif
