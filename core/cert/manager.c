@@ -190,6 +190,7 @@ static void on_retry(uv_timer_t *t)
 }
 
 static void handle_result(sp_certmgr *m, job *j);
+static void drop(struct domain *d);
 
 static void on_jobs_done(uv_async_t *h)
 {
@@ -201,6 +202,13 @@ static void on_jobs_done(uv_async_t *h)
     for (job *j = list, *next; j; j = next) {
         next = j->next_done;
         handle_result(m, j);
+        for (domain **pp = &m->domains; *pp; pp = &(*pp)->next)
+            if ((*pp)->job == NULL && !(*pp)->wanted) { /* dropped by a reload meanwhile */
+                domain *d = *pp;
+                *pp = d->next;
+                drop(d);
+                break;
+            }
         uv_thread_join(&j->thread); /* it has returned, or is about to */
         for (size_t i = 0; i < m->nthreads; i++)
             if (m->threads[i] == j)

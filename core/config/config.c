@@ -1160,15 +1160,23 @@ static void check_auto_certificates(cfg_cx *cx)
     if (!g->settings.cert_store)
         fail(cx, "certificates.store", "required by acme: a folder for the account key and the certificates");
     uint16_t port = g->settings.acme.challenge_port;
+    bool used = false, heads = false;
     for (size_t i = 0; i < g->nroutes; i++)
         for (size_t k = 0; k < g->routes[i].nports; k++)
             if (g->routes[i].ports[k].from <= port && port <= g->routes[i].ports[k].to) {
-                if (g->routes[i].tls.mode != SP_TLS_NONE) {
-                    cx->route = &g->routes[i];
+                sp_route *r = &g->routes[i];
+                if (r->tls.mode != SP_TLS_NONE) {
+                    cx->route = r;
                     fail(cx, "match.ports", "port %u is acme.challenge_port: HTTP-01 needs plain HTTP there", port);
                 }
-                return;
+                used = true;
+                heads |= r->is_http || sp_route_needs_sniff(r); /* as build_port_index decides */
             }
+    if (used && !heads)
+        fail(cx, "acme.challenge_port", "port %u only has byte-stream routes, so its requests are never read: "
+             "give one of them domains or protocol = \"http\" (or use another port)", port);
+    if (used)
+        return;
     g->routes = realloc(g->routes, (g->nroutes + 1) * sizeof *g->routes);
     if (!g->routes)
         abort();
@@ -1523,6 +1531,8 @@ void sp_gen_print_summary(const sp_gen *g, FILE *out)
         }
         static const char *const modes[] = {"", " tls passthrough", " tls terminate", " tls terminate-and-reencrypt"};
         fputs(modes[r->tls.mode], out);
+        if (r->tls.cert_auto)
+            fputs(" (certificate auto)", out);
         if (r->send_proxy_protocol)
             fprintf(out, " send-proxy-v%d", r->send_proxy_protocol);
         if (r->nft.enabled)

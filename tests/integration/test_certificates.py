@@ -226,11 +226,15 @@ def test_acme_issues_serves_and_stores(start_proxy, serve, pebble, pki, tmp_path
 
 def test_renewal_swaps_certificate_under_live_connections(start_proxy, serve, pebble, pki, tmp_path):
     """renew_before_days beyond the certificate's lifetime: every check renews. New
-    handshakes get the new certificate; a connection opened before keeps working."""
+    handshakes get the new certificate; a connection opened before keeps working. The
+    challenge port has a route of its own here (a redirect to HTTPS): challenges are
+    answered before it."""
     backend = serve(sp.echo)
     tls_port, challenge_port = sp.free_port(), sp.free_port()
     peb = pebble(challenge_port)
-    config = {"routes": [auto_route("auto", tls_port, "r.test", backend.port)],
+    redirect = {"name": "to-https", "match": {"ports": challenge_port, "domains": "*"},
+                "action": {"type": "redirect", "redirect": {"to": "https://{domain}{path}", "status": 301}}}
+    config = {"routes": [auto_route("auto", tls_port, "r.test", backend.port), redirect],
               "acme": acme_config(peb, challenge_port, pki, renew_before_days=3650, renew_check_interval=1),
               "certificates": {"store": str(tmp_path / "store")}}
     proxy = start_proxy(config)
@@ -244,6 +248,9 @@ def test_renewal_swaps_certificate_under_live_connections(start_proxy, serve, pe
         tlsutil.tls_roundtrip(old, b"after renewal, same connection\n")
         assert old.getpeercert(binary_form=True) == first
     assert cert_state(proxy, "r.test")["orders"] >= 2
+    with sp.connect(challenge_port) as c:
+        c.sendall(b"GET /x HTTP/1.1\r\nHost: r.test\r\nConnection: close\r\n\r\n")
+        assert sp.read_to_close(c)[0].startswith(b"HTTP/1.1 301 ")
 
 
 # ---------------------------------------------------------------------------- hook and store
@@ -314,7 +321,8 @@ def test_acme_failures_back_off_and_other_routes_serve(start_proxy, serve, pebbl
     certificate serves throughout."""
     backend = serve(sp.echo)
     tls_port, fixed_port, challenge_port = sp.free_port(), sp.free_port(), sp.free_port()
-    peb = pebble(sp.free_port())  # validates against a port nobody listens on
+    # validates for real (PEBBLE_VA_ALWAYS_VALID=0) against a port nobody listens on
+    peb = pebble(sp.free_port(), {"PEBBLE_VA_ALWAYS_VALID": "0"})
     dead = f"https://127.0.0.1:{sp.free_port()}/dir"
     fixed = pki.leaf("fixed.test", "ecdsa")
     config = {"routes": [auto_route("auto", tls_port, ["f.test"], backend.port),
@@ -365,6 +373,12 @@ def test_acme_failures_back_off_and_other_routes_serve(start_proxy, serve, pebbl
     ({"routes": [auto_route("h", 4443, "x.test", 9)], "certificates": {"store": "s"},
       "acme": {"directory": "http://plain/dir"}},
      'acme.directory: expected an https:// URL'),
+    ({"routes": [auto_route("t", 4443, "x.test", 9), route("tcp", 8081, "127.0.0.1", 9)],
+      "certificates": {"store": "s"}, "acme": {"directory": "https://ca/dir", "challenge_port": 8081}},
+     'acme.challenge_port: port 8081 only has byte-stream routes'),
+    ({"routes": [auto_route("t", 4443, "x.test", 9)],
+      "certificates": {"store": "s"}, "acme": {"directory": "https://ca/dir", "challenge_port": 4443}},
+     'route "t" (#1): match.ports: port 4443 is acme.challenge_port: HTTP-01 needs plain HTTP there'),
 ])
 def test_config_errors(tmp_path, extra, message):
     cfg = tmp_path / "proxy.lua"
