@@ -333,7 +333,11 @@ static void obtain(domain *d)
             return;
     }
     if (!acme(m)->enabled) {
-        if (!d->pair) {
+        if (d->pair)
+            sp_warn("certificate for %s expires within %llu days and nothing can renew it "
+                    "(no acme configured%s)", d->name, (unsigned long long)acme(m)->renew_before_days,
+                    m->gen->settings.cert_provision != LUA_NOREF ? ", the provision hook said \"acme\"" : "");
+        else {
             snprintf(d->last_error, sizeof d->last_error, "not in the store%s and no acme configured",
                      m->gen->settings.cert_provision != LUA_NOREF ? ", the provision hook said \"acme\"" : "");
             sp_error("certificate for %s: %s: no certificate", d->name, d->last_error);
