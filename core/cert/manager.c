@@ -244,6 +244,9 @@ static void handle_result(sp_certmgr *m, job *j)
         }
         if (j->rc == 0)
             snprintf(j->err, sizeof j->err, "the issued certificate is unusable");
+        for (char *c = j->err; *c; c++) /* one log line, whatever the server wrote */
+            if ((unsigned char)*c < 0x20)
+                *c = ' ';
         d->orders_failed++;
         d->failures++;
         snprintf(d->last_error, sizeof d->last_error, "%s", j->err);
