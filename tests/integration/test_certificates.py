@@ -96,7 +96,8 @@ class Pebble:
         return path
 
     def orders(self):
-        """newOrder requests pebble has logged."""
+        """newOrder requests pebble has logged (a request rejected for its nonce and
+        retried counts twice)."""
         return self.log.read_text(errors="replace").count("POST /order-plz")
 
     def close(self):
@@ -261,7 +262,8 @@ def test_provision_hook_and_acme_fallback(start_proxy, serve, pebble, pki, tmp_p
     fail cleanly and are counted while the others serve."""
     backend = serve(sp.echo)
     tls_port, challenge_port = sp.free_port(), sp.free_port()
-    peb = pebble(challenge_port)
+    # no rejected nonces here: a badNonce retry would repeat the newOrder POST it counts
+    peb = pebble(challenge_port, {"PEBBLE_WFE_NONCEREJECT": "0"})
     own = pki.leaf("p.test", "ecdsa", org="hook")
     hook = Lua(f"""function(domain)
       if domain == "p.test" then return {{ cert = {json.dumps(own.pem)}, key = {json.dumps(own.key_pem)} }} end
