@@ -203,11 +203,17 @@ int sp_https_request(SSL_CTX *ctx, const char *method, const char *url, const ch
         goto done;
     }
     size_t bl = body ? strlen(body) : 0;
+    char hostport[300];
+    bool v6 = strchr(host, ':') != NULL;
+    if (strcmp(port, "443") == 0)
+        snprintf(hostport, sizeof hostport, v6 ? "[%s]" : "%s", host);
+    else
+        snprintf(hostport, sizeof hostport, v6 ? "[%s]:%s" : "%s:%s", host, port);
     char head[2048];
     int hn = snprintf(head, sizeof head,
-                      "%s %s HTTP/1.1\r\nHost: %s%s%s\r\nUser-Agent: smartproxy/" SP_VERSION "\r\n"
+                      "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: smartproxy/" SP_VERSION "\r\n"
                       "Accept: */*\r\nConnection: close\r\n%s%s%sContent-Length: %zu\r\n\r\n",
-                      method, path, host, strcmp(port, "443") ? ":" : "", strcmp(port, "443") ? port : "",
+                      method, path, hostport,
                       content_type ? "Content-Type: " : "", content_type ? content_type : "",
                       content_type ? "\r\n" : "", bl);
     if (hn < 0 || (size_t)hn >= sizeof head) {
