@@ -254,6 +254,30 @@ def test_renewal_swaps_certificate_under_live_connections(start_proxy, serve, pe
         assert sp.read_to_close(c)[0].startswith(b"HTTP/1.1 301 ")
 
 
+def test_reload_adds_a_name_without_touching_the_others(start_proxy, serve, pebble, pki, tmp_path):
+    """A reload that adds a name orders that name only; the certificate of the name that
+    was there keeps serving unchanged, and a connection from before the reload lives on."""
+    backend = serve(sp.echo)
+    tls_port, challenge_port = sp.free_port(), sp.free_port()
+    peb = pebble(challenge_port)
+    config = {"routes": [auto_route("auto", tls_port, ["old.test"], backend.port)],
+              "acme": acme_config(peb, challenge_port, pki),
+              "certificates": {"store": str(tmp_path / "store")}}
+    proxy = start_proxy(config)
+    wait_cert(proxy, "old.test")
+    first = served_der(tls_port, "old.test")
+    with tlsutil.tls_connect(tls_port, "old.test", tlsutil.client_context(verify=False)) as live:
+        config["routes"][0]["match"]["domains"] = ["old.test", "new.test"]
+        proxy.write_config(config)
+        proxy.reload()
+        assert wait_cert(proxy, "new.test")["orders"] == 1
+        tlsutil.tls_roundtrip(live, b"across the reload\n")
+    st = cert_state(proxy, "old.test")
+    assert st["orders"] == 1 and st["source"] == "ACME server", st
+    assert served_der(tls_port, "old.test") == first
+    assert served_der(tls_port, "new.test") != first
+
+
 # ---------------------------------------------------------------------------- hook and store
 
 def test_provision_hook_and_acme_fallback(start_proxy, serve, pebble, pki, tmp_path):
