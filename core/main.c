@@ -19,6 +19,8 @@
 #include <uv.h>
 
 #include "admin/admin.h"
+#include "cert/live.h"
+#include "cert/manager.h"
 #include "config/load.h"
 #include "lua/shared.h"
 #include "http/challenges.h"
@@ -61,6 +63,7 @@ typedef struct app {
     uv_signal_t sighup, sigterm, sigint, sigusr1;
     sp_admin *admin;
     sp_nft *nft;                  /* kernel forwarding (nftables routes) */
+    sp_certmgr *certs;            /* certificate = "auto" (core/cert/) */
     uv_fs_event_t watchers[MAX_WATCHED_DIRS];
     int nwatchers;
     uv_timer_t watch_debounce;
@@ -260,6 +263,7 @@ static void stats_json(void *ud, sp_json *j)
     sp_json_key(j, "uptime_seconds");
     sp_json_double(j, (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
     sp_nft_stats_json(a->nft, j);
+    sp_certmgr_stats_json(a->certs, j);
     sp_json_obj_close(j);
 }
 
@@ -461,6 +465,7 @@ static void metrics_text(void *ud, sp_buf *b)
     metric_head(b, "smartproxy_uptime_seconds", "gauge", "Seconds since start.");
     sp_buf_appendf(b, "smartproxy_uptime_seconds %.3f\n", (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
     sp_nft_metrics_text(a->nft, b);
+    sp_certmgr_metrics_text(a->certs, b);
 }
 
 static const char *admin_token(void *ud)
@@ -602,6 +607,7 @@ static int load_and_install(app *a, const char *routes_text, char *err, size_t e
     sp_source_set_unref(a->sources);
     a->sources = sources;
     apply_log_settings(a, g);
+    sp_certmgr_sync(a->certs, g);
     if (a->watch)
         watch_sources(a);
     sp_info("%s: generation %llu, %zu route(s) on %zu port(s)",
@@ -732,6 +738,7 @@ static void close_main_handles(app *a)
     a->nwatchers = 0;
     sp_admin_stop(a->admin);
     a->admin = NULL;
+    sp_certmgr_stop(a->certs);
     uv_close((uv_handle_t *)&a->process.updates->wake, NULL);
 }
 
@@ -987,6 +994,8 @@ int main(int argc, char **argv)
     a.process.routes = sp_route_limits_new();
     a.process.rates = sp_rate_table_new();
     a.process.challenges = sp_challenges_new();
+    a.certs = sp_certmgr_new(a.loop, a.process.challenges);
+    sp_certmgr_sync(a.certs, a.gen); /* before any worker accepts: stored certificates serve at once */
     a.process.shared = sp_shared_new(SHARED_CAPACITY);
     a.process.lua_tls[0] = sp_tls_lua_client_ctx(false);
     a.process.lua_tls[1] = sp_tls_lua_client_ctx(true);
@@ -1082,6 +1091,8 @@ int main(int argc, char **argv)
     sp_ip_table_free(a.process.ips);
     sp_route_limits_free(a.process.routes);
     sp_rate_table_free(a.process.rates);
+    sp_certmgr_free(a.certs);
+    sp_cert_live_clear();
     sp_challenges_free(a.process.challenges);
     free(updates.pending);
     uv_mutex_destroy(&updates.lock);

@@ -27,7 +27,7 @@ typedef struct cfg_cx {
 /* Keys the SPEC defines that this build does not implement yet: rejected with a clear
  * message instead of being silently ignored. */
 static const char *const planned_keys[] = {
-    "acme", "certificates", NULL,
+    NULL,
 };
 
 static bool in_list(const char *const *list, const char *k)
@@ -321,6 +321,61 @@ static void compile_metrics(cfg_cx *cx, int t)
     }
 }
 
+/* acme = { email, directory, ca_file, challenge_port, renew_before_days } */
+static void compile_acme(cfg_cx *cx, int t)
+{
+    static const char *const keys[] = {"email", "directory", "ca_file", "challenge_port",
+                                       "renew_before_days", "renew_check_interval", "retry_interval", NULL};
+    sp_acme_settings *a = &cx->g->settings.acme;
+    check_keys(cx, t, "acme", keys);
+    const char *email = opt_string(cx, t, "acme", "email");
+    const char *dir = opt_string(cx, t, "acme", "directory");
+    const char *ca = opt_string(cx, t, "acme", "ca_file");
+    if (!dir)
+        fail(cx, "acme.directory", "required: the ACME server's directory URL (https://...)");
+    if (strncmp(dir, "https://", 8) != 0 || !dir[8])
+        fail(cx, "acme.directory", "expected an https:// URL, got string \"%s\"", dir);
+    if (email && (!strchr(email, '@') || strpbrk(email, " \"\\\r\n")))
+        fail(cx, "acme.email", "expected an e-mail address, got string \"%s\"", email);
+    uint64_t port = a->challenge_port;
+    opt_uint(cx, t, "acme", "challenge_port", 65535, &port);
+    if (port < 1)
+        fail(cx, "acme.challenge_port", "expected a port from 1 to 65535, got number 0");
+    opt_uint(cx, t, "acme", "renew_before_days", 3650, &a->renew_before_days);
+    opt_uint(cx, t, "acme", "renew_check_interval", 86400 * 7, &a->renew_check_interval);
+    opt_uint(cx, t, "acme", "retry_interval", 86400, &a->retry_interval);
+    if (a->renew_check_interval < 1 || a->retry_interval < 1)
+        fail(cx, a->retry_interval < 1 ? "acme.retry_interval" : "acme.renew_check_interval",
+             "expected at least 1 (second)");
+    a->enabled = true;
+    a->challenge_port = (uint16_t)port;
+    a->directory = xstrdup(dir);
+    if (email)
+        a->email = xstrdup(email);
+    if (ca)
+        a->ca_file = xstrdup(ca);
+}
+
+/* certificates = { store = DIR, provision = function(domain) ... end } */
+static void compile_certificates(cfg_cx *cx, int t)
+{
+    static const char *const keys[] = {"store", "provision", NULL};
+    sp_settings *s = &cx->g->settings;
+    check_keys(cx, t, "certificates", keys);
+    const char *store = opt_string(cx, t, "certificates", "store");
+    if (store && !*store)
+        fail(cx, "certificates.store", "expected a folder path, got an empty string");
+    if (store)
+        s->cert_store = xstrdup(store);
+    lua_getfield(cx->L, t, "provision");
+    if (lua_isfunction(cx->L, -1))
+        s->cert_provision = luaL_ref(cx->L, LUA_REGISTRYINDEX);
+    else if (!lua_isnil(cx->L, -1))
+        fail_type(cx, "certificates.provision", -1, "a function(domain)");
+    else
+        lua_pop(cx->L, 1);
+}
+
 static void compile_listen_addresses(cfg_cx *cx, int t)
 {
     sp_settings *s = &cx->g->settings;
@@ -576,9 +631,9 @@ static void compile_tls(cfg_cx *cx, sp_route *r, int t)
     } else if (!terminating) {
         fail(cx, "action.tls.certificate", "a passthrough route has no certificate (the target presents its own)");
     } else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "auto") == 0) {
-        fail(cx, "action.tls.certificate", "\"auto\" is not supported by this version of smartproxy yet");
+        tls->cert_auto = true; /* names checked once the whole configuration is read */
     } else if (!lua_istable(L, -1)) {
-        fail_type(cx, "action.tls.certificate", -1, "{ cert = PATH_OR_PEM, key = PATH_OR_PEM }");
+        fail_type(cx, "action.tls.certificate", -1, "\"auto\" or { cert = PATH_OR_PEM, key = PATH_OR_PEM }");
     } else {
         int c = lua_gettop(L);
         check_keys(cx, c, "action.tls.certificate", cert_keys);
@@ -1066,6 +1121,82 @@ static void build_port_index(sp_gen *g)
     free(slot);
 }
 
+/* certificate = "auto" routes need names to get certificates for and a store to keep
+ * them in; with ACME, the HTTP-01 challenge port must be served even when no route uses
+ * it: an implicit HTTP route is added there (it matches only the reserved name below,
+ * so every other request gets 404, while challenges are answered before routing). */
+#define SP_ACME_ROUTE_NAME "(acme-challenge)"
+#define SP_ACME_ROUTE_DOMAIN "acme-challenge.invalid"
+
+static void check_auto_certificates(cfg_cx *cx)
+{
+    sp_gen *g = cx->g;
+    bool any_auto = false;
+    for (size_t i = 0; i < g->nroutes; i++) {
+        sp_route *r = &g->routes[i];
+        if (!r->tls.cert_auto)
+            continue;
+        any_auto = true;
+        cx->route = r;
+        size_t names = 0;
+        for (size_t k = 0; k < r->ndomains; k++) {
+            if (r->domains[k].kind == SP_DOMAIN_ANY)
+                continue;
+            names++;
+            if (r->domains[k].kind == SP_DOMAIN_WILDCARD && g->settings.acme.enabled &&
+                g->settings.cert_provision == LUA_NOREF)
+                fail(cx, "match.domains", "\"*.%s\": a wildcard certificate cannot be obtained with "
+                     "ACME HTTP-01 (put it in certificates.store or supply it from certificates.provision)",
+                     r->domains[k].name);
+        }
+        if (!names)
+            fail(cx, "action.tls.certificate", "\"auto\" needs match.domains with names to get certificates for");
+        cx->route = NULL;
+    }
+    if (any_auto && !g->settings.cert_store)
+        fail(cx, "certificates.store", "required by certificate = \"auto\": a folder for the certificates");
+    if (!g->settings.acme.enabled)
+        return;
+    if (!g->settings.cert_store)
+        fail(cx, "certificates.store", "required by acme: a folder for the account key and the certificates");
+    uint16_t port = g->settings.acme.challenge_port;
+    bool used = false, heads = false;
+    for (size_t i = 0; i < g->nroutes; i++)
+        for (size_t k = 0; k < g->routes[i].nports; k++)
+            if (g->routes[i].ports[k].from <= port && port <= g->routes[i].ports[k].to) {
+                sp_route *r = &g->routes[i];
+                if (r->tls.mode != SP_TLS_NONE) {
+                    cx->route = r;
+                    fail(cx, "match.ports", "port %u is acme.challenge_port: HTTP-01 needs plain HTTP there", port);
+                }
+                used = true;
+                heads |= r->is_http || sp_route_needs_sniff(r); /* as build_port_index decides */
+            }
+    if (used && !heads)
+        fail(cx, "acme.challenge_port", "port %u only has byte-stream routes, so its requests are never read: "
+             "give one of them domains or protocol = \"http\" (or use another port)", port);
+    if (used)
+        return;
+    g->routes = realloc(g->routes, (g->nroutes + 1) * sizeof *g->routes);
+    if (!g->routes)
+        abort();
+    sp_route *r = &g->routes[g->nroutes];
+    *r = (sp_route){0};
+    g->nroutes++;
+    r->index = (int)g->nroutes;
+    r->handler = LUA_NOREF;
+    r->name = xstrdup(SP_ACME_ROUTE_NAME);
+    r->ports = xcalloc(1, sizeof *r->ports);
+    r->ports[0] = (sp_port_range){port, port};
+    r->nports = 1;
+    r->domains = xcalloc(1, sizeof *r->domains);
+    if (sp_domain_pattern_parse(SP_ACME_ROUTE_DOMAIN, &r->domains[0], NULL) != 0)
+        abort();
+    r->ndomains = 1;
+    r->action = SP_ACTION_BLOCK;
+    r->is_http = true;
+}
+
 static int compile_protected(lua_State *L)
 {
     cfg_cx *cx = lua_touserdata(L, 1);
@@ -1076,7 +1207,7 @@ static int compile_protected(lua_State *L)
         fail_type(cx, "(config)", top, "the file to return a table");
     static const char *const keys[] = {"routes", "workers", "listen_addresses", "timeouts",
                                        "keep_alive", "limits", "metrics", "log", "proxy_ips",
-                                       "accept_proxy_protocol", "security", NULL};
+                                       "accept_proxy_protocol", "security", "acme", "certificates", NULL};
     check_keys(cx, top, "", keys);
 
     uint64_t workers = 0;
@@ -1115,6 +1246,8 @@ static int compile_protected(lua_State *L)
     }
     if (opt_table(cx, top, "", "log")) { compile_log(cx, lua_gettop(L)); lua_pop(L, 1); }
     if (opt_table(cx, top, "", "metrics")) { compile_metrics(cx, lua_gettop(L)); lua_pop(L, 1); }
+    if (opt_table(cx, top, "", "acme")) { compile_acme(cx, lua_gettop(L)); lua_pop(L, 1); }
+    if (opt_table(cx, top, "", "certificates")) { compile_certificates(cx, lua_gettop(L)); lua_pop(L, 1); }
 
     compile_ip_list(cx, top, "proxy_ips", "proxy_ips", &g->settings.proxy_ips);
     int accept = opt_bool(cx, top, "", "accept_proxy_protocol");
@@ -1153,6 +1286,7 @@ static int compile_protected(lua_State *L)
         cx->route = nft_bad;
         fail(cx, nft_field, "%s", nft_msg);
     }
+    check_auto_certificates(cx);
     build_port_index(g);
     return 0;
 }
@@ -1171,6 +1305,11 @@ static void settings_defaults(sp_settings *s)
     s->log_level = -1;
     s->log_json = -1;
     s->log_access = true;
+    s->acme.challenge_port = 80;
+    s->acme.renew_before_days = 30;
+    s->acme.renew_check_interval = 43200;
+    s->acme.retry_interval = 60;
+    s->cert_provision = LUA_NOREF;
 }
 
 static void free_target(lua_State *L, sp_target *t)
@@ -1249,6 +1388,10 @@ static void gen_free(sp_gen *g, bool close_state)
     free(g->settings.metrics_listen);
     free(g->settings.metrics_token);
     free(g->settings.access_log);
+    free(g->settings.acme.email);
+    free(g->settings.acme.directory);
+    free(g->settings.acme.ca_file);
+    free(g->settings.cert_store);
     sp_ip_list_free(&g->settings.proxy_ips);
     sp_ip_list_free(&g->settings.ip_allow_list);
     sp_ip_list_free(&g->settings.ip_block_list);
@@ -1388,6 +1531,8 @@ void sp_gen_print_summary(const sp_gen *g, FILE *out)
         }
         static const char *const modes[] = {"", " tls passthrough", " tls terminate", " tls terminate-and-reencrypt"};
         fputs(modes[r->tls.mode], out);
+        if (r->tls.cert_auto)
+            fputs(" (certificate auto)", out);
         if (r->send_proxy_protocol)
             fprintf(out, " send-proxy-v%d", r->send_proxy_protocol);
         if (r->nft.enabled)

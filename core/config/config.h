@@ -39,7 +39,8 @@ typedef enum { SP_TLS_NONE = 0, SP_TLS_PASSTHROUGH, SP_TLS_TERMINATE, SP_TLS_REE
  * by every worker's copy of the route; OpenSSL contexts are safe to share once set up. */
 typedef struct sp_route_tls {
     sp_tls_mode mode;
-    char *cert, *key;          /* file paths or inline PEM ("-----BEGIN ...") */
+    char *cert, *key;          /* file paths or inline PEM ("-----BEGIN ..."); NULL when auto */
+    bool cert_auto;            /* certificate = "auto": core/cert/ supplies it per name */
     int min_version;           /* TLS1_2_VERSION unless set */
     bool upstream_verify;
     char *upstream_sni;        /* NULL: the client's SNI, else the target host */
@@ -142,6 +143,19 @@ typedef struct sp_timeouts {
              upstream_idle;     /* how long an idle pooled upstream connection is kept */
 } sp_timeouts;
 
+/* acme = { ... } (SPEC 3): the ACME client of core/cert/. */
+typedef struct sp_acme_settings {
+    bool enabled;
+    char *email;                   /* contact for the account, or NULL */
+    char *directory;               /* the CA's directory URL */
+    char *ca_file;                 /* trust this CA for the ACME server (e.g. pebble), or NULL */
+    uint16_t challenge_port;       /* HTTP-01 answered here (default 80) */
+    uint64_t renew_before_days;    /* renew this long before notAfter (default 30) */
+    uint64_t renew_check_interval; /* seconds between expiry checks (default 43200) */
+    uint64_t retry_interval;       /* seconds before the first retry of a failed order,
+                                      doubling per failure up to 6 h (default 60) */
+} sp_acme_settings;
+
 typedef struct sp_settings {
     int workers;                   /* 0: number of CPUs */
     char **listen_addresses;
@@ -164,6 +178,9 @@ typedef struct sp_settings {
     sp_ip_list proxy_ips;          /* who may send us a PROXY header */
     sp_ip_list ip_allow_list, ip_block_list;  /* security: every connection, on accept */
     bool accept_proxy_protocol;    /* default: true when proxy_ips is set */
+    sp_acme_settings acme;
+    char *cert_store;              /* certificates.store, or NULL */
+    int cert_provision;            /* certificates.provision: registry ref in the gen's L, or LUA_NOREF */
 } sp_settings;
 
 /* Routes that can be chosen for one listening port, best first. */

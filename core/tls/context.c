@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cert/live.h"
+
 /* Mozilla's "intermediate" TLS 1.2 suites; TLS 1.3 keeps OpenSSL's defaults. */
 #define TLS12_CIPHERS                                                                    \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                         \
@@ -93,6 +95,10 @@ static SSL_CTX *build_server(const sp_gen *g, const sp_route *r, char *err, size
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)r->name,
                                    (unsigned)(strlen(r->name) > 32 ? 32 : strlen(r->name)));
+    if (r->tls.cert_auto) { /* chosen per handshake by name: core/cert/live.h */
+        SSL_CTX_set_cert_cb(ctx, sp_cert_live_select, NULL);
+        return ctx;
+    }
     const char *field = "action.tls.certificate.cert", *what = r->tls.cert;
     if (load_cert(ctx, r->tls.cert) == 0) {
         field = "action.tls.certificate.key";

@@ -228,7 +228,11 @@ TEST(errors_name_route_field_expected_and_found)
     CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "
                      "target = { host = 'a', port = 1 }, tls = { mode = 'passthrough', upstream_verify = true } } } } }",
                      "action.tls.upstream_verify: only a \"terminate-and-reencrypt\" route"));
-    CHECK(fails_with("return { acme = {}, routes = {} }", "acme: not supported"));
+    CHECK(fails_with("return { acme = {}, routes = {} }", "acme.directory: required"));
+    CHECK(fails_with("return { acme = { directory = 'https://ca/dir' }, routes = {} }",
+                     "certificates.store: required by acme"));
+    CHECK(fails_with("return { certificates = { provision = 5 }, routes = {} }",
+                     "certificates.provision: expected a function(domain), got number 5"));
     CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'socket-handler', "
                      "handler = function() end, tls = { mode = 'terminate', certificate = { cert = 'c', key = 'k' } } } } } }",
                      "action.tls.mode: a socket handler behind TLS termination is not supported"));
