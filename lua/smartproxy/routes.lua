@@ -710,7 +710,13 @@ end
 
 local function nftables_route(fname, domains, target, opts)
     opts = check_opts(fname, opts, { COMMON, NFTABLES })
-    local route = base_route(fname, check_domains(fname, domains, true), opts, 80)
+    -- the kernel sees packets, not names: only "any" can be matched (the core refuses
+    -- other domains on kernel routes; say so here, where the mistake is made)
+    if domains ~= nil and domains ~= "*" then
+        fail(fname, "bad argument #1 (domains)", "nil or \"*\" (kernel forwarding cannot match names)",
+             domains)
+    end
+    local route = base_route(fname, domains, opts, 80)
     local a = route.action
     a.type = "forward"
     a.target = parse_target(fname, "bad argument #2 (target)", target,
@@ -816,7 +822,7 @@ export("complete_https_server", complete_https_server)
 export("socket_handler_route", socket_handler_route)
 
 -- nftables_route(domains, target, opts): kernel NAT forwarding (forwarding_engine =
--- "nftables") on port 80 (opts.ports). domains nil = any.
+-- "nftables") on port 80 (opts.ports). domains: nil or "*" (the kernel matches no names).
 -- opts: common, port, preserve_source_ip, protocol ("tcp" | "udp" | "all"), max_rate.
 export("nftables_route", nftables_route)
 

@@ -464,10 +464,17 @@ describe("route helpers", function()
                                         max_rate = "10mbps" } },
             }, sp.nftables_route(nil, "10.0.0.5:5432", { ports = 5432, preserve_source_ip = true,
                                                         protocol = "tcp", max_rate = "10mbps" }))
-            local r = sp.nftables_route("a.com", "h:1")
+            local r = sp.nftables_route("*", "h:1")
             assert.equal(80, r.match.ports)
-            assert.equal("a.com", r.match.domains)
+            assert.equal("*", r.match.domains)
             assert.is_nil(r.action.nftables)
+        end)
+
+        it("refuses names: the kernel cannot match them", function()
+            assert.matches("bad argument #1 (domains): expected nil or \"*\"",
+                           errmsg(sp.nftables_route, "a.com", "h:1"), nil, true)
+            assert.matches("bad argument #1 (domains)",
+                           errmsg(sp.nftables_route, { "a.com" }, "h:1"), nil, true)
         end)
 
         it("rejects bad nftables options", function()
