@@ -33,14 +33,15 @@ const char *sp_http_reason(int status)
 
 static const char *const hop_by_hop[] = {"connection", "keep-alive", "proxy-connection", "te", "upgrade", NULL};
 
-/* Is field f one we never pass on: hop-by-hop, or named by a Connection field? */
-static bool is_hop_by_hop(const sp_http_head *h, const sp_http_field *f)
+/* Is field f one we never pass on: hop-by-hop, or named by a Connection field?
+ * has_connection: whether h has a Connection field at all (looked up once per head). */
+static bool is_hop_by_hop(const sp_http_head *h, const sp_http_field *f, bool has_connection)
 {
     const char *name = sp_http_name(h, f);
     for (const char *const *p = hop_by_hop; *p; p++)
         if (strcasecmp(name, *p) == 0)
             return true;
-    for (size_t i = 0; i < h->nfields; i++) {
+    for (size_t i = 0; has_connection && i < h->nfields; i++) {
         const sp_http_field *c = &h->fields[i];
         if (sp_http_name_is(h, c, "connection") &&
             sp_http_list_has(sp_http_value(h, c), c->value_len, name))
@@ -91,10 +92,11 @@ void sp_head_write_request(sp_buf *out, const sp_request_out *r)
     sp_buf_append(out, r->target, r->target_len);
     sp_buf_append(out, " HTTP/1.1\r\n", 11);
     const sp_http_field *xff = NULL;
+    bool has_connection = sp_http_find(h, "connection", NULL) != NULL;
     for (size_t i = 0; i < h->nfields; i++) {
         const sp_http_field *f = &h->fields[i];
         const char *name = sp_http_name(h, f);
-        if (is_hop_by_hop(h, f) || is_set(r->sets, r->nsets, name))
+        if (is_hop_by_hop(h, f, has_connection) || is_set(r->sets, r->nsets, name))
             continue;
         if (strncasecmp(name, "x-forwarded-", 12) == 0) {
             if (strcasecmp(name + 12, "for") == 0 && !xff)
@@ -143,10 +145,11 @@ void sp_head_write_response(sp_buf *out, const sp_response_out *r)
     else
         sp_buf_append(out, sp_http_reason(h->status), strlen(sp_http_reason(h->status)));
     sp_buf_append(out, "\r\n", 2);
+    bool has_connection = sp_http_find(h, "connection", NULL) != NULL;
     for (size_t i = 0; i < h->nfields; i++) {
         const sp_http_field *f = &h->fields[i];
         const char *name = sp_http_name(h, f);
-        if (is_hop_by_hop(h, f) || is_set(r->sets, r->nsets, name))
+        if (is_hop_by_hop(h, f, has_connection) || is_set(r->sets, r->nsets, name))
             continue;
         if (r->dechunk && (strcasecmp(name, "transfer-encoding") == 0 || strcasecmp(name, "trailer") == 0))
             continue;

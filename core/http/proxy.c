@@ -435,7 +435,10 @@ static void build_upstream_head(sp_http *h)
     const sp_http_head *q = &h->req.head;
     char ip[SP_IP_STRLEN], cport[8], port[8], id[24];
     sp_template_values vals;
-    template_values(h, &vals, ip, cport, port, id);
+    if (r->http.nrequest_headers || r->http.has_rewrite)
+        template_values(h, &vals, ip, cport, port, id);
+    else
+        sp_ip_format(&c->info.client_ip, ip, sizeof ip); /* X-Forwarded-For needs only this */
     const char *url = sp_http_url(q);
     size_t ulen = q->url_len;
     sp_buf rewritten;
@@ -457,9 +460,10 @@ static void build_upstream_head(sp_http *h)
             ulen = rewritten.len;
         }
     }
-    char dflt[300];
-    snprintf(dflt, sizeof dflt, strchr(c->dest.host ? c->dest.host : "", ':') ? "[%s]:%u" : "%s:%u",
-             c->dest.host ? c->dest.host : "localhost", c->dest.port);
+    char dflt[300] = "";
+    if (!h->host[0]) /* an HTTP/1.0 request without Host: the target's name stands in */
+        snprintf(dflt, sizeof dflt, strchr(c->dest.host ? c->dest.host : "", ':') ? "[%s]:%u" : "%s:%u",
+                 c->dest.host ? c->dest.host : "localhost", c->dest.port);
     sp_request_out out = {
         .in = q, .target = url, .target_len = ulen, .client_ip = ip,
         .proto = c->info.tls ? "https" : "http", .host = h->host[0] ? h->host : NULL,
@@ -988,7 +992,8 @@ static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
             sp_buf_reset(&h->upstream_head); /* no retry once the server answered */
             char ip[SP_IP_STRLEN], cport[8], port[8], id[24];
             sp_template_values vals;
-            template_values(h, &vals, ip, cport, port, id);
+            if (h->route->http.nresponse_headers) /* only templates need the values */
+                template_values(h, &vals, ip, cport, port, id);
             bool switching = rh->status == 101 && h->upgrade;
             if (rh->until_close)
                 h->close_after = true;
