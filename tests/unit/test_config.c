@@ -10,41 +10,8 @@
 
 #include "route/router.h"
 #include "unit.h"
+#include "unit_config.h"
 
-static char err[1024];
-
-/* Compiles a config chunk given as Lua source; NULL and `err` on failure. */
-static sp_gen *compile(const char *src)
-{
-    lua_State *L = luaL_newstate();
-    luaL_openlibs(L);
-    err[0] = 0;
-    if (luaL_loadstring(L, src) != 0 || lua_pcall(L, 0, 1, 0) != 0) {
-        snprintf(err, sizeof err, "%s", lua_tostring(L, -1));
-        lua_close(L);
-        return NULL;
-    }
-    sp_gen *g = sp_gen_compile(L, "proxy.lua", err, sizeof err);
-    if (!g)
-        lua_close(L);
-    return g;
-}
-
-/* Expects compile(src) to fail with a message containing `want`. */
-static bool fails_with(const char *src, const char *want)
-{
-    sp_gen *g = compile(src);
-    if (g) {
-        sp_gen_unref(g);
-        fprintf(stderr, "    compiled, expected an error containing \"%s\"\n", want);
-        return false;
-    }
-    if (!strstr(err, want)) {
-        fprintf(stderr, "    got \"%s\"\n    want \"%s\"\n", err, want);
-        return false;
-    }
-    return true;
-}
 
 static sp_conn_info client(const char *ip, uint16_t port)
 {
@@ -57,7 +24,7 @@ static sp_conn_info client(const char *ip, uint16_t port)
 
 TEST(defaults_and_settings)
 {
-    sp_gen *g = compile("return { routes = { { match = { ports = 80 }, " FWD " } } }");
+    sp_gen *g = unit_compile("return { routes = { { match = { ports = 80 }, " FWD " } } }");
     REQUIRE(g);
     CHECK_EQ_INT(g->settings.timeouts.connect, 30000);
     CHECK_EQ_INT(g->settings.timeouts.graceful_shutdown, 30000);
@@ -66,7 +33,7 @@ TEST(defaults_and_settings)
     CHECK_EQ_INT(sp_settings_stream_inactivity(&g->settings), 14400000);
     sp_gen_unref(g);
 
-    g = compile("return { workers = 3, listen_addresses = '::1', timeouts = { inactivity = 100 },"
+    g = unit_compile("return { workers = 3, listen_addresses = '::1', timeouts = { inactivity = 100 },"
                 " keep_alive = { treatment = 'extended', inactivity_multiplier = 4 },"
                 " limits = { max_connections = 7 }, metrics = { listen = '[::1]:9100' },"
                 " log = { level = 'debug', format = 'json', access = false },"
@@ -81,7 +48,7 @@ TEST(defaults_and_settings)
     CHECK(!g->settings.log_access);
     sp_gen_unref(g);
 
-    g = compile("return { proxy_ips = '127.0.0.1', routes = { { match = { ports = 80 }, "
+    g = unit_compile("return { proxy_ips = '127.0.0.1', routes = { { match = { ports = 80 }, "
                 "action = { type = 'forward', target = { host = 'a', port = 1 }, send_proxy_protocol = true } } } }");
     REQUIRE(g);
     CHECK(g->settings.accept_proxy_protocol);
@@ -89,7 +56,7 @@ TEST(defaults_and_settings)
     CHECK_EQ_INT(g->routes[0].send_proxy_protocol, 1);
     sp_gen_unref(g);
 
-    g = compile("return { keep_alive = { treatment = 'immortal' }, routes = { { match = { ports = 80 }, " FWD " } } }");
+    g = unit_compile("return { keep_alive = { treatment = 'immortal' }, routes = { { match = { ports = 80 }, " FWD " } } }");
     REQUIRE(g);
     CHECK_EQ_INT(sp_settings_stream_inactivity(&g->settings), 0);
     sp_gen_unref(g);
@@ -97,7 +64,7 @@ TEST(defaults_and_settings)
 
 TEST(port_index_orders_by_priority_then_file_order)
 {
-    sp_gen *g = compile("return { routes = {"
+    sp_gen *g = unit_compile("return { routes = {"
                         " { name = 'a', match = { ports = { 80, { from = 8000, to = 8002 } } }, " FWD " },"
                         " { name = 'b', priority = 5, match = { ports = 80 }, " FWD " },"
                         " { name = 'c', match = { ports = { from = 8001, to = 8001 } }, " FWD " },"
@@ -120,7 +87,7 @@ TEST(port_index_orders_by_priority_then_file_order)
 
 TEST(router_matches_client_ip)
 {
-    sp_gen *g = compile("return { routes = {"
+    sp_gen *g = unit_compile("return { routes = {"
                         " { name = 'lan', match = { ports = 22, client_ip = { '10.0.0.0/8', '::1' } }, " FWD " },"
                         " { name = 'one', match = { ports = 22, client_ip = '192.168.1.*' }, " FWD " },"
                         " { name = 'any', priority = -1, match = { ports = 22 }, " FWD " } } }");
@@ -139,7 +106,7 @@ TEST(router_matches_client_ip)
 
 TEST(targets_compile_to_candidates)
 {
-    sp_gen *g = compile("return { routes = {"
+    sp_gen *g = unit_compile("return { routes = {"
                         " { match = { ports = 1 }, action = { type = 'forward', target = { host = { 'a', 'b', 'c' }, port = 'preserve' } } },"
                         " { match = { ports = 2 }, action = { type = 'forward', target = { host = function() end, port = function() end } } },"
                         " { match = { ports = 3 }, action = { type = 'forward', targets = { { host = 'x', port = 1 }, { host = '::1', port = 2 } } } },"
@@ -160,94 +127,94 @@ TEST(targets_compile_to_candidates)
 
 TEST(errors_name_route_field_expected_and_found)
 {
-    CHECK(fails_with("return 5", "proxy.lua: (config): expected the file to return a table, got number 5"));
-    CHECK(fails_with("return {}", "proxy.lua: routes: required"));
-    CHECK(fails_with("return { routes = {}, wokers = 2 }", "proxy.lua: wokers: unknown field"));
-    CHECK(fails_with("return { routes = { { name = 'r', match = { ports = 1 }, " FWD " },"
+    CHECK(unit_fails_with("return 5", "proxy.lua: (config): expected the file to return a table, got number 5"));
+    CHECK(unit_fails_with("return {}", "proxy.lua: routes: required"));
+    CHECK(unit_fails_with("return { routes = {}, wokers = 2 }", "proxy.lua: wokers: unknown field"));
+    CHECK(unit_fails_with("return { routes = { { name = 'r', match = { ports = 1 }, " FWD " },"
                      " { name = 'api', match = { ports = 1 }, " FWD " },"
                      " { name = 'x', match = { ports = 'abc' }, " FWD " } } }",
                      "proxy.lua: route \"x\" (#3): match.ports: expected a port, a range or a list, got string \"abc\""));
-    CHECK(fails_with("return { routes = { { match = { ports = 70000 }, " FWD " } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 70000 }, " FWD " } } }",
                      "route \"route-1\" (#1): match.ports: expected a port from 1 to 65535, got number 70000"));
-    CHECK(fails_with("return { routes = { { match = { ports = { from = 9, to = 3 } }, " FWD " } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = { from = 9, to = 3 } }, " FWD " } } }",
                      "match.ports: expected from <= to"));
-    CHECK(fails_with("return { routes = { { match = { ports = { 1, 'x' } }, " FWD " } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = { 1, 'x' } }, " FWD " } } }",
                      "match.ports[2]: expected a port, a range or a list, got string \"x\""));
-    CHECK(fails_with("return { routes = { { match = { ports = 1, client_ip = { '10.0.0.0/33' } }, " FWD " } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1, client_ip = { '10.0.0.0/33' } }, " FWD " } } }",
                      "match.client_ip[1]: expected an IP address, CIDR or glob, got string \"10.0.0.0/33\""));
-    CHECK(fails_with("return { routes = { { match = { ports = 1, prots = 2 }, " FWD " } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1, prots = 2 }, " FWD " } } }",
                      "route \"route-1\" (#1): match.prots: unknown field"));
-    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', target = { host = 5, port = 1 } } } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', target = { host = 5, port = 1 } } } } }",
                      "action.target.host: expected a host, a list of hosts or a function(ctx), got number 5"));
-    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', target = { host = 'a', port = 'same' } } } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', target = { host = 'a', port = 'same' } } } } }",
                      "action.target.port: expected a port number, \"preserve\" or a function(ctx), got string \"same\""));
-    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward' } } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward' } } } }",
                      "action.target: required for a forward action"));
-    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'teleport' } } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'teleport' } } } }",
                      "action.type: expected \"forward\""));
-    CHECK(fails_with("return { routes = { { name = 'a', match = { ports = 1 }, " FWD " }, { name = 'a', match = { ports = 2 }, " FWD " } } }",
+    CHECK(unit_fails_with("return { routes = { { name = 'a', match = { ports = 1 }, " FWD " }, { name = 'a', match = { ports = 2 }, " FWD " } } }",
                      "route \"a\" (#2): name: duplicate route name (also route #1)"));
-    CHECK(fails_with("return { timeouts = { connect = -1 }, routes = {} }",
+    CHECK(unit_fails_with("return { timeouts = { connect = -1 }, routes = {} }",
                      "timeouts.connect: expected an integer from 0 to"));
-    CHECK(fails_with("return { timeouts = { conect = 1 }, routes = {} }", "timeouts.conect: unknown field"));
-    CHECK(fails_with("return { keep_alive = { treatment = 'forever' }, routes = {} }",
+    CHECK(unit_fails_with("return { timeouts = { conect = 1 }, routes = {} }", "timeouts.conect: unknown field"));
+    CHECK(unit_fails_with("return { keep_alive = { treatment = 'forever' }, routes = {} }",
                      "keep_alive.treatment: expected \"standard\", \"extended\" or \"immortal\", got string \"forever\""));
-    CHECK(fails_with("return { listen_addresses = { '1.2.3' }, routes = {} }",
+    CHECK(unit_fails_with("return { listen_addresses = { '1.2.3' }, routes = {} }",
                      "listen_addresses[1]: expected an IPv4 or IPv6 address, got string \"1.2.3\""));
-    CHECK(fails_with("return { metrics = { listen = 'localhost' }, routes = {} }", "metrics.listen: expected"));
+    CHECK(unit_fails_with("return { metrics = { listen = 'localhost' }, routes = {} }", "metrics.listen: expected"));
     /* HTTP fields */
-    CHECK(fails_with("return { routes = { { match = { ports = 1, path = 'a' }, " FWD " } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1, path = 'a' }, " FWD " } } }",
                      "match.path: "));
-    CHECK(fails_with("return { routes = { { match = { ports = 1, headers = { x = '/(/' } }, " FWD " } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1, headers = { x = '/(/' } }, " FWD " } } }",
                      "match.headers[\"x\"]: expected a POSIX extended regular expression"));
-    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "
                      "target = { host = 'h', port = 1 }, headers = { request = { X = '{nope}' } } } } } }",
                      "action.headers.request[\"X\"]: unknown template variable {nope}"));
-    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'redirect' } } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'redirect' } } } }",
                      "action.redirect: required"));
-    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'redirect', redirect = { to = '/', status = 200 } } } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'redirect', redirect = { to = '/', status = 200 } } } } }",
                      "action.redirect.status: expected 301, 302, 303, 307 or 308"));
-    CHECK(fails_with("return { routes = { { match = { ports = 1, path = '/a' }, action = { type = 'forward', "
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1, path = '/a' }, action = { type = 'forward', "
                      "target = { host = 'h', port = 1 }, tls = { mode = 'passthrough' } } } } }",
                      "action.tls.mode: an HTTP route needs the requests"));
-    CHECK(fails_with("return { routes = { { match = { ports = 1 }, " FWD ", security = { rate_limit = { requests = 0 } } } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, " FWD ", security = { rate_limit = { requests = 0 } } } } }",
                      "security.rate_limit: needs requests >= 1"));
-    CHECK(fails_with("return { routes = { { match = { ports = 1 }, " FWD ", security = { rate_limit = { requests = 1, key = 'cookie' } } } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, " FWD ", security = { rate_limit = { requests = 1, key = 'cookie' } } } } }",
                      "security.rate_limit.key: expected \"ip\", \"route\" or \"header:NAME\""));
-    CHECK(fails_with("return { routes = { { match = { ports = 1 }, " FWD ", security = { basic_auth = { users = { { username = 'a:b', password = 'x' } } } } } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, " FWD ", security = { basic_auth = { users = { { username = 'a:b', password = 'x' } } } } } } }",
                      "security.basic_auth.users[1]: needs a username (without ':')"));
-    CHECK(fails_with("return { limits = { max_header_bytes = 10 }, routes = {} }",
+    CHECK(unit_fails_with("return { limits = { max_header_bytes = 10 }, routes = {} }",
                      "limits.max_header_bytes: expected at least 256"));
-    CHECK(fails_with("return { routes = { { match = { ports = 1, domains = { 'a.b', '*.*.b' } }, " FWD " } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1, domains = { 'a.b', '*.*.b' } }, " FWD " } } }",
                      "route \"route-1\" (#1): match.domains[2]: expected a domain, \"*.domain\" or \"*\", got string \"*.*.b\""));
-    CHECK(fails_with("return { routes = { { match = { ports = 1, tls_version = 'TLSv9' }, " FWD " } } }",
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1, tls_version = 'TLSv9' }, " FWD " } } }",
                      "match.tls_version: expected"));
-    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "
                      "target = { host = 'a', port = 1 }, tls = { mode = 'terminate' } } } } }",
                      "action.tls.certificate: required to terminate TLS"));
-    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "
                      "target = { host = 'a', port = 1 }, tls = { mode = 'passthrough', upstream_verify = true } } } } }",
                      "action.tls.upstream_verify: only a \"terminate-and-reencrypt\" route"));
-    CHECK(fails_with("return { acme = {}, routes = {} }", "acme.directory: required"));
-    CHECK(fails_with("return { acme = { directory = 'https://ca/dir' }, routes = {} }",
+    CHECK(unit_fails_with("return { acme = {}, routes = {} }", "acme.directory: required"));
+    CHECK(unit_fails_with("return { acme = { directory = 'https://ca/dir' }, routes = {} }",
                      "certificates.store: required by acme"));
-    CHECK(fails_with("return { certificates = { provision = 5 }, routes = {} }",
+    CHECK(unit_fails_with("return { certificates = { provision = 5 }, routes = {} }",
                      "certificates.provision: expected a function(domain), got number 5"));
-    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'socket-handler', "
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'socket-handler', "
                      "handler = function() end, tls = { mode = 'terminate', certificate = { cert = 'c', key = 'k' } } } } } }",
                      "action.tls.mode: a socket handler behind TLS termination is not supported"));
-    CHECK(fails_with("return { accept_proxy_protocol = true, routes = {} }",
+    CHECK(unit_fails_with("return { accept_proxy_protocol = true, routes = {} }",
                      "accept_proxy_protocol: needs proxy_ips"));
-    CHECK(fails_with("return { proxy_ips = { '10.0.0.0/8', 'x' }, routes = {} }",
+    CHECK(unit_fails_with("return { proxy_ips = { '10.0.0.0/8', 'x' }, routes = {} }",
                      "proxy_ips[2]: expected an IP address, CIDR or glob, got string \"x\""));
-    CHECK(fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "
                      "target = { host = 'a', port = 1 }, send_proxy_protocol = 'v3' } } } }",
                      "action.send_proxy_protocol: expected false, true, \"v1\" or \"v2\", got string \"v3\""));
 }
 
 TEST(router_prefers_priority_then_specific_domain_then_file_order)
 {
-    sp_gen *g = compile("return { routes = {"
+    sp_gen *g = unit_compile("return { routes = {"
                         " { name = 'any', match = { ports = 443, domains = '*' }, " FWD " },"
                         " { name = 'wild', match = { ports = 443, domains = '*.example.com' }, " FWD " },"
                         " { name = 'deeper', match = { ports = 443, domains = '*.api.example.com' }, " FWD " },"
@@ -275,7 +242,7 @@ TEST(router_prefers_priority_then_specific_domain_then_file_order)
     sp_gen_unref(g);
 
     /* without a catch-all, an unknown name or a missing SNI finds no route */
-    g = compile("return { routes = { { match = { ports = 443, domains = 'a.example.com' }, " FWD " } } }");
+    g = unit_compile("return { routes = { { match = { ports = 443, domains = 'a.example.com' }, " FWD " } } }");
     REQUIRE(g);
     sp_conn_info info = client("10.0.0.1", 443);
     info.domain = "b.example.com";
@@ -290,7 +257,7 @@ TEST(router_prefers_priority_then_specific_domain_then_file_order)
 
 TEST(empty_route_list_is_valid)
 {
-    sp_gen *g = compile("return { routes = {} }");
+    sp_gen *g = unit_compile("return { routes = {} }");
     REQUIRE(g);
     CHECK_EQ_INT(g->nroutes, 0);
     CHECK_EQ_INT(g->nports, 0);

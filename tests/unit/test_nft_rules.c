@@ -10,39 +10,8 @@
 #include <string.h>
 
 #include "unit.h"
+#include "unit_config.h"
 
-static char err[1024];
-
-static sp_gen *compile(const char *src)
-{
-    lua_State *L = luaL_newstate();
-    luaL_openlibs(L);
-    err[0] = 0;
-    if (luaL_loadstring(L, src) != 0 || lua_pcall(L, 0, 1, 0) != 0) {
-        snprintf(err, sizeof err, "%s", lua_tostring(L, -1));
-        lua_close(L);
-        return NULL;
-    }
-    sp_gen *g = sp_gen_compile(L, "proxy.lua", err, sizeof err);
-    if (!g)
-        lua_close(L);
-    return g;
-}
-
-static bool fails_with(const char *src, const char *want)
-{
-    sp_gen *g = compile(src);
-    if (g) {
-        sp_gen_unref(g);
-        fprintf(stderr, "    compiled, expected an error containing \"%s\"\n", want);
-        return false;
-    }
-    if (!strstr(err, want)) {
-        fprintf(stderr, "    got \"%s\"\n    want \"%s\"\n", err, want);
-        return false;
-    }
-    return true;
-}
 
 /* Builds g with every route's target parsed from its host (literal addresses only). */
 static int build(const sp_gen *g, sp_nft_ruleset *s)
@@ -51,7 +20,7 @@ static int build(const sp_gen *g, sp_nft_ruleset *s)
     for (size_t i = 0; i < g->nroutes; i++)
         if (g->routes[i].ntargets && g->routes[i].targets[0].host)
             sp_ip_parse(g->routes[i].targets[0].host, &t[i]);
-    int rc = sp_nft_build(g, t, s, err, sizeof err);
+    int rc = sp_nft_build(g, t, s, unit_err, sizeof unit_err);
     free(t);
     return rc;
 }
@@ -107,7 +76,7 @@ TEST(rates)
 
 TEST(options_are_compiled)
 {
-    sp_gen *g = compile("return { routes = {"
+    sp_gen *g = unit_compile("return { routes = {"
                         " { name = 'k', match = { ports = 5432 }, action = { type = 'forward',"
                         "   target = { host = '10.0.0.5', port = 5432 }, " NFT(", nftables = {"
                         "   preserve_source_ip = true, protocol = 'all', max_rate = '10mbps' }") " } },"
@@ -132,45 +101,45 @@ TEST(options_are_compiled)
 
 TEST(config_errors_name_the_route_and_field)
 {
-    CHECK(fails_with(ROUTE(", domains = 'a.example'", TARGET NFT("")),
+    CHECK(unit_fails_with(ROUTE(", domains = 'a.example'", TARGET NFT("")),
                      "proxy.lua: route \"k\" (#1): match.domains: kernel forwarding"));
-    CHECK(fails_with(ROUTE(", tls_version = 'TLSv1.3'", TARGET NFT("")), "route \"k\" (#1): match.tls_version:"));
-    CHECK(fails_with(ROUTE("", TARGET NFT(", tls = { mode = 'passthrough' }")), "route \"k\" (#1): action.tls:"));
-    CHECK(fails_with(ROUTE("", TARGET NFT(", send_proxy_protocol = 'v2'")), "action.send_proxy_protocol: kernel"));
-    CHECK(fails_with("return { routes = { { name = 'h', match = { ports = 1 }, action = { type = 'socket-handler',"
+    CHECK(unit_fails_with(ROUTE(", tls_version = 'TLSv1.3'", TARGET NFT("")), "route \"k\" (#1): match.tls_version:"));
+    CHECK(unit_fails_with(ROUTE("", TARGET NFT(", tls = { mode = 'passthrough' }")), "route \"k\" (#1): action.tls:"));
+    CHECK(unit_fails_with(ROUTE("", TARGET NFT(", send_proxy_protocol = 'v2'")), "action.send_proxy_protocol: kernel"));
+    CHECK(unit_fails_with("return { routes = { { name = 'h', match = { ports = 1 }, action = { type = 'socket-handler',"
                      " handler = function() end, forwarding_engine = 'nftables' } } } }",
                      "route \"h\" (#1): action.forwarding_engine: \"nftables\" forwards in the kernel: a socket-handler"));
-    CHECK(fails_with(ROUTE("", "targets = { { host = '10.0.0.5', port = 1 }, { host = '10.0.0.6', port = 1 } }, "
+    CHECK(unit_fails_with(ROUTE("", "targets = { { host = '10.0.0.5', port = 1 }, { host = '10.0.0.6', port = 1 } }, "
                                NFT("")), "action.targets: kernel forwarding (forwarding_engine = \"nftables\") takes one target"));
-    CHECK(fails_with(ROUTE("", "target = { host = { '10.0.0.5', '10.0.0.6' }, port = 1 }, " NFT("")),
+    CHECK(unit_fails_with(ROUTE("", "target = { host = { '10.0.0.5', '10.0.0.6' }, port = 1 }, " NFT("")),
                      "takes one target"));
-    CHECK(fails_with(ROUTE("", "target = { host = function() return 'x' end, port = 1 }, " NFT("")),
+    CHECK(unit_fails_with(ROUTE("", "target = { host = function() return 'x' end, port = 1 }, " NFT("")),
                      "action.target.host: kernel forwarding"));
-    CHECK(fails_with(ROUTE("", "target = { host = '10.0.0.5', port = function() return 1 end }, " NFT("")),
+    CHECK(unit_fails_with(ROUTE("", "target = { host = '10.0.0.5', port = function() return 1 end }, " NFT("")),
                      "action.target.port: kernel forwarding"));
-    CHECK(fails_with(ROUTE("", TARGET "forwarding_engine = 'kernel'"),
+    CHECK(unit_fails_with(ROUTE("", TARGET "forwarding_engine = 'kernel'"),
                      "action.forwarding_engine: expected \"node\" or \"nftables\", got string \"kernel\""));
-    CHECK(fails_with(ROUTE("", TARGET "nftables = { protocol = 'udp' }"),
+    CHECK(unit_fails_with(ROUTE("", TARGET "nftables = { protocol = 'udp' }"),
                      "action.nftables: applies only with forwarding_engine = \"nftables\""));
-    CHECK(fails_with(ROUTE("", TARGET NFT(", nftables = { protocol = 'icmp' }")),
+    CHECK(unit_fails_with(ROUTE("", TARGET NFT(", nftables = { protocol = 'icmp' }")),
                      "action.nftables.protocol: expected \"tcp\", \"udp\" or \"all\", got string \"icmp\""));
-    CHECK(fails_with(ROUTE("", TARGET NFT(", nftables = { max_rate = 10 }")),
+    CHECK(unit_fails_with(ROUTE("", TARGET NFT(", nftables = { max_rate = 10 }")),
                      "action.nftables.max_rate: expected a rate such as \"10mbps\""));
-    CHECK(fails_with(ROUTE("", TARGET NFT(", nftables = { preserve_source_ip = 'yes' }")),
+    CHECK(unit_fails_with(ROUTE("", TARGET NFT(", nftables = { preserve_source_ip = 'yes' }")),
                      "action.nftables.preserve_source_ip: expected a boolean, got string \"yes\""));
-    CHECK(fails_with(ROUTE("", TARGET NFT(", nftables = { rate = '1mbps' }")), "action.nftables.rate: unknown field"));
-    CHECK(fails_with(ROUTE("", TARGET NFT(", nftables = 'fast'")), "action.nftables: expected {"));
-    CHECK(fails_with("return { routes = { { name = 'k', match = { ports = 7000 }, action = { type = 'forward', "
+    CHECK(unit_fails_with(ROUTE("", TARGET NFT(", nftables = { rate = '1mbps' }")), "action.nftables.rate: unknown field"));
+    CHECK(unit_fails_with(ROUTE("", TARGET NFT(", nftables = 'fast'")), "action.nftables: expected {"));
+    CHECK(unit_fails_with("return { routes = { { name = 'k', match = { ports = 7000 }, action = { type = 'forward', "
                      TARGET NFT("") " }, security = { max_connections = 5 } } } }",
                      "security.max_connections: kernel forwarding"));
     /* a TCP port served in user space too */
-    CHECK(fails_with("return { routes = {"
+    CHECK(unit_fails_with("return { routes = {"
                      " { name = 'u', match = { ports = { from = 6990, to = 7010 } }, action = { type = 'forward',"
                      "   target = { host = '127.0.0.1', port = 1 } } },"
                      " { name = 'k', match = { ports = 7000 }, action = { type = 'forward', " TARGET NFT("") " } } } }",
                      "proxy.lua: route \"k\" (#2): match.ports: port 7000 is also served in user space by route \"u\" (#1)"));
     /* ... but UDP alone does not collide */
-    sp_gen *g = compile("return { routes = {"
+    sp_gen *g = unit_compile("return { routes = {"
                         " { name = 'u', match = { ports = 7000 }, action = { type = 'forward',"
                         "   target = { host = '127.0.0.1', port = 1 } } },"
                         " { name = 'k', match = { ports = 7000 }, action = { type = 'forward', " TARGET
@@ -179,7 +148,7 @@ TEST(config_errors_name_the_route_and_field)
     if (g)
         sp_gen_unref(g);
     /* domains "*" is fine */
-    g = compile(ROUTE(", domains = '*'", TARGET NFT("")));
+    g = unit_compile(ROUTE(", domains = '*'", TARGET NFT("")));
     CHECK(g != NULL);
     if (g)
         sp_gen_unref(g);
@@ -187,7 +156,7 @@ TEST(config_errors_name_the_route_and_field)
 
 TEST(one_route_masquerade)
 {
-    sp_gen *g = compile(ROUTE("", TARGET NFT("")));
+    sp_gen *g = unit_compile(ROUTE("", TARGET NFT("")));
     REQUIRE(g);
     sp_nft_ruleset s;
     REQUIRE(build(g, &s) == 0);
@@ -208,7 +177,7 @@ TEST(one_route_masquerade)
 
 TEST(preserve_port_range_udp_rate_and_source)
 {
-    sp_gen *g = compile("return { routes = { { name = 'k', match = { ports = { 53, { from = 6000, to = 6010 } } },"
+    sp_gen *g = unit_compile("return { routes = { { name = 'k', match = { ports = { 53, { from = 6000, to = 6010 } } },"
                         " action = { type = 'forward', target = { host = '10.0.0.5', port = 'preserve' }, "
                         NFT(", nftables = { protocol = 'all', preserve_source_ip = true, max_rate = '1mbytes' }")
                         " } } } }");
@@ -232,7 +201,7 @@ TEST(preserve_port_range_udp_rate_and_source)
 
 TEST(masquerade_of_a_range_to_preserved_ports)
 {
-    sp_gen *g = compile("return { routes = { { name = 'k', match = { ports = { from = 6000, to = 6010 } },"
+    sp_gen *g = unit_compile("return { routes = { { name = 'k', match = { ports = { from = 6000, to = 6010 } },"
                         " action = { type = 'forward', target = { host = '10.0.0.5', port = 'preserve' }, " NFT("")
                         " } } } }");
     REQUIRE(g);
@@ -245,7 +214,7 @@ TEST(masquerade_of_a_range_to_preserved_ports)
 
 TEST(client_ip_allow_and_block_lists)
 {
-    sp_gen *g = compile("return { routes = { { name = 'k', match = { ports = 7000,"
+    sp_gen *g = unit_compile("return { routes = { { name = 'k', match = { ports = 7000,"
                         "   client_ip = { '10.0.0.0/8', '192.168.*.5', '2001:db8::/32' } },"
                         " action = { type = 'forward', " TARGET NFT("") " },"
                         " security = { ip_allow_list = '10.1.0.0/16', ip_block_list = '10.1.2.3' } } } }");
@@ -270,7 +239,7 @@ TEST(client_ip_allow_and_block_lists)
     sp_gen_unref(g);
 
     /* only IPv6 patterns on an IPv4 target: nothing to forward, the counters stay */
-    g = compile(ROUTE(", client_ip = '2001:db8::/32'", TARGET NFT("")));
+    g = unit_compile(ROUTE(", client_ip = '2001:db8::/32'", TARGET NFT("")));
     REQUIRE(g);
     REQUIRE(build(g, &s) == 0);
     CHECK_EQ_INT(count_chain(&s, SP_NFT_PREROUTING), 0);
@@ -279,7 +248,7 @@ TEST(client_ip_allow_and_block_lists)
     sp_gen_unref(g);
 
     /* "*" in an allow list admits everyone: no trailing drop */
-    g = compile("return { routes = { { name = 'k', match = { ports = 7000 }, action = { type = 'forward', "
+    g = unit_compile("return { routes = { { name = 'k', match = { ports = 7000 }, action = { type = 'forward', "
                 TARGET NFT("") " }, security = { ip_allow_list = { '10.0.0.1', '*' } } } } }");
     REQUIRE(g);
     REQUIRE(build(g, &s) == 0);
@@ -291,7 +260,7 @@ TEST(client_ip_allow_and_block_lists)
 
 TEST(ipv6_target_and_priority_order)
 {
-    sp_gen *g = compile("return { routes = {"
+    sp_gen *g = unit_compile("return { routes = {"
                         " { name = 'low', match = { ports = 80 }, action = { type = 'forward',"
                         "   target = { host = '10.0.0.1', port = 80 }, " NFT("") " } },"
                         " { name = 'high', priority = 5, match = { ports = 80, client_ip = { '10.9.0.0/16', 'fd00::/8' } },"
@@ -320,7 +289,7 @@ TEST(ipv6_target_and_priority_order)
 
 TEST(no_kernel_routes_no_rules)
 {
-    sp_gen *g = compile("return { routes = { { match = { ports = 80 }, action = { type = 'forward',"
+    sp_gen *g = unit_compile("return { routes = { { match = { ports = 80 }, action = { type = 'forward',"
                         " target = { host = '127.0.0.1', port = 1 } } } } }");
     REQUIRE(g);
     sp_nft_ruleset s;
@@ -341,11 +310,11 @@ TEST(too_many_rules)
                                   " ports = 7000, client_ip = c }, action = { type = 'forward', " TARGET NFT("")
                                   " }, security = { ip_allow_list = a } } } }");
     REQUIRE(pos < sizeof src);
-    sp_gen *g = compile(src);
+    sp_gen *g = unit_compile(src);
     REQUIRE(g);
     sp_nft_ruleset s;
     CHECK(build(g, &s) != 0);
-    CHECK(strstr(err, "more than 20000 kernel rules") != NULL);
+    CHECK(strstr(unit_err, "more than 20000 kernel rules") != NULL);
     CHECK(s.nrules == 0 && s.rules == NULL);
     sp_gen_unref(g);
 }
