@@ -202,7 +202,8 @@ static void compile_timeouts(cfg_cx *cx, int t)
 {
     static const char *const keys[] = {"connect", "initial_data", "http_idle", "upstream_response",
                                        "proxy_header", "inactivity", "max_lifetime",
-                                       "graceful_shutdown", "upstream_idle", NULL};
+                                       "graceful_shutdown", "upstream_idle", "lua_hog_warning",
+                                       NULL};
     sp_timeouts *to = &cx->g->settings.timeouts;
     check_keys(cx, t, "timeouts", keys);
     const uint64_t max = 365ull * 24 * 3600 * 1000;
@@ -215,6 +216,7 @@ static void compile_timeouts(cfg_cx *cx, int t)
     opt_uint(cx, t, "timeouts", "max_lifetime", max, &to->max_lifetime);
     opt_uint(cx, t, "timeouts", "graceful_shutdown", max, &to->graceful_shutdown);
     opt_uint(cx, t, "timeouts", "upstream_idle", max, &to->upstream_idle);
+    opt_uint(cx, t, "timeouts", "lua_hog_warning", max, &to->lua_hog_warning);
 }
 
 static void compile_keep_alive(cfg_cx *cx, int t)
@@ -1296,7 +1298,7 @@ static void settings_defaults(sp_settings *s)
     s->timeouts = (sp_timeouts){
         .connect = 30000, .initial_data = 60000, .http_idle = 60000, .upstream_response = 60000,
         .proxy_header = 5000, .inactivity = 14400000, .max_lifetime = 86400000,
-        .graceful_shutdown = 30000, .upstream_idle = 60000,
+        .graceful_shutdown = 30000, .upstream_idle = 60000, .lua_hog_warning = 100,
     };
     s->max_header_bytes = 65536;
     s->upstream_keepalive = 32;

@@ -140,7 +140,8 @@ typedef struct sp_route {
 typedef struct sp_timeouts {
     uint64_t connect, initial_data, http_idle, upstream_response, proxy_header,
              inactivity, max_lifetime, graceful_shutdown,   /* milliseconds; 0 = none */
-             upstream_idle;     /* how long an idle pooled upstream connection is kept */
+             upstream_idle,     /* how long an idle pooled upstream connection is kept */
+             lua_hog_warning;   /* a Lua resume running longer is logged as a warning */
 } sp_timeouts;
 
 /* acme = { ... } (SPEC 3): the ACME client of core/cert/. */

@@ -325,7 +325,7 @@ static int read_or_wait(lua_State *L, sp_cosock *s)
     int n = try_read(L, s);
     if (n)
         return n;
-    sp_task *t = sp_task_of(L);
+    sp_task *t = s->task->co == L ? s->task : sp_task_of(L); /* the first: no registry lookup */
     if (!t || t->done)
         return luaL_error(L, "sock:read: only inside its socket handler");
     if (!s->reading) {
@@ -436,7 +436,7 @@ static int sock_write(lua_State *L)
     sp_conn *c = s->task->conn;
     c->last_activity_ms = uv_now(&c->w->loop);
     if (s->queued > SP_HIGH_WATER) {
-        sp_task *t = sp_task_of(L);
+        sp_task *t = s->task->co == L ? s->task : sp_task_of(L);
         if (t && !t->done)
             return sp_task_yield(t, SP_WAIT_WRITE, s, s->timeout_ms);
     }

@@ -5,6 +5,7 @@
 #include <lua.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lua/ctx.h"
 #include "lua/shared.h"
@@ -12,9 +13,6 @@
 #include "net/conn_impl.h"
 #include "util/log.h"
 
-/* A resume that runs longer than this without yielding is reported: Lua cannot be
- * preempted, so a handler that computes for long stalls every connection of its worker. */
-#define HOG_WARN_MS 100
 #define WORKER_KEY "smartproxy.worker"
 #define GEN_KEY "smartproxy.gen"            /* set once the worker serves the state's generation */
 #define SPAWNS_KEY "smartproxy.spawns"      /* functions spawned while the config loaded */
@@ -26,6 +24,15 @@ static void *registry_ptr(lua_State *L, const char *key)
     void *p = lua_touserdata(L, -1);
     lua_pop(L, 1);
     return p;
+}
+
+/* Milliseconds from a clock that is cheap to read (no rdtsc; a few ms resolution), for
+ * the hog check around every resume. */
+static uint64_t coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 sp_task *sp_task_of(lua_State *co)
@@ -42,26 +49,34 @@ sp_task *sp_task_of(lua_State *co)
 
 static void on_task_timer(uv_timer_t *timer);
 
-static void stop_timer(sp_task *t)
+/* The timer is armed lazily: a resume leaves it running, and a yield restarts it only
+ * when it would fire after the new deadline. A request-response handler waits once per
+ * request; stopping and restarting the timer each time is two heap operations per
+ * request, whereas a timer that fires early just re-arms for what is left. */
+static void arm_timer(sp_task *t, uint64_t now, uint64_t deadline)
 {
-    if (t->timer)
-        uv_timer_stop(t->timer);
+    uv_timer_start(t->timer, on_task_timer, deadline - now, 0);
+    t->timer_due_ms = deadline;
 }
 
 int sp_task_yield(sp_task *t, sp_wait wait, sp_cosock *s, uint64_t timeout_ms)
 {
     t->wait = wait;
     t->waiting_on = s;
+    t->deadline_ms = 0;
     if (timeout_ms) {
         if (!t->timer) {
             t->timer = malloc(sizeof *t->timer);
             if (!t->timer)
                 return luaL_error(t->co, "out of memory");
             uv_timer_init(&t->conn->w->loop, t->timer);
+            t->timer->data = t;
             t->conn->handles++;
         }
-        t->timer->data = t;
-        uv_timer_start(t->timer, on_task_timer, timeout_ms, 0);
+        uint64_t now = uv_now(&t->conn->w->loop);
+        t->deadline_ms = now + timeout_ms;
+        if (!t->timer_due_ms || t->timer_due_ms > t->deadline_ms)
+            arm_timer(t, now, t->deadline_ms);
     }
     return lua_yield(t->co, 0);
 }
@@ -97,12 +112,12 @@ void sp_task_resume(sp_task *t, int nargs)
     if (t->done)
         return;
     sp_conn *c = t->conn;
-    stop_timer(t);
     t->wait = SP_WAIT_NONE;
     t->waiting_on = NULL;
-    uint64_t t0 = uv_hrtime();
+    t->deadline_ms = 0; /* the timer, if armed, finds nothing to do */
+    uint64_t t0 = coarse_ms();
     int rc = lua_resume(t->co, nargs);
-    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    uint64_t ms = coarse_ms() - t0;
     if (ms >= t->hog_warn_ms)
         sp_warn("conn=%llu route=%s: the handler ran %llu ms without yielding; every connection "
                 "of this worker waited", (unsigned long long)c->id, c->route->name, (unsigned long long)ms);
@@ -127,6 +142,14 @@ static void on_task_timer(uv_timer_t *timer)
 {
     sp_task *t = timer->data;
     sp_cosock *s = t->waiting_on;
+    t->timer_due_ms = 0;
+    if (t->wait == SP_WAIT_NONE || !t->deadline_ms)
+        return; /* the wait it was armed for is over */
+    uint64_t now = uv_now(&t->conn->w->loop);
+    if (now < t->deadline_ms) {
+        arm_timer(t, now, t->deadline_ms); /* armed for an earlier wait */
+        return;
+    }
     switch (t->wait) {
     case SP_WAIT_SLEEP:
         sp_task_resume(t, 0);
@@ -167,7 +190,10 @@ static sp_task *task_new(sp_conn *c)
         return NULL;
     t->conn = c;
     t->L = L;
-    t->hog_warn_ms = HOG_WARN_MS;
+    /* Lua cannot be preempted: a handler that computes for long without yielding stalls
+     * every connection of its worker, so such a resume is reported (0: never). */
+    t->hog_warn_ms = c->gen->settings.timeouts.lua_hog_warning ? c->gen->settings.timeouts.lua_hog_warning
+                                                                : UINT64_MAX;
     c->task = t;
     t->co = lua_newthread(L);
     lua_pushlightuserdata(L, t);

@@ -68,6 +68,8 @@ struct sp_task {
     sp_cosock *waiting_on;        /* the socket the coroutine waits on, if any */
     sp_wait wait;
     uv_timer_t *timer;            /* the current wait's deadline, or sp.sleep */
+    uint64_t deadline_ms;         /* loop time the current wait ends at; 0: none */
+    uint64_t timer_due_ms;        /* loop time the timer fires at; 0: not armed */
     bool done;                    /* returned, failed, or handed its sockets to the pipe */
     uint64_t hog_warn_ms;
 };

@@ -181,6 +181,25 @@ local function parse_request_line(line)
     }
 end
 
+-- Whether a Host value is not a host[:port] (RFC 9110 7.2). Hosts that passed are
+-- remembered (a bounded set): string patterns are not compiled by LuaJIT, and a server
+-- sees the same few Hosts on every request.
+local CACHE_MAX = 512 -- distinct strings a check cache remembers before it starts over
+local good_hosts, n_hosts = {}, 0
+local function bad_host(host)
+    if good_hosts[host] then
+        return false
+    end
+    if str_find(host, "[/?#@\\%s,]") then
+        return true
+    end
+    if n_hosts >= CACHE_MAX then
+        good_hosts, n_hosts = {}, 0
+    end
+    good_hosts[host], n_hosts = true, n_hosts + 1
+    return false
+end
+
 -- The proxy's sockets parse the head in C (llhttp, the proxy's own strict parser):
 -- one call instead of a Lua read and match per line. Same results as read_head below.
 local function read_head_native(sock, limits)
@@ -194,15 +213,15 @@ local function read_head_native(sock, limits)
     end
     req.path, req.query = path, query
     local headers = setmetatable(req.headers, headers_mt)
-    local host = headers["host"]
+    local host = rawget(headers, "host")
     if host then
-        if str_find(host, "[/?#@\\%s,]") then -- not a host[:port] (RFC 9110 7.2)
+        if bad_host(host) then
             return nil, 400
         end
     elseif req.version == 1.1 then
         return nil, 400
     end
-    return req, nil, headers["content-length"], headers["transfer-encoding"]
+    return req, nil, rawget(headers, "content-length"), rawget(headers, "transfer-encoding")
 end
 
 -- Reads the head; returns req | nil, status (a number: answer it and close) | nil, err
@@ -260,7 +279,7 @@ local function read_head(sock, limits)
         name = str_lower(name)
         if name == "host" then
             hosts = hosts + 1
-            if str_find(value, "[/?#@\\%s]") then -- not a host[:port] (RFC 9110 7.2)
+            if bad_host(value) then
                 return nil, 400
             end
         elseif name == "content-length" then
@@ -408,14 +427,14 @@ function _M.read_request(sock, limits)
         return nil, 413
     end
 
-    local conn = req.headers["connection"]
+    local conn = rawget(req.headers, "connection") -- names are stored lowercase
     if req.version == 1.1 then
         req.keep_alive = not has_token(conn, "close")
     else
         req.keep_alive = has_token(conn, "keep-alive") and not has_token(conn, "close")
     end
 
-    local expect = req.headers["expect"]
+    local expect = rawget(req.headers, "expect")
     if expect then
         if str_lower(expect) ~= "100-continue" then
             return nil, 417
@@ -443,24 +462,50 @@ end
 
 ---------------------------------------------------------------------------------------
 -- writing a response
+--
+-- This runs for every response of every Lua HTTP server, so what does not change between
+-- responses is computed once: status lines per status, header names and values checked
+-- once per distinct string (bounded caches), the Date line once per second, and the
+-- pieces go into one reused buffer (no table per response).
 
-local last_time, last_date
-local function http_date()
-    local now = os_time()
-    if now ~= last_time then
-        last_time = now
-        last_date = os_date("!%a, %d %b %Y %H:%M:%S GMT", now)
+local status_lines = {}
+local function status_line(status)
+    local line = status_lines[status]
+    if line then
+        return line
     end
-    return last_date
-end
-
-local function check_status(status)
     if type(status) ~= "number" or status ~= floor(status) or status < 200 or status > 599 then
         error("bad response status " .. tostring(status) .. " (expected 200..599)", 0)
     end
+    line = "HTTP/1.1 " .. status .. " " .. (STATUS_TEXT[status] or "Unknown") .. "\r\n"
+    status_lines[status] = line
+    return line
 end
 
-local function add_header(out, n, name, value)
+-- header name -> its lowercase form, for names that are tokens
+local lower_names, n_names = {}, 0
+local function lower_name(name)
+    local l = lower_names[name]
+    if l then
+        return l
+    end
+    if type(name) ~= "string" or not str_find(name, TOKEN) then
+        error("bad response header name " .. tostring(name), 0)
+    end
+    if n_names >= CACHE_MAX then
+        lower_names, n_names = {}, 0
+    end
+    l = str_lower(name)
+    lower_names[name], n_names = l, n_names + 1
+    return l
+end
+
+-- header values known to hold no CR, LF or NUL
+local good_values, n_values = {}, 0
+local function check_value(name, value)
+    if good_values[value] then
+        return value
+    end
     local t = type(value)
     if t == "number" then
         value = tostring(value)
@@ -471,9 +516,31 @@ local function add_header(out, n, name, value)
     if str_find(value, "[\r\n%z]") then
         error("bad value for response header \"" .. name .. "\": CR, LF or NUL", 0)
     end
+    if n_values >= CACHE_MAX then
+        good_values, n_values = {}, 0
+    end
+    good_values[value], n_values = true, n_values + 1
+    return value
+end
+
+local last_time, date_line
+local function http_date_line()
+    local now = os_time()
+    if now ~= last_time then
+        last_time = now
+        date_line = "Date: " .. os_date("!%a, %d %b %Y %H:%M:%S GMT", now) .. "\r\n"
+    end
+    return date_line
+end
+
+-- The buffer responses are assembled in: filled and concatenated without a yield in
+-- between, so one per Lua state is enough; stale entries past n are never read.
+local out = {}
+
+local function add_header(n, name, value)
     out[n + 1] = name
     out[n + 2] = ": "
-    out[n + 3] = value
+    out[n + 3] = check_value(name, value)
     out[n + 4] = "\r\n"
     return n + 4
 end
@@ -483,8 +550,7 @@ end
 -- Returns the bytes, and whether the connection stays open (a "Connection: close" in
 -- headers closes it). Raises on a bad status or header (a programming mistake).
 function _M.build_response(status, headers, body, opts)
-    status = status or 200
-    check_status(status)
+    local line = status_line(status or 200)
     if body == nil then
         body = ""
     elseif type(body) == "number" then
@@ -493,19 +559,15 @@ function _M.build_response(status, headers, body, opts)
         error("bad response body: expected a string, got " .. type(body), 0)
     end
     local keep_alive = opts and opts.keep_alive or false
-    local out = { "HTTP/1.1 ", tostring(status), " ", STATUS_TEXT[status] or "Unknown",
-                  "\r\n" }
-    local n = #out
+    out[1] = line
+    local n = 1
     local has_date, has_type = false, false
     if headers ~= nil then
         if type(headers) ~= "table" then
             error("bad response headers: expected a table, got " .. type(headers), 0)
         end
         for name, value in pairs(headers) do
-            if type(name) ~= "string" or not str_find(name, TOKEN) then
-                error("bad response header name " .. tostring(name), 0)
-            end
-            local l = str_lower(name)
+            local l = lower_name(name)
             if l == "connection" then
                 if has_token(value, "close") then
                     keep_alive = false
@@ -518,36 +580,45 @@ function _M.build_response(status, headers, body, opts)
                 end
                 if type(value) == "table" then
                     for _, v in ipairs(value) do
-                        n = add_header(out, n, name, v)
+                        n = add_header(n, name, v)
                     end
                 else
-                    n = add_header(out, n, name, value)
+                    n = add_header(n, name, value)
                 end
             end
         end
     end
     if not has_date then
-        n = add_header(out, n, "Date", http_date())
+        n = n + 1
+        out[n] = http_date_line()
     end
     local bodiless = status == 204 or status == 304
     if bodiless then
         body = ""
     else
         if body ~= "" and not has_type then
-            n = add_header(out, n, "Content-Type", "text/plain; charset=utf-8")
+            n = n + 1
+            out[n] = "Content-Type: text/plain; charset=utf-8\r\n"
         end
-        n = add_header(out, n, "Content-Length", #body)
+        out[n + 1] = "Content-Length: "
+        out[n + 2] = #body
+        out[n + 3] = "\r\n"
+        n = n + 3
     end
     if not keep_alive then
-        n = add_header(out, n, "Connection", "close")
+        n = n + 1
+        out[n] = "Connection: close\r\n"
     elseif opts.version == 1.0 then
-        n = add_header(out, n, "Connection", "keep-alive")
+        n = n + 1
+        out[n] = "Connection: keep-alive\r\n"
     end
-    out[n + 1] = "\r\n"
-    if not (opts and opts.head) then
-        out[n + 2] = body
+    n = n + 1
+    out[n] = "\r\n"
+    if body ~= "" and not (opts and opts.head) then
+        n = n + 1
+        out[n] = body
     end
-    return concat(out), keep_alive
+    return concat(out, "", 1, n), keep_alive
 end
 
 -- Writes an error response with "Connection: close" (the caller ends the connection).
@@ -599,7 +670,15 @@ function response:send(status, headers, body)
     return self._sock:write(data)
 end
 
+-- build_response's opts for each (HEAD?, keep-alive?, HTTP/1.0?): shared, never modified
+local response_opts = {}
+for i = 0, 7 do
+    response_opts[i] = { head = i >= 4, keep_alive = i % 4 >= 2, version = i % 2 == 1 and 1.0 or 1.1 }
+end
+
 local function new_response(sock, req, keep_alive)
+    local i = (req.method == "HEAD" and 4 or 0) + (keep_alive and 2 or 0)
+              + (req.version == 1.0 and 1 or 0)
     return setmetatable({
         status = 200,
         headers = {},
@@ -607,8 +686,7 @@ local function new_response(sock, req, keep_alive)
         _sock = sock,
         _sent = false,
         _keep_alive = keep_alive,
-        _opts = { head = req.method == "HEAD", keep_alive = keep_alive,
-                  version = req.version },
+        _opts = response_opts[i],
     }, response_mt)
 end
 

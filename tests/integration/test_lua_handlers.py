@@ -162,6 +162,38 @@ def test_read_timeout_returns_partial_and_handler_continues(start_proxy):
     lu.assert_clean(p)
 
 
+def test_each_wait_gets_its_own_timeout(start_proxy):
+    """The wait timer is armed lazily (a resume leaves it running): a longer timeout after
+    a shorter wait must not end early, a shorter one must not end late, and sp.sleep
+    between them must not disturb either."""
+    body = f"""
+    {CORE}
+    sock:set_timeout(400)
+    sock:write(tostring(sock:read("*l")) .. "\\n")        -- answered at once
+    sock:set_timeout(1500)
+    local _, err = sock:read("*l")                         -- nothing comes
+    sock:write("long:" .. tostring(err) .. "\\n")
+    core.sleep(50)
+    sock:set_timeout(200)
+    _, err = sock:read("*l")
+    sock:write("short:" .. tostring(err) .. "\\n")
+    """
+    p, port = one_route(start_proxy, "timers", body)
+    with p.connect(port) as c:
+        c.sendall(b"first\n")
+        assert sp.recv_line(c) == b"first\n"
+        t0 = time.monotonic()
+        assert sp.recv_line(c) == b"long:timeout\n"
+        took = time.monotonic() - t0
+        assert 1.35 <= took <= 3.0, f"a 1500 ms read timeout ended after {took:.2f}s"
+        t0 = time.monotonic()
+        assert sp.recv_line(c) == b"short:timeout\n"
+        took = time.monotonic() - t0
+        assert 0.2 <= took <= 1.0, f"sleep 50 + a 200 ms read timeout took {took:.2f}s"
+        assert sp.wait_closed(c) == "fin"
+    lu.assert_clean(p)
+
+
 @pytest.mark.skipif(sp.SANITIZED, reason="ASan keeps freed memory in quarantine: RSS says nothing there")
 def test_large_writes_to_slow_clients_are_bounded(start_proxy):
     """12 clients with small receive buffers that read slowly each get 8 MiB from a
@@ -613,6 +645,29 @@ def test_hog_is_reported_and_still_served(start_proxy):
     assert any(f"conn={hog_id} " in ln for ln in lines), lines
     assert not lu.log_lines(p, "without yielding", "route=calm"), "a calm handler was reported"
     lu.assert_clean(p)
+
+
+def test_hog_warning_threshold_is_configurable(start_proxy):
+    """timeouts.lua_hog_warning: a 200 ms resume is not reported under a 1 s threshold,
+    and nothing is under 0 (never)."""
+    hog = """
+    local t0 = os.clock()
+    while os.clock() - t0 < 0.2 do end
+    sock:write("done\\n")
+    """
+    for threshold in (1000, 0):
+        hport, eport = sp.free_ports(2)
+        p = start_proxy({"workers": 1, "timeouts": {"lua_hog_warning": threshold},
+                         "routes": [handler_route("hog", hport, hog),
+                                    handler_route("calm", eport, ECHO_LINES)]})
+        with p.connect(hport) as c:
+            assert sp.recv_line(c) == b"done\n"
+        with p.connect(eport) as calm:  # the same worker: the hog's resume has ended
+            sp.roundtrip(calm, b"after\n")
+        time.sleep(0.1)
+        assert not lu.log_lines(p, "without yielding"), threshold
+        lu.assert_clean(p)
+        p.stop()
 
 
 # ---------------------------------------------------------------- 7. hot reload

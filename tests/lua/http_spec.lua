@@ -512,6 +512,30 @@ describe("smartproxy.http", function()
         assert.has_error(function() http.build_response(600, nil, "") end)
     end)
 
+    it("checks every header and status, whatever it checked before", function()
+        -- the builder remembers names, values and statuses that passed: what failed must
+        -- still fail, also after the caches filled up and started over
+        local opts = { keep_alive = true, version = 1.1 }
+        for i = 1, 1500 do
+            http.build_response(200, { ["X-N" .. i] = "v" .. i, ["X-Same"] = "same" }, "", opts)
+        end
+        assert.has_error(function() http.build_response(200, { ["X-Same"] = "a\r\nb" }, "") end)
+        assert.has_error(function() http.build_response(200, { ["X-Same"] = "a\0" }, "") end)
+        assert.has_error(function() http.build_response(200, { ["X-N1 "] = "v1" }, "") end)
+        assert.has_error(function() http.build_response(200.5, nil, "") end)
+        assert.has_error(function() http.build_response("200", nil, "") end)
+        assert.has_error(function() http.build_response(199, nil, "") end)
+        local data = http.build_response(200, { ["X-N7"] = 7, ["x-list"] = { "a", 2 } }, "b", opts)
+        assert.matches("\r\nX%-N7: 7\r\n", data)
+        assert.matches("\r\nx%-list: a\r\nx%-list: 2\r\n", data)
+        assert.matches("\r\nDate: %a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT\r\n", data)
+        data = http.build_response(204, { ["Content-Length"] = "9" }, "ignored", opts)
+        assert.equal(nil, data:find("Content-Length", 1, true))
+        assert.matches("\r\n\r\n$", data)
+        data = http.build_response(200, nil, "body", { head = true, keep_alive = true, version = 1.0 })
+        assert.matches("\r\nContent%-Length: 4\r\nConnection: keep%-alive\r\n\r\n$", data)
+    end)
+
     it("fills template variables from the request and ctx", function()
         local req = { path = "/p", query = "q=1", url = "/p?q=1",
                       headers = http.new_headers() }
