@@ -7,18 +7,29 @@
 
 #include "http/message.h"
 
+/* Pushes s lowercased (header names: ASCII only). */
+static void push_lower(lua_State *L, const char *s, size_t len)
+{
+    char small[256];
+    if (len > sizeof small) { /* rare: build it in Lua's own buffer */
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (size_t k = 0; k < len; k++)
+            luaL_addchar(&b, s[k] >= 'A' && s[k] <= 'Z' ? (char)(s[k] + 32) : s[k]);
+        luaL_pushresult(&b);
+        return;
+    }
+    for (size_t k = 0; k < len; k++)
+        small[k] = s[k] >= 'A' && s[k] <= 'Z' ? (char)(s[k] + 32) : s[k];
+    lua_pushlstring(L, small, len);
+}
+
 void sp_lua_push_headers(lua_State *L, const struct sp_http_head *h)
 {
     lua_createtable(L, 0, (int)h->nfields);
     for (size_t i = 0; i < h->nfields; i++) {
         const sp_http_field *f = &h->fields[i];
-        char name[256];
-        size_t n = f->name_len < sizeof name ? f->name_len : sizeof name;
-        for (size_t k = 0; k < n; k++) {
-            char ch = sp_http_name(h, f)[k];
-            name[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
-        }
-        lua_pushlstring(L, name, n);
+        push_lower(L, sp_http_name(h, f), f->name_len);
         lua_pushvalue(L, -1);
         lua_rawget(L, -3);
         if (lua_isnil(L, -1)) {

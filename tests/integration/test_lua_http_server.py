@@ -79,3 +79,22 @@ def test_head_split_across_many_writes(start_proxy):
         data = lu.recv_until_closed(c)
     assert data.startswith(b"HTTP/1.1 200") and b"X-Path: /slow" in data
     lu.assert_clean(p)
+
+
+def test_long_header_names_are_kept_whole(start_proxy):
+    """Header names longer than the C side's stack buffer (256) reach Lua whole and
+    lowercased: two names that share their first 299 bytes stay two headers."""
+    port = sp.free_port()
+    handler = Lua("""require("smartproxy").handlers.http_server(function(req, res)
+      local long = string.rep("x", 299)
+      res.body = tostring(req.headers[long .. "a"]) .. "|" .. tostring(req.headers[long .. "b"])
+    end)""")
+    p = start_proxy({"routes": [{"name": "srv", "match": {"ports": port},
+                                 "action": {"type": "socket-handler", "handler": handler}}]})
+    long = "X" * 299
+    with sp.connect(port) as c:
+        c.sendall(f"GET / HTTP/1.1\r\nHost: a\r\n{long}A: 1\r\n{long}B: 2\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        data = lu.recv_until_closed(c)
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\n1|2"), data[-80:]
+    lu.assert_clean(p)
