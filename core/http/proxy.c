@@ -165,7 +165,7 @@ static void pool_target(sp_http *h)
     bool idle = h->phase == P_HEAD && h->poolable && h->key[0] && !t->eof && !t->shut && t->queued == 0 &&
                 uv_stream_get_write_queue_size((uv_stream_t *)t->tcp) == 0 &&
                 (!t->tls.ssl || sp_tls_output_pending(&t->tls) == 0);
-    if (idle) {
+    if (idle && !W(h)->stopping) { /* a stopping worker keeps nothing for later */
         if (!W(h)->http_pool)
             W(h)->http_pool = sp_http_pool_new(&W(h)->loop);
         sp_pipe_stop_reading(t);

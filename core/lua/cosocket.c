@@ -163,7 +163,11 @@ static int try_read_head(lua_State *L, sp_cosock *s)
         in->len -= used;
     }
     if (ev == SP_MSG_MORE) {
-        if (s->eof || s->error || !s->tcp) {
+        bool between_requests = s->is_client && !s->head->head_bytes && !in->len;
+        if (s->eof || s->error || !s->tcp || (between_requests && s->task->conn->w->stopping)) {
+            /* a stopping worker ends keep-alive connections between requests, as it
+             * does the HTTP engine's (sp_task_end_if_between_requests for those that
+             * were already waiting) */
             sp_http_msg_next(s->head);
             lua_pushnil(L);
             lua_pushliteral(L, "closed");

@@ -83,6 +83,10 @@ void sp_task_start_function(sp_conn *c, int fn_ref);
 /* A worker installed generation g: runs the tasks its config spawned while loading,
  * and lets later sp.spawn calls start at once. */
 void sp_lua_start_spawns(void *worker, sp_gen *g);
+/* Graceful stop: a handler waiting in sock:read_request_head on its client with nothing
+ * of the next head received is between requests, like an idle HTTP keep-alive
+ * connection; its read returns nil, "closed" now instead of holding the stop up. */
+void sp_task_end_if_between_requests(sp_task *t);
 /* The connection is ending: close every handle of the task now. */
 void sp_task_abort(sp_task *t);
 /* The connection is released: free what is left. */

@@ -751,9 +751,12 @@ void sp_conn_start_background(sp_worker *w, sp_gen *g, int fn_ref)
 
 void sp_conns_close_idle_http(sp_worker *w)
 {
-    for (sp_conn *c = w->conns; c; c = c->next)
+    for (sp_conn *c = w->conns; c; c = c->next) {
         if (sp_http_idle(c))
             sp_conn_close(c, SP_END_SHUTDOWN);
+        else if (c->state == SP_STATE_LUA && c->task)
+            sp_task_end_if_between_requests(c->task);
+    }
 }
 
 void sp_conns_end_background(sp_worker *w, const sp_gen *keep)

@@ -114,6 +114,10 @@ static void begin_stop(sp_worker *w, uint64_t drain_ms)
     sp_listeners_close_all(w);
     sp_conns_end_background(w, NULL);
     sp_conns_close_idle_http(w);
+    /* idle upstream connections carry no request; a backend draining its own keep-alive
+     * connections (maybe a handler of this very proxy) should not wait for them */
+    sp_http_pool_close(w->http_pool);
+    w->http_pool = NULL;
     if (w->nconns) {
         sp_info("worker %d: stopping, draining %llu connection(s) for up to %llu ms", w->id,
                 (unsigned long long)w->nconns, (unsigned long long)drain_ms);

@@ -1,7 +1,10 @@
 """sp.handlers.http_server on the proxy's real sockets: the request head is parsed in C
 (sock:read_request_head, the proxy's own llhttp parser), the body and the response in Lua."""
 import http.client
+import signal
 import socket
+import threading
+import time
 
 import luautil as lu
 import sp
@@ -98,3 +101,78 @@ def test_long_header_names_are_kept_whole(start_proxy):
         data = lu.recv_until_closed(c)
     assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\n1|2"), data[-80:]
     lu.assert_clean(p)
+
+
+def test_graceful_stop_ends_idle_keepalive_and_answers_a_started_request(start_proxy):
+    """SIGTERM: a connection waiting for its next request is closed at once (as the HTTP
+    engine and nginx do), one with half a request head is still answered and then closed,
+    and the proxy exits long before timeouts.graceful_shutdown."""
+    port = sp.free_port()
+    p = start_proxy({"timeouts": {"graceful_shutdown": 20000},
+                     "routes": [{"name": "srv", "match": {"ports": port},
+                                 "action": {"type": "socket-handler", "handler": SERVER}}]})
+    idle = sp.connect(port)
+    idle.sendall(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert sp.recv_line(idle).startswith(b"HTTP/1.1 200")
+    partial = sp.connect(port)
+    partial.sendall(b"GET /2 HTTP/1.1\r\nHost: a\r\n")
+    before = p.stats()
+    sp.wait_until(lambda: p.stats()["total_connections"] >= 2, 3, msg="both accepted")
+    time.sleep(0.2)  # pacing only: the partial head must have reached the handler
+    t0 = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
+    lu.recv_until_closed(idle)  # the rest of the first response, then EOF
+    assert time.monotonic() - t0 < 2, "an idle keep-alive connection held the stop up"
+    partial.sendall(b"\r\n")
+    data = lu.recv_until_closed(partial)
+    assert data.startswith(b"HTTP/1.1 200") and b"X-Path: /2" in data, data[:80]
+    assert p.wait_exit(5) == 0
+    assert time.monotonic() - t0 < 3
+    assert before["active_connections"] == 2
+    idle.close()
+    partial.close()
+
+
+def test_graceful_stop_closes_pooled_upstream_connections(start_proxy):
+    """An HTTP route's idle pooled upstream connection is closed when the stop begins: the
+    backend sees EOF at once, not when the proxy finally exits."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    seen = {}
+
+    def backend():
+        c, _ = srv.accept()
+        with c:
+            c.recv(65536)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            c.settimeout(10)
+            try:
+                seen["eof"] = c.recv(1) == b""
+            except OSError:
+                seen["eof"] = False
+            seen["at"] = time.monotonic()
+    t = threading.Thread(target=backend, daemon=True)
+    t.start()
+    port = sp.free_port()
+    p = start_proxy({"timeouts": {"graceful_shutdown": 20000},
+                     "routes": [{"name": "fwd", "match": {"ports": port},
+                                 "action": {"type": "forward", "protocol": "http",
+                                            "target": {"host": "127.0.0.1",
+                                                       "port": srv.getsockname()[1]}}}]})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/x")
+    assert conn.getresponse().read() == b"ok"
+    conn.close()  # the upstream connection goes to the pool
+    sp.wait_until(lambda: p.stats()["active_connections"] == 0, 3, msg="client gone")
+    hold = sp.connect(port)  # half a request head: the drain waits for this one
+    hold.sendall(b"GET /y HTTP/1.1\r\nHost: a\r\n")
+    sp.wait_until(lambda: p.stats()["active_connections"] == 1, 3, msg="hold accepted")
+    t0 = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
+    t.join(5)
+    assert seen.get("eof") and seen["at"] - t0 < 2, seen
+    assert p.proc.poll() is None, "still draining the other connection"
+    hold.close()
+    assert p.wait_exit(5) == 0
+    srv.close()
