@@ -185,18 +185,29 @@ end
 -- remembered (a bounded set): string patterns are not compiled by LuaJIT, and a server
 -- sees the same few Hosts on every request.
 local CACHE_MAX = 512 -- distinct strings a check cache remembers before it starts over
-local good_hosts, n_hosts = {}, 0
+
+-- A cache of checked strings: memo.t[s] is what the check said; at most CACHE_MAX entries.
+local function new_memo()
+    return { t = {}, n = 0 }
+end
+
+local function remember(memo, s, v)
+    if memo.n >= CACHE_MAX then
+        memo.t, memo.n = {}, 0
+    end
+    memo.t[s], memo.n = v, memo.n + 1
+    return v
+end
+
+local good_hosts = new_memo()
 local function bad_host(host)
-    if good_hosts[host] then
+    if good_hosts.t[host] then
         return false
     end
     if str_find(host, "[/?#@\\%s,]") then
         return true
     end
-    if n_hosts >= CACHE_MAX then
-        good_hosts, n_hosts = {}, 0
-    end
-    good_hosts[host], n_hosts = true, n_hosts + 1
+    remember(good_hosts, host, true)
     return false
 end
 
@@ -483,27 +494,22 @@ local function status_line(status)
 end
 
 -- header name -> its lowercase form, for names that are tokens
-local lower_names, n_names = {}, 0
+local lower_names = new_memo()
 local function lower_name(name)
-    local l = lower_names[name]
+    local l = lower_names.t[name]
     if l then
         return l
     end
     if type(name) ~= "string" or not str_find(name, TOKEN) then
         error("bad response header name " .. tostring(name), 0)
     end
-    if n_names >= CACHE_MAX then
-        lower_names, n_names = {}, 0
-    end
-    l = str_lower(name)
-    lower_names[name], n_names = l, n_names + 1
-    return l
+    return remember(lower_names, name, str_lower(name))
 end
 
 -- header values known to hold no CR, LF or NUL
-local good_values, n_values = {}, 0
+local good_values = new_memo()
 local function check_value(name, value)
-    if good_values[value] then
+    if good_values.t[value] then
         return value
     end
     local t = type(value)
@@ -516,10 +522,7 @@ local function check_value(name, value)
     if str_find(value, "[\r\n%z]") then
         error("bad value for response header \"" .. name .. "\": CR, LF or NUL", 0)
     end
-    if n_values >= CACHE_MAX then
-        good_values, n_values = {}, 0
-    end
-    good_values[value], n_values = true, n_values + 1
+    remember(good_values, value, true)
     return value
 end
 
