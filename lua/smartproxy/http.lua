@@ -184,14 +184,18 @@ end
 -- Whether a Host value is not a host[:port] (RFC 9110 7.2). Hosts that passed are
 -- remembered (a bounded set): string patterns are not compiled by LuaJIT, and a server
 -- sees the same few Hosts on every request.
-local CACHE_MAX = 512 -- distinct strings a check cache remembers before it starts over
+local CACHE_MAX = 512     -- distinct strings a check cache remembers before it starts over
+local CACHE_MAX_LEN = 256 -- longer strings are checked every time (bounds the memory held)
 
--- A cache of checked strings: memo.t[s] is what the check said; at most CACHE_MAX entries.
+-- A cache of checked strings: memo.t[s] is what the check said.
 local function new_memo()
     return { t = {}, n = 0 }
 end
 
 local function remember(memo, s, v)
+    if #s > CACHE_MAX_LEN then
+        return v
+    end
     if memo.n >= CACHE_MAX then
         memo.t, memo.n = {}, 0
     end
