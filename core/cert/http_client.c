@@ -18,16 +18,14 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "tls/openssl_error.h"
+
 #define MAX_RESPONSE (1 << 20)
 
+/* OpenSSL's reason; none queued means the server closed the connection. */
 static void ossl_reason(char *err, size_t errlen, const char *what)
 {
-    unsigned long e = ERR_peek_last_error();
-    char buf[200] = "connection closed";
-    if (e)
-        ERR_error_string_n(e, buf, sizeof buf);
-    ERR_clear_error();
-    snprintf(err, errlen, "%s: %s", what, buf);
+    sp_openssl_error(err, errlen, what, "connection closed");
 }
 
 SSL_CTX *sp_https_client_ctx(const char *ca_file, char *err, size_t errlen)

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tls/openssl_error.h"
+
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 size_t sp_b64url(const void *in, size_t n, char *out, size_t outlen)
@@ -64,16 +66,6 @@ long sp_b64url_decode(const char *in, size_t n, unsigned char *out, size_t outle
     return (long)o;
 }
 
-static void ossl_reason(char *err, size_t errlen, const char *what)
-{
-    unsigned long e = ERR_peek_last_error();
-    char buf[200] = "unknown error";
-    if (e)
-        ERR_error_string_n(e, buf, sizeof buf);
-    ERR_clear_error();
-    snprintf(err, errlen, "%s: %s", what, buf);
-}
-
 static int coord(EVP_PKEY *key, const char *param, char out[64])
 {
     BIGNUM *bn = NULL;
@@ -95,7 +87,7 @@ int sp_jwk_json(EVP_PKEY *key, char *out, size_t len, char *err, size_t errlen)
         return -1;
     }
     if (coord(key, OSSL_PKEY_PARAM_EC_PUB_X, x) != 0 || coord(key, OSSL_PKEY_PARAM_EC_PUB_Y, y) != 0) {
-        ossl_reason(err, errlen, "cannot read the account key");
+        sp_openssl_error(err, errlen, "cannot read the account key", "unknown error");
         return -1;
     }
     int n = snprintf(out, len, "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", x, y);
@@ -127,13 +119,13 @@ static int es256(EVP_PKEY *key, const char *data, size_t n, unsigned char sig[64
     int rc = -1;
     if (!md || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1 ||
         EVP_DigestSign(md, der, &dl, (const unsigned char *)data, n) != 1) {
-        ossl_reason(err, errlen, "cannot sign");
+        sp_openssl_error(err, errlen, "cannot sign", "unknown error");
         goto out;
     }
     const unsigned char *p = der;
     if (!(s = d2i_ECDSA_SIG(NULL, &p, (long)dl)) ||
         BN_bn2binpad(ECDSA_SIG_get0_r(s), sig, 32) != 32 || BN_bn2binpad(ECDSA_SIG_get0_s(s), sig + 32, 32) != 32) {
-        ossl_reason(err, errlen, "cannot encode the signature");
+        sp_openssl_error(err, errlen, "cannot encode the signature", "unknown error");
         goto out;
     }
     rc = 0;

@@ -8,14 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tls/openssl_error.h"
+
 static void reason(char *out, size_t len, const char *what)
 {
-    unsigned long e = ERR_peek_last_error();
-    char buf[200] = "unknown error";
-    if (e)
-        ERR_error_string_n(e, buf, sizeof buf);
-    ERR_clear_error();
-    snprintf(out, len, "%s: %s", what, buf);
+    sp_openssl_error(out, len, what, "unknown error");
 }
 
 static time_t asn1_time(const ASN1_TIME *t)

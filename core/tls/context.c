@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cert/live.h"
+#include "tls/openssl_error.h"
 
 /* Mozilla's "intermediate" TLS 1.2 suites; TLS 1.3 keeps OpenSSL's defaults. */
 #define TLS12_CIPHERS                                                                    \
@@ -17,16 +18,6 @@
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
 
 static bool is_pem(const char *s) { return strncmp(s, "-----BEGIN", 10) == 0; }
-
-static void openssl_reason(char *out, size_t len)
-{
-    unsigned long e = ERR_peek_last_error();
-    if (e)
-        ERR_error_string_n(e, out, len);
-    else
-        snprintf(out, len, "unknown error");
-    ERR_clear_error();
-}
 
 /* Chooses http/1.1 when the client offers it; otherwise no ALPN (the connection goes on:
  * a byte stream does not care, and refusing would break clients that only offer h2). */
@@ -84,7 +75,7 @@ static SSL_CTX *build_server(const sp_gen *g, const sp_route *r, char *err, size
     char why[256];
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        openssl_reason(why, sizeof why);
+        sp_openssl_error(why, sizeof why, NULL, "unknown error");
         snprintf(err, errlen, "%s: route \"%s\" (#%d): action.tls: %s", g->file, r->name, r->index, why);
         return NULL;
     }
@@ -106,14 +97,14 @@ static SSL_CTX *build_server(const sp_gen *g, const sp_route *r, char *err, size
         if (load_key(ctx, r->tls.key) == 0) {
             if (SSL_CTX_check_private_key(ctx) == 1)
                 return ctx;
-            openssl_reason(why, sizeof why);
+            sp_openssl_error(why, sizeof why, NULL, "unknown error");
             snprintf(err, errlen, "%s: route \"%s\" (#%d): action.tls.certificate: the key does not match the certificate (%s)",
                      g->file, r->name, r->index, why);
             SSL_CTX_free(ctx);
             return NULL;
         }
     }
-    openssl_reason(why, sizeof why);
+    sp_openssl_error(why, sizeof why, NULL, "unknown error");
     snprintf(err, errlen, "%s: route \"%s\" (#%d): %s: cannot load %s: %s", g->file, r->name, r->index,
              field, shown(what), why);
     SSL_CTX_free(ctx);
@@ -134,7 +125,7 @@ static SSL_CTX *build_client(const sp_gen *g, const sp_route *r, char *err, size
         int ok = r->tls.upstream_ca_file ? SSL_CTX_load_verify_locations(ctx, r->tls.upstream_ca_file, NULL)
                                          : SSL_CTX_set_default_verify_paths(ctx);
         if (ok != 1) {
-            openssl_reason(why, sizeof why);
+            sp_openssl_error(why, sizeof why, NULL, "unknown error");
             snprintf(err, errlen, "%s: route \"%s\" (#%d): action.tls.upstream_ca_file: cannot load %s: %s",
                      g->file, r->name, r->index, r->tls.upstream_ca_file ? r->tls.upstream_ca_file : "the system CAs", why);
             SSL_CTX_free(ctx);
@@ -143,7 +134,7 @@ static SSL_CTX *build_client(const sp_gen *g, const sp_route *r, char *err, size
     }
     return ctx;
 fail:
-    openssl_reason(why, sizeof why);
+    sp_openssl_error(why, sizeof why, NULL, "unknown error");
     snprintf(err, errlen, "%s: route \"%s\" (#%d): action.tls: %s", g->file, r->name, r->index, why);
     return NULL;
 }
