@@ -67,6 +67,12 @@ def http_proxy(start_proxy, routes, **config):
     return start_proxy(cfg)
 
 
+def one_route(start_proxy, b, **config):
+    """http_proxy with one route "a" on a fresh port to backend b: (port, proxy)."""
+    port = sp.free_port()
+    return port, http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)], **config)
+
+
 def error_body_ok(r, status):
     """The proxy's own error answers: that status, a short text/plain body that starts
     with the status code."""
@@ -292,9 +298,8 @@ def test_upstream_keepalive_pool_reuses_connections(start_proxy, serve):
     """200 requests over 10 client keep-alive connections (one after the other, the last
     request of each with Connection: close): the backend sees at most 2 per worker."""
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)],
-                   timeouts={"upstream_idle": 5000})
+    port, p = one_route(start_proxy, b,
+                        timeouts={"upstream_idle": 5000})
     for i in range(10):
         with Client(port) as c:
             for j in range(20):
@@ -317,9 +322,8 @@ def test_upstream_keepalive_limit_and_idle_timeout(start_proxy, serve):
     the pool keeps one idle connection (the other 3 are closed at once), which is reused,
     then closed once idle for 600 ms."""
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)], workers=1,
-                   limits={"upstream_keepalive": 1}, timeouts={"upstream_idle": 600})
+    port, p = one_route(start_proxy, b, workers=1,
+                        limits={"upstream_keepalive": 1}, timeouts={"upstream_idle": 600})
     results = []
 
     def one(i):
@@ -348,9 +352,8 @@ def test_stale_pooled_connection_is_retried_once_for_idempotent_methods(start_pr
     next one arrives (a server-side idle timeout racing the reuse): GET and PUT are
     retried on a fresh connection, POST is not (502)."""
     b = backend(serve, "A", drop_second=True)
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)], workers=1,
-                   timeouts={"upstream_idle": 5000})
+    port, p = one_route(start_proxy, b, workers=1,
+                        timeouts={"upstream_idle": 5000})
     with Client(port) as c:
         assert c.get("/1").status == 200
         assert b.app.conns() == 1
@@ -372,8 +375,7 @@ def test_backend_connection_close_is_honoured(start_proxy, serve):
     """A response with Connection: close ends that upstream connection: the next request
     on the same client connection goes over a new one (and the client's stays open)."""
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)], workers=1)
+    port, p = one_route(start_proxy, b, workers=1)
     with Client(port) as c:
         r = c.get("/close")
         assert r.status == 200, r
@@ -390,8 +392,7 @@ def test_http10_client_gets_an_unchunked_response_and_a_close(start_proxy, serve
     """HTTP/1.0 clients know no chunked coding: a chunked backend response reaches them
     de-chunked and delimited by the close (as nginx does)."""
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    port, p = one_route(start_proxy, b)
     n = 300001
     with Client(port) as c:
         r = c.request("GET", f"/body?size={n}&mode=chunked", version="HTTP/1.0")
@@ -454,9 +455,8 @@ def test_extra_bytes_after_a_response_never_reach_the_next_request(start_proxy, 
             else:
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
     b = serve(poisoning)
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)], workers=1,
-                   timeouts={"upstream_idle": 5000})
+    port, p = one_route(start_proxy, b, workers=1,
+                        timeouts={"upstream_idle": 5000})
     assert fetch(port, "/1").body == b"hello"
     time.sleep(0.1)  # the extra bytes are there before the next request
     for i in range(3):
@@ -471,9 +471,8 @@ def test_unfinished_exchanges_never_poison_the_pool(start_proxy, serve):
     the middle of the response or of its body, or the response came after the 504) is
     not reused: the next request gets its own answer."""
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)], workers=1,
-                   timeouts={"upstream_idle": 5000, "upstream_response": 400})
+    port, p = one_route(start_proxy, b, workers=1,
+                        timeouts={"upstream_idle": 5000, "upstream_response": 400})
 
     def clean_answer(target):
         r = fetch(port, target)
@@ -617,8 +616,7 @@ def test_bodies_are_not_held_back(start_proxy, serve):
     backend before the client sends the rest, and each chunk of a slow response reaches
     the client before the backend sends the next."""
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    port, p = one_route(start_proxy, b)
     with Client(port) as c:
         c.send(hu.build_request("POST", "/half", headers=[("Content-Length", "20000")])
                + b"F" * 10000)
@@ -649,9 +647,8 @@ def test_slow_request_heads_are_cut_by_initial_data_and_http_idle(start_proxy, s
     timeouts.initial_data; an idle keep-alive connection that starts a second head and
     stalls is closed too."""
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)],
-                   timeouts={"initial_data": 800, "http_idle": 800})
+    port, p = one_route(start_proxy, b,
+                        timeouts={"initial_data": 800, "http_idle": 800})
     head = hu.build_request("GET", "/slow", headers=[("X-Pad", "p" * 200)])
     t0 = time.monotonic()
     with Client(port) as c:
@@ -682,8 +679,7 @@ def test_slow_request_heads_are_cut_by_initial_data_and_http_idle(start_proxy, s
 
 def test_chunked_bodies_both_ways(start_proxy, serve):
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    port, p = one_route(start_proxy, b)
     data = os.urandom(300000)
     sizes = [1, 10, 4095, 65536, 70001, 160357 - 1]
     assert sum(sizes) < len(data)
@@ -730,8 +726,7 @@ def test_until_close_response_from_http10_backend(start_proxy, serve):
 
 def test_expect_100_continue(start_proxy, serve, tmp_path):
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    port, p = one_route(start_proxy, b)
     # raw client: the interim 100 comes before the body is sent
     with Client(port) as c:
         c.send(hu.build_request("POST", "/e", headers=[("Expect", "100-continue"),
@@ -762,8 +757,7 @@ def test_expect_100_continue(start_proxy, serve, tmp_path):
 
 def test_head_response_has_length_but_no_body(start_proxy, serve):
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    port, p = one_route(start_proxy, b)
     with Client(port) as c:
         r = c.request("HEAD", "/body?size=5000")
         assert (r.status, r.header("content-length"), r.body) == (200, "5000", b"")
@@ -785,8 +779,7 @@ def test_interim_1xx_responses_are_relayed(start_proxy, serve):
     """A 103 Early Hints before the 200 reaches the client (as HAProxy does; nginx drops
     1xx other than 100/101 — the contract lists 1xx as supported)."""
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    port, p = one_route(start_proxy, b)
     with Client(port) as c:
         r = c.get("/early")
         assert r.status == 200 and r.json()["target"] == "/early", r
@@ -833,8 +826,7 @@ def test_pipelined_requests_are_answered_in_order(start_proxy, serve):
 def test_request_sent_byte_by_byte(start_proxy, serve):
     """A head and body arriving one byte per segment parse the same."""
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    port, p = one_route(start_proxy, b)
     req = hu.build_request("POST", "/slow?x=1", headers=[("X-Long", "v" * 50)], body=b"body!")
     chunked = (hu.build_request("POST", "/slow2", headers=[("Transfer-Encoding", "chunked")])
                + b"3\r\nabc\r\n0\r\n\r\n")
@@ -851,8 +843,7 @@ def test_request_sent_byte_by_byte(start_proxy, serve):
 
 def test_forwarded_headers_and_hop_by_hop_removal(start_proxy, serve):
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    port, p = one_route(start_proxy, b)
     host = f"App.Test:{port}"
     with Client(port, src="127.0.0.2") as c:
         r = c.get("/h", host=host, headers=[
@@ -1059,8 +1050,7 @@ def test_upgrade_refused_by_the_backend_stays_http(start_proxy, serve):
     """The backend answers an Upgrade: websocket request with a 200 (no 101): no tunnel,
     the connection goes on request by request."""
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    port, p = one_route(start_proxy, b)
     with Client(port) as c:
         r, _ = hu.ws_upgrade(c, "/not-ws")
         assert r.status == 200 and r.json()["target"] == "/not-ws", r
@@ -1218,8 +1208,7 @@ def test_acme_challenge_for_a_token_the_proxy_does_not_hold_reaches_the_routes(s
 
 def test_400_malformed_requests_close_the_connection(start_proxy, serve):
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    port, p = one_route(start_proxy, b)
     bad = {
         "garbage": b"GARBAGE\r\n\r\n",
         "no target": b"GET HTTP/1.1\r\nHost: app.test\r\n\r\n",
@@ -1250,8 +1239,7 @@ def test_400_malformed_requests_close_the_connection(start_proxy, serve):
 def test_connect_is_refused_with_405(start_proxy, serve):
     """CONNECT is not for a reverse proxy: 405 and a close (docs/http.md's table)."""
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    port, p = one_route(start_proxy, b)
     raw, how = hu.raw_exchange(port, b"CONNECT app.test:443 HTTP/1.1\r\nHost: app.test:443\r\n\r\n")
     assert hu.status_of(raw) == 405, raw[:200]
     assert raw.split(b"\r\n\r\n", 1)[-1].startswith(b"405"), raw[:200]
@@ -1287,9 +1275,8 @@ def test_404_when_no_route_matches_and_the_connection_goes_on(start_proxy, serve
 
 def test_413_body_over_max_body_bytes(start_proxy, serve):
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)],
-                   limits={"max_body_bytes": 1000})
+    port, p = one_route(start_proxy, b,
+                        limits={"max_body_bytes": 1000})
     assert fetch(port, "/ok", method="POST", body=b"x" * 1000).status == 200
     with Client(port) as c:  # judged on Content-Length, before any body byte is sent
         c.send(hu.build_request("POST", "/big", headers=[("Content-Length", "1001")]))
@@ -1307,9 +1294,8 @@ def test_413_body_over_max_body_bytes(start_proxy, serve):
 
 def test_431_request_head_over_max_header_bytes(start_proxy, serve):
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)],
-                   limits={"max_header_bytes": 2048})
+    port, p = one_route(start_proxy, b,
+                        limits={"max_header_bytes": 2048})
     assert fetch(port, "/ok", headers=[("X-Fill", "a" * 1500)]).status == 200
     with Client(port) as c:
         c.send(hu.build_request("GET", "/big", headers=[("X-Fill", "a" * 3000)]))
@@ -1325,8 +1311,7 @@ def test_431_request_head_over_max_header_bytes(start_proxy, serve):
 
 def test_431_default_limit_is_64_kib(start_proxy, serve):
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    port, p = one_route(start_proxy, b)
     assert fetch(port, "/ok", headers=[("X-Fill", "a" * 60000)]).status == 200
     raw, _ = hu.raw_exchange(port, hu.build_request("GET", "/big",
                                                     headers=[("X-Fill", "a" * 70000)]))
@@ -1477,8 +1462,7 @@ def test_request_smuggling_vectors_are_rejected(start_proxy, serve):
     the backend (which records every byte it receives). All vectors run; the failure
     lists every one that got through."""
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    port, p = one_route(start_proxy, b)
     # control: a valid chunked request and a pipelined follow-up both reach the backend
     ok = POST + TE + b"\r\n5\r\nhello\r\n0\r\n\r\n" + SMUG.replace(b"smuggled", b"notsmuggled")
     with Client(port) as c:
@@ -1518,8 +1502,7 @@ def test_clients_vanishing_mid_request_leave_nothing_behind(start_proxy, serve):
     """Clients reset or close while the head is partial, the body is uploading, the
     backend has not answered, the body is downloading and a WebSocket is open."""
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)])
+    port, p = one_route(start_proxy, b)
     before = p.stats()
     clients = []
     for i in range(4):
@@ -1594,9 +1577,8 @@ def test_graceful_stop_closes_idle_keepalive_and_finishes_requests(start_proxy, 
     """SIGTERM: an idle keep-alive client is closed at once (as nginx does), a request in
     flight still gets its answer, and the process exits long before graceful_shutdown."""
     b = backend(serve, "A")
-    port = sp.free_port()
-    p = http_proxy(start_proxy, [http_route("a", port, "127.0.0.1", b.port)],
-                   timeouts={"graceful_shutdown": 8000})
+    port, p = one_route(start_proxy, b,
+                        timeouts={"graceful_shutdown": 8000})
     idle = Client(port)
     assert idle.get("/idle").status == 200
     busy = Client(port)
