@@ -166,8 +166,7 @@ static int try_read_head(lua_State *L, sp_cosock *s)
         bool between_requests = s->is_client && !s->head->head_bytes && !in->len;
         if (s->eof || s->error || !s->tcp || (between_requests && s->task->conn->w->stopping)) {
             /* a stopping worker ends keep-alive connections between requests, as it
-             * does the HTTP engine's (sp_task_end_if_between_requests for those that
-             * were already waiting) */
+             * does the HTTP engine's (sp_cosock_retry_read for those already waiting) */
             sp_http_msg_next(s->head);
             lua_pushnil(L);
             lua_pushliteral(L, "closed");
@@ -298,6 +297,16 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 }
 
 static int read_or_wait(lua_State *L, sp_cosock *s);
+
+void sp_cosock_retry_read(sp_task *t)
+{
+    sp_cosock *s = t->waiting_on;
+    if (t->done || t->wait != SP_WAIT_READ || !s)
+        return;
+    int n = try_read(t->co, s);
+    if (n)
+        sp_task_resume(t, n);
+}
 
 static int sock_read(lua_State *L)
 {

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "http/message.h"
 #include "lua/ctx.h"
 #include "lua/shared.h"
 #include "lua/task.h"
@@ -239,17 +238,6 @@ void sp_task_start(sp_conn *c)
     lua_rawgeti(t->co, LUA_REGISTRYINDEX, c->route->handler);
     sp_cosock_push(t->co, s);
     sp_lua_push_ctx(t->co, &c->info);
-    sp_task_resume(t, 2);
-}
-
-void sp_task_end_if_between_requests(sp_task *t)
-{
-    sp_cosock *s = t->waiting_on;
-    if (t->done || t->wait != SP_WAIT_READ || !s || !s->is_client || s->read_kind != SP_READ_HEAD ||
-        s->in.len || (s->head && s->head->head_bytes))
-        return;
-    lua_pushnil(t->co);
-    lua_pushliteral(t->co, "closed");
     sp_task_resume(t, 2);
 }
 

@@ -83,10 +83,6 @@ void sp_task_start_function(sp_conn *c, int fn_ref);
 /* A worker installed generation g: runs the tasks its config spawned while loading,
  * and lets later sp.spawn calls start at once. */
 void sp_lua_start_spawns(void *worker, sp_gen *g);
-/* Graceful stop: a handler waiting in sock:read_request_head on its client with nothing
- * of the next head received is between requests, like an idle HTTP keep-alive
- * connection; its read returns nil, "closed" now instead of holding the stop up. */
-void sp_task_end_if_between_requests(sp_task *t);
 /* The connection is ending: close every handle of the task now. */
 void sp_task_abort(sp_task *t);
 /* The connection is released: free what is left. */
@@ -105,6 +101,9 @@ void sp_cosock_register(lua_State *L);
 int sp_cosock_connect(lua_State *co, sp_task *t);
 void sp_cosock_close(sp_cosock *s);
 void sp_cosock_destroy(sp_cosock *s);
+/* Answers the read t waits for, if it can be answered now; for the graceful stop, which
+ * ends a wait for the next request head between requests (see try_read_head). */
+void sp_cosock_retry_read(sp_task *t);
 /* The userdata at idx, or a Lua error naming `fn`. NULL when the socket is closed. */
 sp_cosock *sp_cosock_check(lua_State *L, int idx, const char *fn, bool *closed);
 

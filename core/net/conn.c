@@ -755,7 +755,7 @@ void sp_conns_close_idle_http(sp_worker *w)
         if (sp_http_idle(c))
             sp_conn_close(c, SP_END_SHUTDOWN);
         else if (c->state == SP_STATE_LUA && c->task)
-            sp_task_end_if_between_requests(c->task);
+            sp_cosock_retry_read(c->task);
     }
 }
 
