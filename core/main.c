@@ -22,6 +22,8 @@
 #include "cert/live.h"
 #include "cert/manager.h"
 #include "config/load.h"
+#include "lua/budget.h"
+#include "lua/memory.h"
 #include "lua/shared.h"
 #include "http/challenges.h"
 #include "http/message.h"
@@ -72,6 +74,10 @@ typedef struct app {
     struct { uint64_t ms, total, from_clients, from_targets, http_requests; } samples[RATE_WINDOW + 1];
     unsigned nsamples, next_sample;
     bool stopping;
+    uv_timer_t stop_deadline;     /* a worker that never stops does not hold the exit */
+    bool *stalled;                /* per worker: its heartbeat is late (reported once) */
+    uint64_t worker_stalls;       /* times a worker was found stalled */
+    sp_lua_budget budget;         /* timeouts.config_load and hooks run on this thread */
 } app;
 
 static void usage(FILE *out)
@@ -118,6 +124,43 @@ static void apply_log_settings(app *a, const sp_gen *g)
 
 typedef struct rates { double connections, from_clients, from_targets, http_requests; } rates;
 
+/* A worker whose loop has not run for this long is reported: Lua code the budget could
+ * not stop (a loop LuaJIT compiled, with limits.lua_jit) or a call that blocks. */
+static uint64_t stall_threshold_ms(const sp_gen *g)
+{
+    uint64_t budget = g->settings.timeouts.lua_budget;
+    return (budget ? budget : 8000) + 2000;
+}
+
+static int stalled_workers(const app *a)
+{
+    int n = 0;
+    for (int i = 0; i < a->nworkers; i++)
+        n += a->stalled[i];
+    return n;
+}
+
+static void check_heartbeats(app *a)
+{
+    uint64_t threshold = stall_threshold_ms(a->gen);
+    for (int i = 0; i < a->nworkers; i++) {
+        sp_worker *w = &a->workers[i];
+        if (atomic_load(&w->exited))
+            continue;
+        uint64_t silent = sp_worker_silence_ms(w);
+        if (silent >= threshold && !a->stalled[i]) {
+            a->stalled[i] = true;
+            a->worker_stalls++;
+            sp_error("%s has not run its event loop for %llu ms: its connections wait (Lua code that "
+                     "timeouts.lua_budget cannot stop, such as a compiled loop with limits.lua_jit, or a "
+                     "blocking call)", w->name, (unsigned long long)silent);
+        } else if (silent < threshold && a->stalled[i]) {
+            a->stalled[i] = false;
+            sp_warn("%s runs again", w->name);
+        }
+    }
+}
+
 static void on_sample(uv_timer_t *t)
 {
     app *a = t->data;
@@ -132,6 +175,7 @@ static void on_sample(uv_timer_t *t)
     a->next_sample = (i + 1) % (RATE_WINDOW + 1);
     if (a->nsamples < RATE_WINDOW + 1)
         a->nsamples++;
+    check_heartbeats(a);
 }
 
 /* Rates between the oldest and the newest sample of the window. */
@@ -260,6 +304,14 @@ static void stats_json(void *ud, sp_json *j)
     sp_json_uint(j, a->reloads_failed);
     sp_json_key(j, "workers");
     sp_json_int(j, a->nworkers);
+    sp_json_key(j, "workers_stalled");
+    sp_json_int(j, stalled_workers(a));
+    sp_json_key(j, "worker_stalls");
+    sp_json_uint(j, a->worker_stalls);
+    sp_json_key(j, "lua_budget_exceeded");
+    sp_json_uint(j, sp_lua_budget_exceeded());
+    sp_json_key(j, "lua_memory_errors");
+    sp_json_uint(j, sp_lua_memory_errors());
     sp_json_key(j, "uptime_seconds");
     sp_json_double(j, (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
     sp_nft_stats_json(a->nft, j);
@@ -462,6 +514,16 @@ static void metrics_text(void *ud, sp_buf *b)
     sp_buf_appendf(b, "smartproxy_config_reloads_total{result=\"failed\"} %llu\n", (unsigned long long)a->reloads_failed);
     metric_head(b, "smartproxy_workers", "gauge", "Worker threads.");
     sp_buf_appendf(b, "smartproxy_workers %d\n", a->nworkers);
+    metric_head(b, "smartproxy_workers_stalled", "gauge", "Workers whose event loop has not run for too long.");
+    sp_buf_appendf(b, "smartproxy_workers_stalled %d\n", stalled_workers(a));
+    metric_head(b, "smartproxy_worker_stalls_total", "counter", "Times a worker was found stalled.");
+    sp_buf_appendf(b, "smartproxy_worker_stalls_total %llu\n", (unsigned long long)a->worker_stalls);
+    metric_head(b, "smartproxy_lua_budget_exceeded_total", "counter",
+                "Lua runs stopped for running longer than timeouts.lua_budget without yielding.");
+    sp_buf_appendf(b, "smartproxy_lua_budget_exceeded_total %llu\n", (unsigned long long)sp_lua_budget_exceeded());
+    metric_head(b, "smartproxy_lua_memory_errors_total", "counter",
+                "Lua runs that failed for want of memory under limits.lua_memory.");
+    sp_buf_appendf(b, "smartproxy_lua_memory_errors_total %llu\n", (unsigned long long)sp_lua_memory_errors());
     metric_head(b, "smartproxy_uptime_seconds", "gauge", "Seconds since start.");
     sp_buf_appendf(b, "smartproxy_uptime_seconds %.3f\n", (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
     sp_nft_metrics_text(a->nft, b);
@@ -607,6 +669,7 @@ static int load_and_install(app *a, const char *routes_text, char *err, size_t e
     sp_source_set_unref(a->sources);
     a->sources = sources;
     apply_log_settings(a, g);
+    sp_config_load_bounds(g->settings.timeouts.config_load, g->settings.lua_memory);
     sp_certmgr_sync(a->certs, g);
     if (a->watch)
         watch_sources(a);
@@ -733,6 +796,7 @@ static void close_main_handles(app *a)
     uv_close((uv_handle_t *)&a->watch_debounce, NULL);
     uv_close((uv_handle_t *)&a->sweep, NULL);
     uv_close((uv_handle_t *)&a->sampler, NULL);
+    uv_close((uv_handle_t *)&a->stop_deadline, NULL);
     for (int i = 0; i < a->nwatchers; i++)
         uv_close((uv_handle_t *)&a->watchers[i], NULL);
     a->nwatchers = 0;
@@ -752,6 +816,22 @@ static void on_worker_exited(uv_async_t *h)
         close_main_handles(a);
 }
 
+/* graceful_shutdown is over and a worker has still not stopped: its thread is stuck
+ * (see check_heartbeats) and cannot be joined, so the process ends without it. */
+static void on_stop_deadline(uv_timer_t *t)
+{
+    app *a = t->data;
+    for (int i = 0; i < a->nworkers; i++)
+        if (!atomic_load(&a->workers[i].exited))
+            sp_error("%s did not stop within timeouts.graceful_shutdown (silent for %llu ms); exiting "
+                     "without it", a->workers[i].name, (unsigned long long)sp_worker_silence_ms(&a->workers[i]));
+    sp_nft_uninstall(a->nft);
+    _exit(2);
+}
+
+/* Workers end their own drain at graceful_shutdown; this is their margin to close. */
+#define STOP_MARGIN_MS 2000
+
 static void begin_stop(app *a, const char *why)
 {
     if (a->stopping)
@@ -762,6 +842,7 @@ static void begin_stop(app *a, const char *why)
     sp_nft_uninstall(a->nft);
     for (int i = 0; i < a->nworkers; i++)
         sp_worker_post_stop(&a->workers[i], drain);
+    uv_timer_start(&a->stop_deadline, on_stop_deadline, drain + STOP_MARGIN_MS, 0);
 }
 
 static void on_stop_signal(uv_signal_t *s, int signum)
@@ -942,7 +1023,11 @@ int main(int argc, char **argv)
         printf("smartproxy: nftables tables ip %s and ip6 %s removed (if there were any)\n", SP_NFT_TABLE, SP_NFT_TABLE);
         return 0;
     }
+    if (sp_lua_budget_register(&a.budget, "main") != 0)
+        sp_warn("no Lua budget watchdog: timeouts.config_load and timeouts.lua_budget are not enforced");
     a.gen = sp_config_load(a.file, NULL, &a.sources, err, sizeof err);
+    if (a.gen)
+        sp_config_load_bounds(a.gen->settings.timeouts.config_load, a.gen->settings.lua_memory);
     sp_nft_ruleset *kernel = NULL;
     if (a.gen && sp_nft_prepare(a.gen, &kernel, err, sizeof err) != 0) {
         sp_gen_unref(a.gen);
@@ -986,7 +1071,8 @@ int main(int argc, char **argv)
                : a.gen->settings.workers ? a.gen->settings.workers : (int)uv_available_parallelism();
     a.workers = calloc((size_t)a.nworkers, sizeof *a.workers);
     a.counters = calloc((size_t)a.nworkers, sizeof *a.counters);
-    if (!a.workers || !a.counters) {
+    a.stalled = calloc((size_t)a.nworkers, sizeof *a.stalled);
+    if (!a.workers || !a.counters || !a.stalled) {
         fprintf(stderr, "smartproxy: out of memory\n");
         return 2;
     }
@@ -1015,6 +1101,9 @@ int main(int argc, char **argv)
     uv_unref((uv_handle_t *)&a.sweep); /* housekeeping never keeps the loop alive */
     uv_timer_init(a.loop, &a.sampler);
     a.sampler.data = &a;
+    uv_timer_init(a.loop, &a.stop_deadline);
+    a.stop_deadline.data = &a;
+    uv_unref((uv_handle_t *)&a.stop_deadline);
     uv_timer_start(&a.sampler, on_sample, 0, 1000);
     uv_unref((uv_handle_t *)&a.sampler);
     a.worker_exited.data = &a;
@@ -1101,6 +1190,7 @@ int main(int argc, char **argv)
     SSL_CTX_free(a.process.lua_tls[1]);
     free(a.workers);
     free(a.counters);
+    free(a.stalled);
     if (status == 0)
         sp_info("stopped");
     return status;

@@ -13,6 +13,7 @@
 #include "cert/live.h"
 #include "cert/pair.h"
 #include "cert/store.h"
+#include "lua/budget.h"
 #include "util/log.h"
 
 #define RETRY_MAX_MS (6ull * 3600 * 1000)
@@ -283,7 +284,11 @@ static int provision(domain *d, sp_cert_pair **pair)
     int tb = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, g->settings.cert_provision);
     lua_pushstring(L, d->name);
-    if (lua_pcall(L, 1, 1, tb) != 0) {
+    sp_lua_budget *budget = sp_lua_budget_current();
+    sp_lua_budget_enter(budget, L, g->settings.timeouts.lua_budget);
+    int failed = lua_pcall(L, 1, 1, tb);
+    sp_lua_budget_leave(budget, NULL);
+    if (failed) {
         snprintf(d->last_error, sizeof d->last_error, "certificates.provision failed: %s", lua_tostring(L, -1));
         sp_error("certificate for %s: %s", d->name, d->last_error);
     } else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "acme") == 0) {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lua/memory.h"
 #include "nft/options.h"
 #include "proto/client_hello.h"
 #include "util/log.h"
@@ -203,7 +204,7 @@ static void compile_timeouts(cfg_cx *cx, int t)
     static const char *const keys[] = {"connect", "initial_data", "http_idle", "upstream_response",
                                        "proxy_header", "inactivity", "max_lifetime",
                                        "graceful_shutdown", "upstream_idle", "lua_hog_warning",
-                                       NULL};
+                                       "lua_budget", "config_load", NULL};
     sp_timeouts *to = &cx->g->settings.timeouts;
     check_keys(cx, t, "timeouts", keys);
     const uint64_t max = 365ull * 24 * 3600 * 1000;
@@ -217,6 +218,8 @@ static void compile_timeouts(cfg_cx *cx, int t)
     opt_uint(cx, t, "timeouts", "graceful_shutdown", max, &to->graceful_shutdown);
     opt_uint(cx, t, "timeouts", "upstream_idle", max, &to->upstream_idle);
     opt_uint(cx, t, "timeouts", "lua_hog_warning", max, &to->lua_hog_warning);
+    opt_uint(cx, t, "timeouts", "lua_budget", max, &to->lua_budget);
+    opt_uint(cx, t, "timeouts", "config_load", max, &to->config_load);
 }
 
 static void compile_keep_alive(cfg_cx *cx, int t)
@@ -242,7 +245,7 @@ static void compile_limits(cfg_cx *cx, int t)
 {
     static const char *const keys[] = {"max_connections", "max_connections_per_ip",
                                        "connection_rate_per_minute", "max_header_bytes",
-                                       "max_body_bytes", "upstream_keepalive", NULL};
+                                       "max_body_bytes", "upstream_keepalive", "lua_memory", "lua_jit", NULL};
     sp_settings *s = &cx->g->settings;
     check_keys(cx, t, "limits", keys);
     opt_uint(cx, t, "limits", "max_connections", 100000000, &s->max_connections);
@@ -254,6 +257,16 @@ static void compile_limits(cfg_cx *cx, int t)
              (unsigned long long)s->max_header_bytes);
     opt_uint(cx, t, "limits", "max_body_bytes", UINT64_MAX >> 2, &s->max_body_bytes);
     opt_uint(cx, t, "limits", "upstream_keepalive", 100000, &s->upstream_keepalive);
+    opt_uint(cx, t, "limits", "lua_memory", UINT64_MAX >> 2, &s->lua_memory);
+    if (s->lua_memory && s->lua_memory < (16u << 20))
+        fail(cx, "limits.lua_memory", "expected 0 (no cap) or at least 16777216 (16 MiB), got number %llu",
+             (unsigned long long)s->lua_memory);
+    lua_getfield(cx->L, t, "lua_jit");
+    if (lua_type(cx->L, -1) == LUA_TBOOLEAN)
+        s->lua_jit = lua_toboolean(cx->L, -1);
+    else if (!lua_isnil(cx->L, -1))
+        fail_type(cx, "limits.lua_jit", -1, "a boolean");
+    lua_pop(cx->L, 1);
 }
 
 static void compile_log(cfg_cx *cx, int t)
@@ -1299,9 +1312,11 @@ static void settings_defaults(sp_settings *s)
         .connect = 30000, .initial_data = 60000, .http_idle = 60000, .upstream_response = 60000,
         .proxy_header = 5000, .inactivity = 14400000, .max_lifetime = 86400000,
         .graceful_shutdown = 30000, .upstream_idle = 60000, .lua_hog_warning = 100,
+        .lua_budget = 4000, .config_load = 10000,
     };
     s->max_header_bytes = 65536;
     s->upstream_keepalive = 32;
+    s->lua_memory = 1024ull << 20;
     s->keepalive = SP_KEEPALIVE_STANDARD;
     s->inactivity_multiplier = 6;
     s->log_level = -1;
@@ -1399,7 +1414,7 @@ static void gen_free(sp_gen *g, bool close_state)
     sp_ip_list_free(&g->settings.ip_block_list);
     free(g->file);
     if (close_state && g->L)
-        lua_close(g->L);
+        sp_lua_state_close(g->L);
     free(g);
 }
 

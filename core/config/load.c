@@ -3,13 +3,26 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <luajit.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lua/budget.h"
+#include "lua/memory.h"
 #include "lua/task.h"
 #include "tls/context.h"
+
+#define USER_CHUNKS_KEY "smartproxy.user_chunks" /* functions loaded with the JIT off */
+
+static _Atomic uint64_t load_time_ms = 10000, load_memory = 1024ull << 20;
+
+void sp_config_load_bounds(uint64_t time_ms, uint64_t memory)
+{
+    atomic_store(&load_time_ms, time_ms);
+    atomic_store(&load_memory, memory);
+}
 
 typedef struct recorder {
     sp_source *items;
@@ -67,11 +80,48 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
+static bool is_library_path(const char *path)
+{
+    static const char *const dirs[] = {SP_LUA_DIR "/", SP_LUA_INSTALL_DIR "/"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+        if (strncmp(path, dirs[i], strlen(dirs[i])) == 0)
+            return true;
+    return false;
+}
+
+/* Loads a chunk of the config or of a module it requires. The user's own code runs with
+ * the JIT off, so that timeouts.lua_budget can stop any loop in it (lua/budget.h); the
+ * chunks are remembered in case limits.lua_jit turns it back on. */
 static int load_chunk(lua_State *L, const char *text, size_t len, const char *path)
 {
     char name[1024];
     snprintf(name, sizeof name, "@%s", path);
-    return luaL_loadbuffer(L, text, len, name);
+    int rc = luaL_loadbuffer(L, text, len, name);
+    if (rc == 0 && !is_library_path(path)) {
+        sp_lua_budget_mark_user_code(L);
+        lua_getfield(L, LUA_REGISTRYINDEX, USER_CHUNKS_KEY);
+        if (lua_istable(L, -1)) {
+            lua_pushvalue(L, -2);
+            lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+        }
+        lua_pop(L, 1);
+    }
+    return rc;
+}
+
+/* limits.lua_jit: the user's functions may be compiled after all. */
+static void release_user_chunks(lua_State *L, bool jit)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, USER_CHUNKS_KEY);
+    int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    for (int i = 1; jit && i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        luaJIT_setmode(L, -1, LUAJIT_MODE_ALLFUNC | LUAJIT_MODE_ON);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, USER_CHUNKS_KEY);
 }
 
 /* package.loaders entry while recording: finds the module on package.path like the
@@ -175,12 +225,14 @@ static int apply_routes_override(lua_State *L, const char *text, char *err, size
 sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **recorded,
                        char *err, size_t errlen)
 {
-    lua_State *L = luaL_newstate();
+    lua_State *L = sp_lua_state_new(atomic_load(&load_memory));
     if (!L) {
         snprintf(err, errlen, "%s: cannot create a Lua state (out of memory)", file);
         return NULL;
     }
     luaL_openlibs(L);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, USER_CHUNKS_KEY);
     sp_lua_open_core(L);
     set_package_path(L, file);
 
@@ -213,8 +265,21 @@ sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **
         snprintf(err, errlen, "%s", lua_tostring(L, -1)); /* "file:line: message" */
         goto fail;
     }
-    if (lua_pcall(L, 0, 1, 0) != 0) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    sp_lua_budget *budget = sp_lua_budget_current();
+    uint64_t limit = atomic_load(&load_time_ms);
+    sp_lua_budget_enter(budget, L, limit);
+    int rc = lua_pcall(L, 0, 1, 0);
+    bool too_long;
+    sp_lua_budget_leave(budget, &too_long);
+    if (rc != 0) {
+        if (too_long)
+            snprintf(err, errlen, "%s (timeouts.config_load: a configuration must finish loading)",
+                     lua_tostring(L, -1));
+        else if (rc == LUA_ERRMEM)
+            snprintf(err, errlen, "%s: loading needed more than %llu bytes of Lua memory (limits.lua_memory)",
+                     file, (unsigned long long)atomic_load(&load_memory));
+        else
+            snprintf(err, errlen, "%s", lua_tostring(L, -1));
         goto fail;
     }
     if (replay && replay->routes_override && apply_routes_override(L, replay->routes_override, err, errlen) != 0)
@@ -227,6 +292,8 @@ sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **
     if (!g)
         goto fail;
     lua_settop(L, 0);
+    release_user_chunks(L, g->settings.lua_jit);
+    sp_lua_state_set_limit(L, g->settings.lua_memory);
     if (replay) {
         if (replay->tls && sp_tls_set_attach(replay->tls, g, err, errlen) != 0) {
             sp_gen_unref(g);
@@ -256,7 +323,7 @@ sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **
     return g;
 
 fail:
-    lua_close(L);
+    sp_lua_state_close(L);
     free_items(rec.items, rec.n);
     return NULL;
 }

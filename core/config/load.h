@@ -45,6 +45,11 @@ sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **
 sp_gen *sp_config_load_routes(const char *file, const sp_source_set *base, const char *routes_text,
                               sp_source_set **out, char *err, size_t errlen);
 
+/* Bounds for every later load, in any thread: how long the config's Lua may run
+ * (timeouts.config_load) and the memory cap of the state it runs in (limits.lua_memory).
+ * The main thread sets them from the generation that serves; 10 s and 1 GiB before. */
+void sp_config_load_bounds(uint64_t time_ms, uint64_t memory);
+
 void sp_source_set_ref(sp_source_set *s);
 void sp_source_set_unref(sp_source_set *s);
 

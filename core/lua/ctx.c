@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "http/message.h"
+#include "lua/budget.h"
+#include "lua/memory.h"
 
 /* Pushes s lowercased (header names: ASCII only). */
 static void push_lower(lua_State *L, const char *s, size_t len)
@@ -121,14 +123,22 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-int sp_lua_call_ctx(lua_State *L, int ref, const sp_conn_info *info, char *err, size_t errlen)
+int sp_lua_call_ctx(lua_State *L, int ref, const sp_conn_info *info, uint64_t budget_ms, char *err,
+                    size_t errlen)
 {
     lua_pushcfunction(L, traceback);
     int base = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     sp_lua_push_ctx(L, info);
-    if (lua_pcall(L, 1, 1, base) != 0) {
-        snprintf(err, errlen, "Lua error: %s", lua_tostring(L, -1));
+    sp_lua_budget *budget = sp_lua_budget_current();
+    sp_lua_budget_enter(budget, L, budget_ms);
+    int rc = lua_pcall(L, 1, 1, base);
+    sp_lua_budget_leave(budget, NULL);
+    if (rc != 0) {
+        if (rc == LUA_ERRMEM)
+            sp_lua_memory_error_seen();
+        snprintf(err, errlen, "Lua error: %s", rc == LUA_ERRMEM ? "not enough memory (limits.lua_memory)"
+                                                                : lua_tostring(L, -1));
         lua_settop(L, base - 1);
         return -1;
     }

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "lua/budget.h"
 #include "lua/ctx.h"
+#include "lua/memory.h"
 #include "lua/shared.h"
 #include "lua/task.h"
 #include "net/conn_impl.h"
@@ -24,15 +26,6 @@ static void *registry_ptr(lua_State *L, const char *key)
     void *p = lua_touserdata(L, -1);
     lua_pop(L, 1);
     return p;
-}
-
-/* Milliseconds from a clock that is cheap to read (no rdtsc; a few ms resolution), for
- * the hog check around every resume. */
-static uint64_t coarse_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 sp_task *sp_task_of(lua_State *co)
@@ -115,10 +108,14 @@ void sp_task_resume(sp_task *t, int nargs)
     t->wait = SP_WAIT_NONE;
     t->waiting_on = NULL;
     t->deadline_ms = 0; /* the timer, if armed, finds nothing to do */
-    uint64_t t0 = coarse_ms();
+    sp_lua_budget *budget = sp_lua_budget_current();
+    sp_lua_budget_enter(budget, t->L, c->gen->settings.timeouts.lua_budget);
     int rc = lua_resume(t->co, nargs);
-    uint64_t ms = coarse_ms() - t0;
-    if (ms >= t->hog_warn_ms)
+    bool cut;
+    uint64_t ms = sp_lua_budget_leave(budget, &cut);
+    if (ms)
+        uv_update_time(&c->w->loop); /* durations and timers after a long run count it */
+    if (ms >= t->hog_warn_ms && !cut)
         sp_warn("conn=%llu route=%s: the handler ran %llu ms without yielding; every connection "
                 "of this worker waited", (unsigned long long)c->id, c->route->name, (unsigned long long)ms);
     if (rc == LUA_YIELD)
@@ -129,13 +126,17 @@ void sp_task_resume(sp_task *t, int nargs)
         finish(t);
         return;
     }
-    const char *msg = lua_tostring(t->co, -1);
+    const char *msg = rc == LUA_ERRMEM ? "not enough memory (limits.lua_memory)" : lua_tostring(t->co, -1);
     luaL_traceback(t->L, t->co, msg ? msg : "(error object is not a string)", 0);
-    sp_error("conn=%llu route=%s: handler failed: %s", (unsigned long long)c->id, c->route->name,
-             lua_tostring(t->L, -1));
+    sp_error("conn=%llu route=%s: handler %s: %s", (unsigned long long)c->id, c->route->name,
+             cut ? "stopped (timeouts.lua_budget)" : "failed", lua_tostring(t->L, -1));
     lua_pop(t->L, 1);
     lua_settop(t->co, 0);
-    sp_conn_abort(c, SP_END_LUA_ERROR);
+    if (rc == LUA_ERRMEM) {
+        sp_lua_memory_error_seen();
+        t->reclaim = true; /* once the coroutine, which still holds its locals, is released */
+    }
+    sp_conn_abort(c, cut ? SP_END_LUA_BUDGET : rc == LUA_ERRMEM ? SP_END_LUA_MEMORY : SP_END_LUA_ERROR);
 }
 
 static void on_task_timer(uv_timer_t *timer)
@@ -262,6 +263,8 @@ void sp_task_free(sp_task *t)
         lua_pushnil(t->L);
         lua_rawset(t->L, LUA_REGISTRYINDEX);
         luaL_unref(t->L, LUA_REGISTRYINDEX, t->co_ref);
+        if (t->reclaim)
+            sp_lua_state_reclaim(t->L);
     }
     free(t);
 }

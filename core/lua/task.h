@@ -72,6 +72,7 @@ struct sp_task {
     uint64_t timer_due_ms;        /* loop time the timer fires at; 0: not armed */
     bool done;                    /* returned, failed, or handed its sockets to the pipe */
     uint64_t hog_warn_ms;
+    bool reclaim;                 /* failed for memory: collect the state when released */
 };
 
 /* Starts the route's handler for connection c on its client socket; the bytes read while

@@ -17,7 +17,7 @@ int sp_target_choose(sp_gen *g, const sp_target *t, const sp_conn_info *info,
     if (t->host) {
         out->host = strdup(t->host);
     } else {
-        if (sp_lua_call_ctx(L, t->host_fn, info, err, errlen) != 0)
+        if (sp_lua_call_ctx(L, t->host_fn, info, g->settings.timeouts.lua_budget, err, errlen) != 0)
             return -1;
         size_t len;
         const char *h = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
@@ -38,7 +38,7 @@ int sp_target_choose(sp_gen *g, const sp_target *t, const sp_conn_info *info,
     case SP_PORT_FIXED: out->port = t->port; break;
     case SP_PORT_PRESERVE: out->port = info->server_port; break;
     case SP_PORT_FUNCTION: {
-        if (sp_lua_call_ctx(L, t->port_fn, info, err, errlen) != 0)
+        if (sp_lua_call_ctx(L, t->port_fn, info, g->settings.timeouts.lua_budget, err, errlen) != 0)
             return -1;
         double p = lua_tonumber(L, -1);
         if (lua_type(L, -1) != LUA_TNUMBER || p < 1 || p > 65535 || p != floor(p)) {

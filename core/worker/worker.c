@@ -1,5 +1,6 @@
 #include "worker/worker.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,6 +88,8 @@ static void finish_if_drained(sp_worker *w)
     w->http_pool = NULL;
     if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->heartbeat))
+        uv_close((uv_handle_t *)&w->heartbeat, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->wake))
         uv_close((uv_handle_t *)&w->wake, NULL);
 }
@@ -146,9 +149,24 @@ static void on_wake(uv_async_t *a)
         begin_stop(w, drain);
 }
 
+static void on_heartbeat(uv_timer_t *t)
+{
+    sp_worker *w = t->data;
+    atomic_store_explicit(&w->heartbeat_ms, sp_coarse_ms(), memory_order_relaxed);
+}
+
+uint64_t sp_worker_silence_ms(const sp_worker *w)
+{
+    uint64_t last = atomic_load_explicit(&w->heartbeat_ms, memory_order_relaxed), now = sp_coarse_ms();
+    return now > last ? now - last : 0;
+}
+
 static void worker_main(void *arg)
 {
     sp_worker *w = arg;
+    snprintf(w->name, sizeof w->name, "worker %d", w->id);
+    if (sp_lua_budget_register(&w->budget, w->name) != 0)
+        sp_warn("%s: no Lua budget watchdog (timeouts.lua_budget is not enforced)", w->name);
     uv_mutex_lock(&w->lock);
     sp_source_set *sources = w->mail_sources;
     w->mail_sources = NULL;
@@ -165,6 +183,7 @@ static void worker_main(void *arg)
     bufpool_clear(&w->pool);
     if (uv_loop_close(&w->loop) != 0)
         sp_error("worker %d: event loop closed with handles still open", w->id);
+    sp_lua_budget_unregister(&w->budget);
     atomic_store(&w->exited, 1);
     if (w->exit_hook)
         w->exit_hook(w->exit_hook_arg);
@@ -182,6 +201,11 @@ int sp_worker_start(sp_worker *w, int id, const char *file, sp_process *process,
     w->wake.data = w;
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
+    uv_timer_init(&w->loop, &w->heartbeat);
+    w->heartbeat.data = w;
+    uv_timer_start(&w->heartbeat, on_heartbeat, SP_HEARTBEAT_MS, SP_HEARTBEAT_MS);
+    uv_unref((uv_handle_t *)&w->heartbeat);
+    atomic_store(&w->heartbeat_ms, sp_coarse_ms());
     sp_source_set_ref(sources);
     w->mail_sources = sources;
     return uv_thread_create(&w->thread, worker_main, w);

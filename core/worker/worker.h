@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "config/load.h"
+#include "lua/budget.h"
 #include "net/registry.h"
 
 typedef struct ssl_ctx_st SSL_CTX;
@@ -74,6 +75,11 @@ typedef struct sp_worker {
     bool stopping;
     uv_timer_t drain_timer;
 
+    uv_timer_t heartbeat;             /* stamps heartbeat_ms while the loop runs */
+    _Atomic uint64_t heartbeat_ms;    /* coarse ms of the last stamp, read by the main thread */
+    sp_lua_budget budget;             /* timeouts.lua_budget for this thread's Lua */
+    char name[24];                    /* "worker N", for reports */
+
     uv_sem_t ready;                   /* posted once the first generation is serving */
     int start_status;                 /* 0, 1 config error, 2 bind error */
     _Atomic int exited;               /* set when the loop has ended */
@@ -90,6 +96,11 @@ void sp_worker_post_generation(sp_worker *w, sp_source_set *sources, uint64_t nu
 /* Asks the worker to stop accepting and drain its connections for up to drain_ms. */
 void sp_worker_post_stop(sp_worker *w, uint64_t drain_ms);
 void sp_worker_join(sp_worker *w);
+
+/* How often a worker's loop stamps its heartbeat. */
+#define SP_HEARTBEAT_MS 250
+/* Milliseconds since the worker's loop last ran (its heartbeat), for the main thread. */
+uint64_t sp_worker_silence_ms(const sp_worker *w);
 
 /* Called by connections: a connection ended and was freed. */
 void sp_worker_conn_gone(sp_worker *w);

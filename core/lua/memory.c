@@ -1,0 +1,77 @@
+#include "lua/memory.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <malloc.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "lua/budget.h"
+
+typedef struct state_memory {
+    uint64_t used, limit; /* touched only by the thread that runs the state */
+} state_memory;
+
+static _Atomic uint64_t memory_errors;
+
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    state_memory *m = ud;
+    if (nsize == 0) {
+        free(ptr);
+        m->used -= osize;
+        return NULL;
+    }
+    /* LuaJIT passes the old size of a block (0 for a new one). Growth past the cap fails
+     * only inside a run (a resume or pcall), where LuaJIT turns it into an error the run
+     * catches; the C glue between runs (a new coroutine, a ctx table) is not protected,
+     * and a refusal there would abort the process. */
+    if (m->limit && nsize > osize && m->used - osize + nsize > m->limit && sp_lua_budget_in_run())
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p)
+        m->used = m->used - osize + nsize;
+    return p;
+}
+
+static state_memory *memory_of(lua_State *L)
+{
+    void *ud = NULL;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+lua_State *sp_lua_state_new(uint64_t limit)
+{
+    state_memory *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->limit = limit;
+    lua_State *L = lua_newstate(capped_alloc, m);
+    if (!L)
+        free(m);
+    return L;
+}
+
+void sp_lua_state_set_limit(lua_State *L, uint64_t limit) { memory_of(L)->limit = limit; }
+
+uint64_t sp_lua_state_memory(lua_State *L) { return memory_of(L)->used; }
+
+void sp_lua_state_close(lua_State *L)
+{
+    if (!L)
+        return;
+    state_memory *m = memory_of(L);
+    lua_close(L);
+    free(m);
+}
+
+void sp_lua_state_reclaim(lua_State *L)
+{
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    malloc_trim(0);
+}
+
+uint64_t sp_lua_memory_errors(void) { return atomic_load_explicit(&memory_errors, memory_order_relaxed); }
+
+void sp_lua_memory_error_seen(void) { atomic_fetch_add_explicit(&memory_errors, 1, memory_order_relaxed); }
