@@ -286,6 +286,10 @@ static void stats_json(void *ud, sp_json *j)
     sp_json_uint(j, c.bytes_from_clients);
     sp_json_key(j, "bytes_from_targets");
     sp_json_uint(j, c.bytes_from_targets);
+    sp_json_key(j, "bytes_to_clients");
+    sp_json_uint(j, c.bytes_to_clients);
+    sp_json_key(j, "bytes_to_targets");
+    sp_json_uint(j, c.bytes_to_targets);
     rates r;
     current_rates(a, &r);
     sp_json_key(j, "http_requests_per_second");
@@ -413,6 +417,9 @@ static void metrics_text(void *ud, sp_buf *b)
     metric_head(b, "smartproxy_received_bytes_total", "counter", "Bytes received, by peer.");
     sp_buf_appendf(b, "smartproxy_received_bytes_total{from=\"client\"} %llu\n", (unsigned long long)c.bytes_from_clients);
     sp_buf_appendf(b, "smartproxy_received_bytes_total{from=\"target\"} %llu\n", (unsigned long long)c.bytes_from_targets);
+    metric_head(b, "smartproxy_sent_bytes_total", "counter", "Bytes sent, by peer (whatever produced them: pipe, HTTP or Lua).");
+    sp_buf_appendf(b, "smartproxy_sent_bytes_total{to=\"client\"} %llu\n", (unsigned long long)c.bytes_to_clients);
+    sp_buf_appendf(b, "smartproxy_sent_bytes_total{to=\"target\"} %llu\n", (unsigned long long)c.bytes_to_targets);
     metric_head(b, "smartproxy_tls_handshakes_total", "counter", "Client TLS handshakes completed.");
     sp_buf_appendf(b, "smartproxy_tls_handshakes_total %llu\n", (unsigned long long)c.tls_handshakes);
     metric_head(b, "smartproxy_tls_resumed_total", "counter", "Client TLS handshakes that resumed a session.");

@@ -408,6 +408,8 @@ static void on_write(uv_write_t *req, int status)
 /* Queues bytes on the socket (trying a direct write first). 0, or a libuv error. */
 static int queue_bytes(sp_cosock *s, const char *data, size_t len)
 {
+    sp_conn *c = s->task->conn;
+    sp_side_count_written(c, s->is_client ? &c->client : &c->target, len);
     if (s->queued == 0) {
         uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
         int n = uv_try_write((uv_stream_t *)s->tcp, &b, 1);

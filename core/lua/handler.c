@@ -410,6 +410,8 @@ static int core_stats(lua_State *L)
     set_uint(L, "total_connections", c.total);
     set_uint(L, "bytes_from_clients", c.bytes_from_clients);
     set_uint(L, "bytes_from_targets", c.bytes_from_targets);
+    set_uint(L, "bytes_to_clients", c.bytes_to_clients);
+    set_uint(L, "bytes_to_targets", c.bytes_to_targets);
     set_uint(L, "tls_handshakes", c.tls_handshakes);
     lua_createtable(L, 0, SP_STATE_COUNT);
     for (int i = 0; i < SP_STATE_COUNT; i++)

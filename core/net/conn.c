@@ -100,7 +100,7 @@ static void log_end(sp_conn *c)
         .client_port = c->info.client_port, .via = c->info.proxied_by, .port = c->info.server_port,
         .sni = c->info.domain_len ? c->info.domain : NULL, .tls_version = c->info.tls_version,
         .target = c->dest.host ? target : NULL, .bytes_in = c->client.bytes_read,
-        .bytes_out = c->target.bytes_read, .duration_ms = uv_now(&c->w->loop) - c->started_ms,
+        .bytes_out = c->client.bytes_written, .duration_ms = uv_now(&c->w->loop) - c->started_ms,
         .end = sp_end_reason_name(c->reason),
     };
     sp_buf line;

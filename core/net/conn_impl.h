@@ -34,6 +34,7 @@ typedef struct sp_side {
     bool reading, eof, shut;
     size_t queued;            /* buffer bytes waiting to be written to this side */
     uint64_t bytes_read;
+    uint64_t bytes_written;   /* handed to this side's socket, whatever produced them */
     sp_tls_stream tls;        /* tls.ssl set when this side speaks TLS through us */
 } sp_side;
 
@@ -139,6 +140,8 @@ void sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len);
 void sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len);
 /* Writes buf (a pool buffer with len bytes) to the socket of `to`; takes the buffer. */
 void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len);
+/* Counts len bytes as sent to side `to` (access log `out`, bytes_to_* counters). */
+void sp_side_count_written(sp_conn *c, sp_side *to, size_t len);
 /* Takes bytes bound for the target before it is ready; false when the queue is full. */
 bool sp_pipe_hold_early(sp_conn *c, void *buf, size_t len);
 /* Feeds what the client sent so far into its TLS session (terminating routes). */

@@ -92,12 +92,19 @@ static void on_write(uv_write_t *req, int status)
         sp_http_drained(c, to);
 }
 
+void sp_side_count_written(sp_conn *c, sp_side *to, size_t len)
+{
+    to->bytes_written += len;
+    sp_counter_add(to == &c->client ? &c->w->counters.bytes_to_clients : &c->w->counters.bytes_to_targets, len);
+}
+
 void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len)
 {
     if (!to->tcp || len == 0) {
         sp_bufpool_put(&c->w->pool, buf);
         return;
     }
+    sp_side_count_written(c, to, len);
     uv_buf_t b = uv_buf_init(buf, (unsigned)len);
     /* Most writes complete at once: try that first and skip the request entirely. */
     if (to->queued == 0) {

@@ -67,6 +67,8 @@ void sp_counters_sum(sp_counters *const *workers, int n, sp_counts *out)
         out->total += sp_counter_get(&c->total);
         out->bytes_from_clients += sp_counter_get(&c->bytes_from_clients);
         out->bytes_from_targets += sp_counter_get(&c->bytes_from_targets);
+        out->bytes_to_clients += sp_counter_get(&c->bytes_to_clients);
+        out->bytes_to_targets += sp_counter_get(&c->bytes_to_targets);
         out->tls_handshakes += sp_counter_get(&c->tls_handshakes);
         out->tls_resumed += sp_counter_get(&c->tls_resumed);
         out->proxy_headers_accepted += sp_counter_get(&c->proxy_headers_accepted);

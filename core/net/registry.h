@@ -74,6 +74,7 @@ typedef struct sp_counters {
     _Atomic uint64_t refused[SP_REFUSED_COUNT];
     _Atomic uint64_t total;
     _Atomic uint64_t bytes_from_clients, bytes_from_targets;
+    _Atomic uint64_t bytes_to_clients, bytes_to_targets;  /* whatever produced them: pipe, HTTP, Lua */
     _Atomic uint64_t tls_handshakes, tls_resumed;
     _Atomic uint64_t proxy_headers_accepted, proxy_headers_rejected;
     _Atomic uint64_t tls_failures[SP_TLSFAIL_COUNT];          /* client side */
@@ -110,7 +111,7 @@ static inline uint64_t sp_counter_get(_Atomic uint64_t *c)
 /* Sum of several workers' counters, for readers. */
 typedef struct sp_counts {
     uint64_t by_state[SP_STATE_COUNT], ended[SP_END_COUNT], refused[SP_REFUSED_COUNT];
-    uint64_t total, active, bytes_from_clients, bytes_from_targets;
+    uint64_t total, active, bytes_from_clients, bytes_from_targets, bytes_to_clients, bytes_to_targets;
     uint64_t tls_handshakes, tls_resumed;
     uint64_t proxy_headers_accepted, proxy_headers_rejected;
     uint64_t connect_buckets[SP_CONNECT_BUCKETS + 1], connect_sum_ns;

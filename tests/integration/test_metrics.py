@@ -90,6 +90,41 @@ def test_access_log_file_json_lines_and_reopen_on_sigusr1(start_proxy, serve, tm
     sp.assert_clean(p)
 
 
+def test_bytes_a_lua_handler_sends_are_counted(start_proxy, tmp_path):
+    """`out` is what was sent to the client, whatever produced it: a socket handler's
+    writes and an http_server's responses count in the access log, /stats and /metrics."""
+    import json
+    from sp import Lua
+    echo, web = sp.free_ports(2)
+    log = tmp_path / "access.log"
+    p = start_proxy({"log": {"access": str(log)}, "routes": [
+        {"name": "echo", "match": {"ports": echo}, "action": {"type": "socket-handler", "handler": Lua(
+            'function(sock) local l = sock:read("*l") sock:write(l .. l .. "\\n") end')}},
+        {"name": "web", "match": {"ports": web}, "action": {"type": "socket-handler", "handler": Lua(
+            'require("smartproxy").handlers.http_server(function(req, res) res.body = ("x"):rep(1000) end)')}},
+    ]}, args=["--log-format", "json"])
+    before = p.stats()
+    with p.connect(echo) as c:
+        c.sendall(b"12345\n")
+        assert sp.recv_line(c) == b"1234512345\n"
+    request = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    with p.connect(web) as c:
+        c.sendall(request)
+        response = sp.read_to_close(c)[0]
+    assert response.endswith(b"x" * 1000)
+    lines = sp.wait_until(lambda: log.exists() and log.read_text().count("\n") >= 2 and log.read_text(),
+                          5, msg="two access lines")
+    entries = {e["route"]: e for e in map(json.loads, lines.splitlines())}
+    assert entries["echo"]["bytes_in"] == 6 and entries["echo"]["bytes_out"] == 11
+    assert entries["web"]["bytes_in"] == len(request) and entries["web"]["bytes_out"] == len(response)
+    after = p.stats()
+    assert after["bytes_to_clients"] - before["bytes_to_clients"] == 11 + len(response)
+    assert after["bytes_from_clients"] - before["bytes_from_clients"] == 6 + len(request)
+    metrics = sp.http_get(p.metrics_port, "/metrics")[1].decode()
+    assert f'smartproxy_sent_bytes_total{{to="client"}} {after["bytes_to_clients"]}' in metrics
+    sp.assert_clean(p)
+
+
 def test_admin_token_guards_everything_but_healthz(start_proxy):
     import urllib.error
     token = "s3cret-token-of-some-length"
