@@ -77,7 +77,6 @@ typedef struct app {
     uv_timer_t stop_deadline;     /* a worker that never stops does not hold the exit */
     bool *stalled;                /* per worker: its heartbeat is late (reported once) */
     uint64_t worker_stalls;       /* times a worker was found stalled */
-    sp_lua_budget budget;         /* timeouts.config_load and hooks run on this thread */
 } app;
 
 static void usage(FILE *out)
@@ -1030,7 +1029,9 @@ int main(int argc, char **argv)
         printf("smartproxy: nftables tables ip %s and ip6 %s removed (if there were any)\n", SP_NFT_TABLE, SP_NFT_TABLE);
         return 0;
     }
-    if (sp_lua_budget_register(&a.budget, "main") != 0)
+    /* static: the watchdog thread may look at it until the process has exited */
+    static sp_lua_budget main_budget;
+    if (sp_lua_budget_register(&main_budget, "main") != 0)
         sp_warn("no Lua budget watchdog: timeouts.config_load and timeouts.lua_budget are not enforced");
     a.gen = sp_config_load(a.file, NULL, &a.sources, err, sizeof err);
     if (a.gen)
