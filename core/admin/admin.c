@@ -273,15 +273,21 @@ static void dispatch(admin_conn *ac)
     }
 }
 
+/* Appends a piece of the URL or a header value, NUL-terminated; -1 (a 400) when too long. */
+static int append_piece(char *buf, size_t cap, size_t *len, const char *at, size_t n)
+{
+    if (*len + n >= cap)
+        return -1;
+    memcpy(buf + *len, at, n);
+    *len += n;
+    buf[*len] = 0;
+    return 0;
+}
+
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     admin_conn *ac = p->data;
-    if (ac->url_len + len >= sizeof ac->url)
-        return -1;
-    memcpy(ac->url + ac->url_len, at, len);
-    ac->url_len += len;
-    ac->url[ac->url_len] = 0;
-    return 0;
+    return append_piece(ac->url, sizeof ac->url, &ac->url_len, at, len);
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
@@ -314,12 +320,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     if (ac->current < 0)
         return 0;
     captured_header *c = &ac->headers[ac->current];
-    if (c->len + len >= sizeof c->value)
-        return -1;
-    memcpy(c->value + c->len, at, len);
-    c->len += len;
-    c->value[c->len] = 0;
-    return 0;
+    return append_piece(c->value, sizeof c->value, &c->len, at, len);
 }
 
 static int on_header_value_complete(llhttp_t *p)
