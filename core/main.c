@@ -536,9 +536,10 @@ static void metrics_text(void *ud, sp_buf *b)
     sp_certmgr_metrics_text(a->certs, b);
 }
 
-static const char *admin_token(void *ud)
+static void admin_access(void *ud, sp_admin_access *out)
 {
-    return ((app *)ud)->gen->settings.metrics_token;
+    const sp_settings *s = &((app *)ud)->gen->settings;
+    *out = (sp_admin_access){.token = s->metrics_token, .hosts = s->metrics_hosts, .nhosts = s->nmetrics_hosts};
 }
 
 static void routes_json(void *ud, sp_json *j)
@@ -631,6 +632,21 @@ static int check_new_ports(const sp_gen *old, const sp_gen *g, char *err, size_t
     return 0;
 }
 
+/* The admin endpoint keeps the address it started on. A reload naming another one (or
+ * none) is refused rather than ignored: its token and hosts would be checked against a
+ * place the endpoint is not (a token dropped for 127.0.0.1 while it listens on 0.0.0.0). */
+static int check_admin_listen(const app *a, const sp_gen *g, char *err, size_t errlen)
+{
+    const char *now = a->gen->settings.metrics_listen, *next = g->settings.metrics_listen;
+    if (now == next || (now && next && strcmp(now, next) == 0))
+        return 0;
+    snprintf(err, errlen, "%s: metrics.listen: the admin endpoint stays %s%s%s until a restart; "
+             "a reload cannot change it to %s%s%s", a->file,
+             now ? "on \"" : "off", now ? now : "", now ? "\"" : "",
+             next ? "\"" : "none", next ? next : "", next ? "\"" : "");
+    return -1;
+}
+
 /* Loads a new generation, from the file (routes_text NULL) or from the current sources
  * with the routes sp.update_routes sent; on success every worker gets it. */
 static int load_and_install(app *a, const char *routes_text, char *err, size_t errlen)
@@ -642,7 +658,7 @@ static int load_and_install(app *a, const char *routes_text, char *err, size_t e
     sp_source_set *sources = NULL;
     sp_gen *g = routes_text ? sp_config_load_routes(a->file, a->sources, routes_text, &sources, err, errlen)
                             : sp_config_load(a->file, NULL, &sources, err, errlen);
-    if (g && check_new_ports(a->gen, g, err, errlen) != 0) {
+    if (g && (check_new_ports(a->gen, g, err, errlen) != 0 || check_admin_listen(a, g, err, errlen) != 0)) {
         sp_gen_unref(g);
         sp_source_set_unref(sources);
         g = NULL;
@@ -1145,7 +1161,7 @@ int main(int argc, char **argv)
     sp_nft_ruleset_destroy(kernel);
     if (status == 0 && a.gen->settings.metrics_listen) {
         sp_admin_hooks hooks = {.ud = &a, .stats_json = stats_json, .routes_json = routes_json,
-                                .metrics_text = metrics_text, .token = admin_token,
+                                .metrics_text = metrics_text, .access = admin_access,
                                 .reload = do_reload};
         a.admin = sp_admin_start(a.loop, a.gen->settings.metrics_listen, &hooks, err, sizeof err);
         if (!a.admin) {

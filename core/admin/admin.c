@@ -15,10 +15,22 @@ typedef struct admin_conn admin_conn;
 struct sp_admin {
     uv_tcp_t server;
     sp_admin_hooks hooks;
+    sp_admin_address listen;
     admin_conn *conns;
     int handles;               /* open handles: the server and each connection's two */
     bool stopping;
 };
+
+/* The request headers the endpoint reads; each may come once (a second one is a 400). */
+enum { H_AUTHORIZATION, H_HOST, H_ORIGIN, H_CONTENT_TYPE, H_ADMIN, H_COUNT };
+static const char *const header_names[H_COUNT] = {"authorization", "host", "origin", "content-type",
+                                                  "x-smartproxy-admin"};
+
+typedef struct captured_header {
+    char value[256];
+    size_t len;
+    bool seen;
+} captured_header;
 
 struct admin_conn {
     uv_tcp_t tcp;
@@ -31,11 +43,11 @@ struct admin_conn {
     size_t url_len;
     char field[32];             /* the header name being read, lowercased, cut */
     size_t field_len;
-    bool in_auth;               /* its value is Authorization's */
-    char auth[256];
-    size_t auth_len;
+    int current;                /* which header_names[] the value being read is, or -1 */
+    captured_header headers[H_COUNT];
     size_t head_bytes;
     bool complete, closing;
+    bool head_only;             /* a HEAD request: the answer has no body */
     int handles;
 };
 
@@ -87,7 +99,9 @@ static void on_written(uv_write_t *req, int status)
     free(aw);
 }
 
-static void respond(admin_conn *ac, int status, const char *reason, const char *type, const sp_buf *body)
+/* extra: more header lines ("Name: value\r\n"), or "". */
+static void respond(admin_conn *ac, int status, const char *reason, const char *type, const char *extra,
+                    const sp_buf *body)
 {
     admin_write *aw = calloc(1, sizeof *aw);
     if (!aw) {
@@ -97,10 +111,10 @@ static void respond(admin_conn *ac, int status, const char *reason, const char *
     aw->ac = ac;
     sp_buf_init(&aw->buf);
     sp_buf_appendf(&aw->buf,
-                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
                    "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                   status, reason, type, body ? body->len : 0);
-    if (body)
+                   status, reason, type, body ? body->len : 0, extra);
+    if (body && !ac->head_only)
         sp_buf_append(&aw->buf, body->data, body->len);
     if (aw->buf.oom) {
         sp_buf_free(&aw->buf);
@@ -117,13 +131,19 @@ static void respond(admin_conn *ac, int status, const char *reason, const char *
     }
 }
 
-static void respond_text(admin_conn *ac, int status, const char *reason, const char *text)
+static void respond_text_with(admin_conn *ac, int status, const char *reason, const char *extra,
+                              const char *text)
 {
     sp_buf body;
     sp_buf_init(&body);
     sp_buf_appendf(&body, "%s\n", text);
-    respond(ac, status, reason, "text/plain; charset=utf-8", &body);
+    respond(ac, status, reason, "text/plain; charset=utf-8", extra, &body);
     sp_buf_free(&body);
+}
+
+static void respond_text(admin_conn *ac, int status, const char *reason, const char *text)
+{
+    respond_text_with(ac, status, reason, "", text);
 }
 
 static void respond_json(admin_conn *ac, void (*fill)(void *, sp_json *))
@@ -134,7 +154,7 @@ static void respond_json(admin_conn *ac, void (*fill)(void *, sp_json *))
     sp_json_init(&j, &body);
     fill(ac->a->hooks.ud, &j);
     sp_buf_append(&body, "\n", 1);
-    respond(ac, 200, "OK", "application/json", &body);
+    respond(ac, 200, "OK", "application/json", "", &body);
     sp_buf_free(&body);
 }
 
@@ -152,6 +172,67 @@ static bool token_ok(const char *want, const char *auth)
     return diff == 0;
 }
 
+/* The paths and the one method each takes (HEAD wherever GET). */
+typedef enum { EP_HEALTHZ, EP_METRICS, EP_STATS, EP_ROUTES, EP_RELOAD, EP_COUNT } endpoint;
+static const struct {
+    const char *path;
+    bool post;
+} endpoints[EP_COUNT] = {
+    [EP_HEALTHZ] = {"/healthz", false}, [EP_METRICS] = {"/metrics", false},
+    [EP_STATS] = {"/stats", false},     [EP_ROUTES] = {"/routes", false},
+    [EP_RELOAD] = {"/reload", true},
+};
+
+static const char *header(const admin_conn *ac, int h)
+{
+    return ac->headers[h].seen ? ac->headers[h].value : NULL;
+}
+
+/* Why this request may not touch anything but /healthz, or NULL when it may. */
+static const char *refusal(const admin_conn *ac, const sp_admin_access *acc)
+{
+    sp_admin_names names = {.listen = &ac->a->listen, .hosts = acc->hosts, .nhosts = acc->nhosts};
+    if (!sp_admin_host_ok(&names, header(ac, H_HOST)))
+        return "Host must name this endpoint: its address, or a name in metrics.hosts";
+    if (!sp_admin_origin_ok(&names, header(ac, H_ORIGIN)))
+        return "Origin must name this endpoint: its address, or a name in metrics.hosts";
+    return NULL;
+}
+
+static void answer(admin_conn *ac, endpoint ep)
+{
+    const sp_admin_hooks *h = &ac->a->hooks;
+    switch (ep) {
+    case EP_HEALTHZ:
+        respond_text(ac, 200, "OK", "ok");
+        break;
+    case EP_METRICS: {
+        sp_buf body;
+        sp_buf_init(&body);
+        h->metrics_text(h->ud, &body);
+        respond(ac, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", "", &body);
+        sp_buf_free(&body);
+        break;
+    }
+    case EP_STATS:
+        respond_json(ac, h->stats_json);
+        break;
+    case EP_ROUTES:
+        respond_json(ac, h->routes_json);
+        break;
+    case EP_RELOAD: {
+        char err[1024];
+        if (h->reload(h->ud, err, sizeof err) == 0)
+            respond_text(ac, 200, "OK", "reloaded");
+        else
+            respond_text(ac, 422, "Unprocessable Entity", err);
+        break;
+    }
+    case EP_COUNT:
+        break;
+    }
+}
+
 static void dispatch(admin_conn *ac)
 {
     sp_admin *a = ac->a;
@@ -159,46 +240,54 @@ static void dispatch(admin_conn *ac)
     char path[256];
     size_t n = strcspn(ac->url, "?");
     snprintf(path, sizeof path, "%.*s", (int)n, ac->url);
+    endpoint ep = 0;
+    while (ep < EP_COUNT && strcmp(path, endpoints[ep].path) != 0)
+        ep++;
     bool get = method == HTTP_GET || method == HTTP_HEAD;
-    const char *token = a->hooks.token ? a->hooks.token(a->hooks.ud) : NULL;
+    ac->head_only = method == HTTP_HEAD;
 
-    if (token && strcmp(path, "/healthz") != 0 && !token_ok(token, ac->auth)) {
-        respond_text(ac, 401, "Unauthorized", "a bearer token is required");
-    } else if (strcmp(path, "/healthz") == 0 && get) {
-        respond_text(ac, 200, "OK", "ok");
-    } else if (strcmp(path, "/metrics") == 0 && get) {
-        sp_buf body;
-        sp_buf_init(&body);
-        a->hooks.metrics_text(a->hooks.ud, &body);
-        respond(ac, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", &body);
-        sp_buf_free(&body);
-    } else if (strcmp(path, "/stats") == 0 && get) {
-        respond_json(ac, a->hooks.stats_json);
-    } else if (strcmp(path, "/routes") == 0 && get) {
-        respond_json(ac, a->hooks.routes_json);
-    } else if (strcmp(path, "/reload") == 0 && method == HTTP_POST) {
-        char err[1024];
-        if (a->hooks.reload(a->hooks.ud, err, sizeof err) == 0)
-            respond_text(ac, 200, "OK", "reloaded");
-        else
-            respond_text(ac, 422, "Unprocessable Entity", err);
-    } else if (strcmp(path, "/healthz") == 0 || strcmp(path, "/stats") == 0 || strcmp(path, "/metrics") == 0 ||
-               strcmp(path, "/routes") == 0 || strcmp(path, "/reload") == 0) {
-        respond_text(ac, 405, "Method Not Allowed", "method not allowed");
-    } else {
-        respond_text(ac, 404, "Not Found", "not found");
+    /* /healthz says "ok" and nothing else: probes reach it with whatever Host they use. */
+    if (ep != EP_HEALTHZ) {
+        sp_admin_access acc = {0};
+        a->hooks.access(a->hooks.ud, &acc);
+        const char *why = refusal(ac, &acc);
+        if (why) {
+            respond_text(ac, 403, "Forbidden", why);
+            return;
+        }
+        if (acc.token && !token_ok(acc.token, ac->headers[H_AUTHORIZATION].value)) {
+            respond_text(ac, 401, "Unauthorized", "a bearer token is required");
+            return;
+        }
     }
+    if (ep == EP_COUNT) {
+        respond_text(ac, 404, "Not Found", "not found");
+    } else if (endpoints[ep].post ? method != HTTP_POST : !get) {
+        const char *allow = endpoints[ep].post ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n";
+        respond_text_with(ac, 405, "Method Not Allowed", allow, "method not allowed");
+    } else if (!get && !sp_admin_request_is_deliberate(header(ac, H_CONTENT_TYPE), ac->headers[H_ADMIN].seen)) {
+        respond_text(ac, 403, "Forbidden",
+                     "a state change needs Content-Type: application/json or an " SP_ADMIN_HEADER " header");
+    } else {
+        answer(ac, ep);
+    }
+}
+
+/* Appends a piece of the URL or a header value, NUL-terminated; -1 (a 400) when too long. */
+static int append_piece(char *buf, size_t cap, size_t *len, const char *at, size_t n)
+{
+    if (*len + n >= cap)
+        return -1;
+    memcpy(buf + *len, at, n);
+    *len += n;
+    buf[*len] = 0;
+    return 0;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     admin_conn *ac = p->data;
-    if (ac->url_len + len >= sizeof ac->url)
-        return -1;
-    memcpy(ac->url + ac->url_len, at, len);
-    ac->url_len += len;
-    ac->url[ac->url_len] = 0;
-    return 0;
+    return append_piece(ac->url, sizeof ac->url, &ac->url_len, at, len);
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
@@ -210,18 +299,28 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+static int on_header_field_complete(llhttp_t *p)
+{
+    admin_conn *ac = p->data;
+    ac->current = -1;
+    for (int h = 0; h < H_COUNT; h++) {
+        if (strcmp(ac->field, header_names[h]) != 0)
+            continue;
+        if (ac->headers[h].seen)
+            return -1; /* two Hosts (or tokens, origins...): which one would we check? */
+        ac->headers[h].seen = true;
+        ac->current = h;
+    }
+    return 0;
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     admin_conn *ac = p->data;
-    ac->in_auth = strcmp(ac->field, "authorization") == 0;
-    if (ac->in_auth) {
-        if (ac->auth_len + len >= sizeof ac->auth)
-            return -1;
-        memcpy(ac->auth + ac->auth_len, at, len);
-        ac->auth_len += len;
-        ac->auth[ac->auth_len] = 0;
-    }
-    return 0;
+    if (ac->current < 0)
+        return 0;
+    captured_header *c = &ac->headers[ac->current];
+    return append_piece(c->value, sizeof c->value, &c->len, at, len);
 }
 
 static int on_header_value_complete(llhttp_t *p)
@@ -229,6 +328,7 @@ static int on_header_value_complete(llhttp_t *p)
     admin_conn *ac = p->data;
     ac->field_len = 0;
     ac->field[0] = 0;
+    ac->current = -1;
     return 0;
 }
 
@@ -280,6 +380,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (!ac)
         return;
     ac->a = a;
+    ac->current = -1;
     uv_tcp_init(server->loop, &ac->tcp);
     uv_timer_init(server->loop, &ac->timer);
     ac->tcp.data = ac->timer.data = ac;
@@ -296,6 +397,7 @@ static void on_connection(uv_stream_t *server, int status)
     llhttp_settings_init(&ac->settings);
     ac->settings.on_url = on_url;
     ac->settings.on_header_field = on_header_field;
+    ac->settings.on_header_field_complete = on_header_field_complete;
     ac->settings.on_header_value = on_header_value;
     ac->settings.on_header_value_complete = on_header_value_complete;
     ac->settings.on_message_complete = on_message_complete;
@@ -315,16 +417,12 @@ static void on_server_closed(uv_handle_t *h)
 sp_admin *sp_admin_start(uv_loop_t *loop, const char *listen, const sp_admin_hooks *hooks,
                          char *err, size_t errlen)
 {
-    char host[64];
-    const char *colon = strrchr(listen, ':');
-    size_t hl = (size_t)(colon - listen);
-    if (listen[0] == '[')
-        snprintf(host, sizeof host, "%.*s", (int)(hl - 2), listen + 1);
-    else
-        snprintf(host, sizeof host, "%.*s", (int)hl, listen);
-    uint16_t port = (uint16_t)atoi(colon + 1);
-
-    int fd = sp_bind_tcp(host, port, false);
+    sp_admin_address addr;
+    if (sp_admin_address_parse(listen, &addr) != 0) {
+        snprintf(err, errlen, "metrics.listen: expected \"ADDRESS:PORT\", got \"%s\"", listen);
+        return NULL;
+    }
+    int fd = sp_bind_tcp(addr.host, addr.port, false);
     if (fd < 0) {
         snprintf(err, errlen, "metrics.listen: cannot listen on %s: %s", listen, strerror(-fd));
         return NULL;
@@ -335,6 +433,7 @@ sp_admin *sp_admin_start(uv_loop_t *loop, const char *listen, const sp_admin_hoo
         return NULL;
     }
     a->hooks = *hooks;
+    a->listen = addr;
     uv_tcp_init(loop, &a->server);
     a->server.data = a;
     a->handles = 1;

@@ -1,7 +1,8 @@
 /* admin: the admin and metrics HTTP endpoint, served by the main thread's loop.
  *
  * GET /healthz, GET /metrics (Prometheus text), GET /stats (JSON), GET /routes (the
- * compiled routes), POST /reload.
+ * compiled routes), POST /reload; HEAD wherever GET is. Every path but /healthz checks
+ * Host and Origin and the token; POST needs a deliberate request (see guard.h).
  * One request per connection (Connection: close); heads are parsed with llhttp and
  * bounded in size and time. It reads figures only through the callbacks below, so it
  * knows nothing of workers or generations. */
@@ -10,15 +11,22 @@
 
 #include <uv.h>
 
+#include "admin/guard.h"
 #include "util/json.h"
+
+/* What the endpoint accepts now: the current generation's metrics section. */
+typedef struct sp_admin_access {
+    const char *token;               /* the bearer token every path but /healthz needs, or NULL */
+    const sp_domain_pattern *hosts;  /* metrics.hosts: more names Host and Origin may carry */
+    size_t nhosts;
+} sp_admin_access;
 
 typedef struct sp_admin_hooks {
     void *ud;
     void (*stats_json)(void *ud, sp_json *j);     /* writes one JSON object */
     void (*routes_json)(void *ud, sp_json *j);
     void (*metrics_text)(void *ud, sp_buf *out);  /* Prometheus text exposition */
-    /* The bearer token every endpoint but /healthz requires now, or NULL. */
-    const char *(*token)(void *ud);
+    void (*access)(void *ud, sp_admin_access *out);
     /* Reloads now; returns 0 on success, else fills err. */
     int (*reload)(void *ud, char *err, size_t errlen);
 } sp_admin_hooks;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/guard.h"
 #include "lua/memory.h"
 #include "nft/options.h"
 #include "proto/client_hello.h"
@@ -293,34 +294,35 @@ static void compile_log(cfg_cx *cx, int t)
     lua_pop(cx->L, 1);
 }
 
-/* "127.0.0.1:9100", "[::1]:9100" */
-static bool valid_host_port(const char *s)
+/* metrics.hosts = { "admin.example.com", ... }: exact names or IP literals, no patterns
+ * (a "*" would switch the Host check off). */
+static void compile_metrics_hosts(cfg_cx *cx, int t)
 {
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s)
-        return false;
-    char host[64];
-    size_t hl = (size_t)(colon - s);
-    if (s[0] == '[') {
-        if (hl < 3 || s[hl - 1] != ']' || hl - 2 >= sizeof host)
-            return false;
-        memcpy(host, s + 1, hl - 2);
-        host[hl - 2] = 0;
-    } else {
-        if (hl >= sizeof host)
-            return false;
-        memcpy(host, s, hl);
-        host[hl] = 0;
+    sp_settings *s = &cx->g->settings;
+    if (!is_array(cx->L, t))
+        fail(cx, "metrics.hosts", "expected a non-empty list of host names");
+    size_t n = lua_objlen(cx->L, t);
+    s->metrics_hosts = xcalloc(n, sizeof *s->metrics_hosts);
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(cx->L, t, (int)i);
+        char field[64];
+        snprintf(field, sizeof field, "metrics.hosts[%zu]", i);
+        if (lua_type(cx->L, -1) != LUA_TSTRING)
+            fail_type(cx, field, -1, "a host name");
+        const char *name = lua_tostring(cx->L, -1), *why = NULL;
+        sp_domain_pattern *p = &s->metrics_hosts[s->nmetrics_hosts];
+        if (sp_domain_pattern_parse(name, p, &why) != 0)
+            fail(cx, field, "expected a host name, got string \"%s\" (%s)", name, why);
+        if (p->kind != SP_DOMAIN_EXACT)
+            fail(cx, field, "expected one host name, not a pattern, got string \"%s\"", name);
+        s->nmetrics_hosts++;
+        lua_pop(cx->L, 1);
     }
-    sp_ip ip;
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    return sp_ip_parse(host, &ip) == 0 && *end == 0 && colon[1] && port > 0 && port < 65536;
 }
 
 static void compile_metrics(cfg_cx *cx, int t)
 {
-    static const char *const keys[] = {"listen", "token", NULL};
+    static const char *const keys[] = {"listen", "token", "hosts", NULL};
     check_keys(cx, t, "metrics", keys);
     const char *token = opt_string(cx, t, "metrics", "token");
     if (token) {
@@ -330,9 +332,18 @@ static void compile_metrics(cfg_cx *cx, int t)
     }
     const char *l = opt_string(cx, t, "metrics", "listen");
     if (l) {
-        if (!valid_host_port(l))
+        sp_admin_address addr;
+        if (sp_admin_address_parse(l, &addr) != 0)
             fail(cx, "metrics.listen", "expected \"ADDRESS:PORT\" (IPv6 as \"[::1]:9100\"), got string \"%s\"", l);
+        /* Anyone who can reach it could read the figures and reload: only with a secret. */
+        if (!addr.loopback && !token)
+            fail(cx, "metrics.listen", "\"%s\" is not a loopback address; set metrics.token (a secret of "
+                 "16 to 200 characters) to serve the admin endpoint there, or listen on 127.0.0.1 or [::1]", l);
         cx->g->settings.metrics_listen = xstrdup(l);
+    }
+    if (opt_table(cx, t, "metrics", "hosts")) {
+        compile_metrics_hosts(cx, lua_gettop(cx->L));
+        lua_pop(cx->L, 1);
     }
 }
 
@@ -1404,6 +1415,7 @@ static void gen_free(sp_gen *g, bool close_state)
     free(g->settings.listen_addresses);
     free(g->settings.metrics_listen);
     free(g->settings.metrics_token);
+    free(g->settings.metrics_hosts);
     free(g->settings.access_log);
     free(g->settings.acme.email);
     free(g->settings.acme.directory);

@@ -180,6 +180,8 @@ typedef struct sp_settings {
     char *access_log;              /* file for access lines, NULL: stderr */
     char *metrics_listen;          /* "host:port" or NULL */
     char *metrics_token;           /* bearer token the admin endpoint requires, or NULL */
+    sp_domain_pattern *metrics_hosts;  /* names (or IPs) Host and Origin may use for it */
+    size_t nmetrics_hosts;
     sp_ip_list proxy_ips;          /* who may send us a PROXY header */
     sp_ip_list ip_allow_list, ip_block_list;  /* security: every connection, on accept */
     bool accept_proxy_protocol;    /* default: true when proxy_ips is set */

@@ -591,12 +591,20 @@ def run_cli(*args, cwd=None, timeout=15):
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def http_get(port, path, host="127.0.0.1", net=HOST, timeout=5.0, token=None):
-    """Minimal HTTP/1.1 GET with Connection: close; returns (status, body bytes)."""
+def http_request(port, method, path, host="127.0.0.1", net=HOST, timeout=5.0, token=None,
+                 headers=(), body=b""):
+    """Minimal HTTP/1.1 request with Connection: close; returns (status, body bytes).
+    headers: ("Name: value", ...) after Host (and Authorization when token is set)."""
     s = connect(port, host, net=net, timeout=timeout)
-    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    lines += list(headers)
+    if body or method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    lines.append("Connection: close")
     try:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n".encode())
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
         data = bytearray()
         head_end = -1
         length = None
@@ -623,6 +631,20 @@ def http_get(port, path, host="127.0.0.1", net=HOST, timeout=5.0, token=None):
     elif length is not None:
         body = body[:length]
     return status, body
+
+
+def http_get(port, path, host="127.0.0.1", net=HOST, timeout=5.0, token=None, headers=()):
+    return http_request(port, "GET", path, host, net, timeout, token, headers)
+
+
+# What the admin endpoint wants on a state change (POST): a header no browser sends
+# cross-origin without a preflight.
+ADMIN_HEADER = "X-Smartproxy-Admin: 1"
+
+
+def admin_post(port, path, host="127.0.0.1", net=HOST, timeout=10.0, token=None):
+    """POST to the admin endpoint the way a script should (README: Admin endpoint)."""
+    return http_request(port, "POST", path, host, net, timeout, token, [ADMIN_HEADER])
 
 
 def _dechunk(body):
@@ -762,9 +784,15 @@ class Proxy:
     def healthz(self):
         return http_get(self.metrics_port, "/healthz", net=self.net)
 
+    def admin_token(self):
+        return self.config.get("metrics", {}).get("token")
+
+    def post_reload(self):
+        """POST /reload as a script should; (status, body). The reload is done when it answers."""
+        return admin_post(self.metrics_port, "/reload", net=self.net, token=self.admin_token())
+
     def stats(self):
-        status, body = http_get(self.metrics_port, "/stats", net=self.net,
-                                token=self.config.get("metrics", {}).get("token"))
+        status, body = http_get(self.metrics_port, "/stats", net=self.net, token=self.admin_token())
         assert status == 200, f"/stats answered {status}: {body[:200]!r}"
         return json.loads(body)
 

@@ -135,6 +135,8 @@ def test_admin_token_guards_everything_but_healthz(start_proxy):
         req = urllib.request.Request(base + path, method=method)
         if auth:
             req.add_header("Authorization", auth)
+        if method == "POST":
+            req.add_header(*sp.ADMIN_HEADER.split(": "))
         try:
             with urllib.request.urlopen(req, timeout=5) as r:
                 return r.status

@@ -162,6 +162,10 @@ TEST(errors_name_route_field_expected_and_found)
     CHECK(unit_fails_with("return { listen_addresses = { '1.2.3' }, routes = {} }",
                      "listen_addresses[1]: expected an IPv4 or IPv6 address, got string \"1.2.3\""));
     CHECK(unit_fails_with("return { metrics = { listen = 'localhost' }, routes = {} }", "metrics.listen: expected"));
+    CHECK(unit_fails_with("return { metrics = { listen = '0.0.0.0:9100' }, routes = {} }",
+                     "metrics.listen: \"0.0.0.0:9100\" is not a loopback address; set metrics.token"));
+    CHECK(unit_fails_with("return { metrics = { listen = '127.0.0.1:9100', hosts = { '*' } }, routes = {} }",
+                     "metrics.hosts[1]: expected one host name, not a pattern"));
     /* HTTP fields */
     CHECK(unit_fails_with("return { routes = { { match = { ports = 1, path = 'a' }, " FWD " } } }",
                      "match.path: "));
