@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -1290,6 +1291,114 @@ def test_413_body_over_max_body_bytes(start_proxy, serve):
         assert not r.interim, r.interim
         error_body_ok(r, 413)
     assert b.app.paths() == ["/ok"]
+    done(p)
+
+
+def _body_timeout_counted(p, before, answered):
+    """The request_body_timeout end: in /stats (terminations, and http.local when the
+    proxy answered 408), /metrics and the access log."""
+    s = sp.wait_counter(p, before, "terminations", "request_body_timeout")
+    local = [x["http"]["local"]["request_body_timeout"] for x in (before, s)]
+    assert local[1] - local[0] == (1 if answered else 0), local
+    status, text = sp.http_get(p.metrics_port, "/metrics")
+    assert status == 200
+    assert re.search(rb'(?m)^smartproxy_connections_ended_total\{reason="request_body_timeout"\} [1-9]',
+                     text), text
+    sp.wait_until(lambda: "end=request_body_timeout" in p.stderr_tail(), 5,
+                  msg="the access line with end=request_body_timeout")
+
+
+def _trickle_until_answered(c, limit=200):
+    """One body byte every 50 ms until the proxy answers or closes (at most `limit`
+    bytes, ~10 s); returns how many were sent."""
+    for i in range(limit):
+        if select.select([c.sock], [], [], 0.05)[0]:
+            return i
+        try:
+            c.send(b"x")
+        except OSError:
+            return i
+    raise AssertionError(f"no answer after {limit} body bytes")
+
+
+def test_slow_request_body_gets_408_and_frees_both_connections(start_proxy, serve):
+    """A body not complete within timeouts.request_body and slower than
+    limits.request_body_min_rate: 408 with Connection: close, the upstream connection
+    closed at once (not pooled: upstream_idle is long), the end counted and logged as
+    request_body_timeout, nothing left behind."""
+    b = backend(serve, "A")
+    port, p = one_route(start_proxy, b, timeouts={"request_body": 300, "upstream_idle": 60000},
+                        limits={"request_body_min_rate": 1_000_000})
+    before = p.stats()
+    t0 = time.monotonic()
+    with Client(port) as c:
+        c.send(hu.build_request("POST", "/upload", headers=[("Content-Length", "1000")]) + b"x")
+        _trickle_until_answered(c)
+        r = c.response("POST")
+        error_body_ok(r, 408)
+        assert r.header("connection") == "close", r
+        assert c.closed() in ("fin", "rst")
+    assert time.monotonic() - t0 < 5, "cut long after timeouts.request_body (300 ms)"
+    sp.wait_until(lambda: b.app.closed, 5, msg="the upstream connection closed")
+    assert b.app.paths() == ["/upload"]
+    _body_timeout_counted(p, before, answered=True)
+    assert re.search(r"request .*url=/upload status=408", p.stderr_tail()), p.stderr_tail()
+    done(p)
+
+
+def test_slow_request_body_after_the_response_began_is_cut(start_proxy, serve):
+    """A target that answers before the body is in: when the body then times out, the
+    client, which has part of a response already, is cut (no 408 after it)."""
+    started = threading.Event()
+
+    def early_answer(conn, srv):
+        r = hu.Reader(conn)
+        r.head()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        started.set()
+        r.to_eof()
+    t = serve(early_answer)
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("early", port, "127.0.0.1", t.port)],
+                   timeouts={"request_body": 300}, limits={"request_body_min_rate": 1_000_000})
+    before = p.stats()
+    with Client(port) as c:
+        c.send(hu.build_request("POST", "/upload", headers=[("Content-Length", "1000")]) + b"x")
+        assert c.reader.head().startswith(b"HTTP/1.1 200 ")
+        assert started.wait(5)
+        _trickle_until_answered(c)
+        rest, _ = c.read_to_close(timeout=5)
+        assert b"408" not in rest, rest
+    _body_timeout_counted(p, before, answered=False)
+    t.wait_results(1)  # the upstream connection was closed
+    t.close()
+    done(p)
+
+
+def test_request_body_above_the_minimum_rate_is_not_cut(start_proxy, serve):
+    """A body still coming well past timeouts.request_body, at an average rate above
+    limits.request_body_min_rate, is forwarded whole."""
+    b = backend(serve, "A")
+    port, p = one_route(start_proxy, b, timeouts={"request_body": 300},
+                        limits={"request_body_min_rate": 2000})
+    first, trickle = 64 * 1024, 100  # 64 KiB keeps the average over 2000 B/s for 30 s
+    total = first + trickle
+    body = b"".join(bytes(ch) for ch in hu.pattern_chunks(total))
+    with Client(port) as c:
+        c.send(hu.build_request("POST", "/upload", headers=[("Content-Length", str(total))])
+               + body[:first])
+        t0, sent = time.monotonic(), first
+        while sent < total - 1 and time.monotonic() - t0 < 1.0:  # at most 100 x 50 ms
+            assert not select.select([c.sock], [], [], 0.05)[0], "answered while the body came"
+            c.send(body[sent:sent + 1])
+            sent += 1
+        elapsed = time.monotonic() - t0
+        c.send(body[sent:])
+        r = c.response("POST")
+    assert elapsed >= 1.0, f"the body lasted only {elapsed:.2f}s (request_body 0.3 s)"
+    assert r.status == 200, r
+    got = r.json()
+    assert (got["body_len"], got["body_crc"]) == hu.pattern_crc(total), got
     done(p)
 
 
