@@ -1302,8 +1302,10 @@ def _body_timeout_counted(p, before, answered):
     assert local[1] - local[0] == (1 if answered else 0), local
     status, text = sp.http_get(p.metrics_port, "/metrics")
     assert status == 200
-    assert re.search(rb'(?m)^smartproxy_connections_ended_total\{reason="request_body_timeout"\} [1-9]',
-                     text), text
+    want = {b"connections_ended_total": 1, b"http_local_responses_total": 1 if answered else 0}
+    for metric, n in want.items():
+        m = re.search(rb'(?m)^smartproxy_%s\{reason="request_body_timeout"\} (\d+)$' % metric, text)
+        assert m and int(m.group(1)) == n, (metric, m and m.group(0))
     sp.wait_until(lambda: "end=request_body_timeout" in p.stderr_tail(), 5,
                   msg="the access line with end=request_body_timeout")
 
@@ -1746,7 +1748,8 @@ def test_backend_connection_naming_framing_fields_keeps_them(start_proxy, serve)
                                    ("cl", "keep-alive, content-length", "content-length"),
                                    ("chunked", "Transfer-Encoding", "transfer-encoding"),
                                    ("chunked", "X-A,transfer-encoding", "transfer-encoding")):
-            c.send(hu.build_request("GET", f"/body?size=3000&mode={mode}&connection={quote(value)}"))
+            target = f"/body?size=3000&mode={mode}&connection={quote(value)}"
+            c.send(hu.build_request("GET", target))
             version, status, _, headers = hu.parse_response_head(c.reader.head())
             assert status == 200 and headers.has(field), (value, list(headers))
             body = hu.Body()
