@@ -205,7 +205,7 @@ static void compile_timeouts(cfg_cx *cx, int t)
     static const char *const keys[] = {"connect", "initial_data", "http_idle", "upstream_response",
                                        "proxy_header", "inactivity", "max_lifetime",
                                        "graceful_shutdown", "upstream_idle", "lua_hog_warning",
-                                       "lua_budget", "config_load", NULL};
+                                       "lua_budget", "config_load", "request_body", NULL};
     sp_timeouts *to = &cx->g->settings.timeouts;
     check_keys(cx, t, "timeouts", keys);
     const uint64_t max = 365ull * 24 * 3600 * 1000;
@@ -221,6 +221,7 @@ static void compile_timeouts(cfg_cx *cx, int t)
     opt_uint(cx, t, "timeouts", "lua_hog_warning", max, &to->lua_hog_warning);
     opt_uint(cx, t, "timeouts", "lua_budget", max, &to->lua_budget);
     opt_uint(cx, t, "timeouts", "config_load", max, &to->config_load);
+    opt_uint(cx, t, "timeouts", "request_body", max, &to->request_body);
 }
 
 static void compile_keep_alive(cfg_cx *cx, int t)
@@ -246,7 +247,8 @@ static void compile_limits(cfg_cx *cx, int t)
 {
     static const char *const keys[] = {"max_connections", "max_connections_per_ip",
                                        "connection_rate_per_minute", "max_header_bytes",
-                                       "max_body_bytes", "upstream_keepalive", "lua_memory", "lua_jit", NULL};
+                                       "max_body_bytes", "upstream_keepalive", "lua_memory", "lua_jit",
+                                       "request_body_min_rate", NULL};
     sp_settings *s = &cx->g->settings;
     check_keys(cx, t, "limits", keys);
     opt_uint(cx, t, "limits", "max_connections", 100000000, &s->max_connections);
@@ -268,6 +270,7 @@ static void compile_limits(cfg_cx *cx, int t)
     else if (!lua_isnil(cx->L, -1))
         fail_type(cx, "limits.lua_jit", -1, "a boolean");
     lua_pop(cx->L, 1);
+    opt_uint(cx, t, "limits", "request_body_min_rate", 1ull << 40, &s->request_body_min_rate);
 }
 
 static void compile_log(cfg_cx *cx, int t)
@@ -1323,11 +1326,12 @@ static void settings_defaults(sp_settings *s)
         .connect = 30000, .initial_data = 60000, .http_idle = 60000, .upstream_response = 60000,
         .proxy_header = 5000, .inactivity = 14400000, .max_lifetime = 86400000,
         .graceful_shutdown = 30000, .upstream_idle = 60000, .lua_hog_warning = 100,
-        .lua_budget = 4000, .config_load = 10000,
+        .lua_budget = 4000, .config_load = 10000, .request_body = 60000,
     };
     s->max_header_bytes = 65536;
     s->upstream_keepalive = 32;
     s->lua_memory = 1024ull << 20;
+    s->request_body_min_rate = 1024;
     s->keepalive = SP_KEEPALIVE_STANDARD;
     s->inactivity_multiplier = 6;
     s->log_level = -1;

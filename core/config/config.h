@@ -141,6 +141,8 @@ typedef struct sp_timeouts {
     uint64_t connect, initial_data, http_idle, upstream_response, proxy_header,
              inactivity, max_lifetime, graceful_shutdown,   /* milliseconds; 0 = none */
              upstream_idle,     /* how long an idle pooled upstream connection is kept */
+             request_body,      /* an HTTP request body slower than this (and than
+                                   request_body_min_rate) gets 408; see http/body_clock.h */
              lua_hog_warning,   /* a Lua resume running longer is logged as a warning */
              lua_budget,        /* ... and one running longer is stopped with an error */
              config_load;       /* loading the config may run this long */
@@ -171,6 +173,7 @@ typedef struct sp_settings {
     uint64_t connection_rate_per_minute;
     uint64_t max_header_bytes;     /* HTTP request head: 431 above */
     uint64_t max_body_bytes;       /* HTTP request body: 413 above; 0: unlimited */
+    uint64_t request_body_min_rate; /* bytes/s a body past timeouts.request_body must keep */
     uint64_t upstream_keepalive;   /* idle upstream connections kept per target per worker */
     uint64_t lua_memory;           /* bytes each Lua state may hold; 0: no cap */
     bool lua_jit;                  /* compile the user's Lua too (then lua_budget cannot stop a compiled loop) */

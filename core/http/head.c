@@ -20,6 +20,7 @@ const char *sp_http_reason(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
     case 413: return "Content Too Large";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
@@ -33,14 +34,29 @@ const char *sp_http_reason(int status)
 
 static const char *const hop_by_hop[] = {"connection", "keep-alive", "proxy-connection", "te", "upgrade", NULL};
 
+/* Fields that are never hop-by-hop, whatever Connection says (RFC 9110 7.6.1): the
+ * framing of the body that passes through as it was framed, and Host. Dropping one
+ * because Connection named it would let the next hop read the body as another message
+ * (request smuggling), so such names in Connection are ignored, as HAProxy does. */
+static const char *const end_to_end[] = {"content-length", "transfer-encoding", "host", NULL};
+
+static bool listed(const char *const *names, const char *name)
+{
+    for (const char *const *p = names; *p; p++)
+        if (strcasecmp(name, *p) == 0)
+            return true;
+    return false;
+}
+
 /* Is field f one we never pass on: hop-by-hop, or named by a Connection field?
  * has_connection: whether h has a Connection field at all (looked up once per head). */
 static bool is_hop_by_hop(const sp_http_head *h, const sp_http_field *f, bool has_connection)
 {
     const char *name = sp_http_name(h, f);
-    for (const char *const *p = hop_by_hop; *p; p++)
-        if (strcasecmp(name, *p) == 0)
-            return true;
+    if (listed(hop_by_hop, name))
+        return true;
+    if (listed(end_to_end, name))
+        return false;
     for (size_t i = 0; has_connection && i < h->nfields; i++) {
         const sp_http_field *c = &h->fields[i];
         if (sp_http_name_is(h, c, "connection") &&

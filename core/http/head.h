@@ -4,8 +4,10 @@
  * Hop-by-hop fields are dropped in both directions (Connection and every field it names,
  * Keep-Alive, Proxy-Connection, TE, Upgrade unless the exchange upgrades); framing fields
  * (Content-Length, Transfer-Encoding, Trailer) stay, because bodies pass through as they
- * were framed. Upstream requests get X-Forwarded-For (appended), -Proto, -Host and -Port;
- * then the route's templates set their fields, replacing any of the same name. */
+ * were framed. Connection naming Content-Length, Transfer-Encoding or Host is ignored:
+ * those fields always stay (else the next hop would read the body another way).
+ * Upstream requests get X-Forwarded-For (appended), -Proto, -Host and -Port; then the
+ * route's templates set their fields, replacing any of the same name. */
 #ifndef SP_HTTP_HEAD_H
 #define SP_HTTP_HEAD_H
 

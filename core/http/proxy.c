@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http/body_clock.h"
 #include "http/challenges.h"
 #include "http/head.h"
 #include "http/message.h"
@@ -52,7 +53,8 @@ struct sp_http {
     bool dechunk;              /* an HTTP/1.0 client gets a chunked response de-chunked */
     bool reused;               /* the upstream connection served an exchange before */
     bool retried;
-    uint64_t body_bytes;
+    uint64_t body_bytes;       /* request body bytes forwarded, as framed */
+    sp_body_clock body_clock;  /* timeouts.request_body */
     uint64_t exchange_ms;      /* when the request went out (for upstream_response) */
     uint64_t head_ms;          /* when its head was complete (for the access log) */
     uint64_t head_us;          /* the same, finer, for the duration histogram */
@@ -229,6 +231,7 @@ static void next_request(sp_http *h)
     h->resp.on_body = NULL;
     h->route = NULL;
     h->body_bytes = h->resp_bytes = 0;
+    sp_body_clock_stop(&h->body_clock);
     c->phase_started_ms = uv_now(&W(h)->loop);
     if (c->target.tcp) /* notice an idle upstream closing */
         sp_pipe_start_reading(c, &c->target);
@@ -242,6 +245,16 @@ static void next_request(sp_http *h)
 static void send_bytes(sp_http *h, sp_side *to, const char *data, size_t len)
 {
     sp_pipe_send_bytes(h->c, to, data, len);
+}
+
+/* Why the connection ends after an answer of our own with this status. */
+static sp_end_reason closing_reason(int status)
+{
+    switch (status) {
+    case 400: case 413: case 431: return SP_END_HTTP_BAD_REQUEST;
+    case 408: return SP_END_REQUEST_BODY_TIMEOUT;
+    default: return SP_END_HTTP_DONE;
+    }
 }
 
 static void respond_local(sp_http *h, int status, sp_http_local why, const char *extra, const char *body, bool close)
@@ -270,7 +283,7 @@ static void respond_local(sp_http *h, int status, sp_http_local why, const char 
     if (c->state == SP_STATE_CLOSING)
         return;
     if (close) {
-        sp_conn_close(c, status == 400 || status == 431 || status == 413 ? SP_END_HTTP_BAD_REQUEST : SP_END_HTTP_DONE);
+        sp_conn_close(c, closing_reason(status));
         return;
     }
     next_request(h);
@@ -495,6 +508,51 @@ static bool make_key(sp_http *h, const sp_route *r, char *key, size_t len)
 
 static void start_exchange(sp_http *h);
 
+/* ---- the request body's clock (timeouts.request_body, see http/body_clock.h) ---- */
+
+/* The proxy waits for body bytes from now on (once per request). */
+static void body_clock_start(sp_http *h)
+{
+    if (h->body_clock.running || h->req_sent)
+        return;
+    sp_body_clock_start(&h->body_clock, uv_now(&W(h)->loop));
+    sp_conn_arm_timer(h->c);
+}
+
+/* The target holds the body back (its queue above the high-water mark), or takes it
+ * again: held time is not the client's. */
+static void body_held(sp_http *h, bool held)
+{
+    bool was = h->body_clock.held;
+    sp_body_clock_hold(&h->body_clock, held, uv_now(&W(h)->loop));
+    if (was && !held)
+        sp_conn_arm_timer(h->c); /* the body's deadline is back, maybe before the armed one */
+}
+
+static uint64_t body_due(const sp_http *h)
+{
+    const sp_settings *st = &h->c->gen->settings;
+    return sp_body_clock_due(&h->body_clock, h->body_bytes, st->timeouts.request_body, st->request_body_min_rate);
+}
+
+/* The body came too slowly: 408 when the client has no response yet, else a cut; the
+ * upstream connection, with half a body sent, is closed. */
+static void body_timed_out(sp_http *h)
+{
+    sp_conn *c = h->c;
+    sp_info("conn=%llu route=%s: request body not complete within timeouts.request_body "
+            "(%llu bytes in %llu ms), closing", (unsigned long long)c->id, h->route->name,
+            (unsigned long long)h->body_bytes,
+            (unsigned long long)sp_body_clock_elapsed(&h->body_clock, uv_now(&W(h)->loop)));
+    drop_target(h);
+    if (h->resp_head_sent) {
+        sp_conn_abort(c, SP_END_REQUEST_BODY_TIMEOUT);
+        return;
+    }
+    h->phase = P_HEAD;
+    respond_local(h, 408, SP_HTTP_LOCAL_REQUEST_BODY_TIMEOUT, NULL, NULL, true);
+}
+
 /* Finds the upstream connection for the request: the one this client used last when it
  * goes to the same place, an idle one from the pool, or a new one. */
 static void acquire_target(sp_http *h)
@@ -579,6 +637,8 @@ static void start_exchange(sp_http *h)
         return;
     h->req_sent = h->req.done;
     sp_pipe_start_reading(c, &c->target);
+    if (!h->req.head.expect_continue) /* else once told to continue, or when it starts */
+        body_clock_start(h);
     sp_conn_arm_timer(c);
     if (!h->req_sent)
         parse_client(h); /* body bytes that came with the head */
@@ -767,6 +827,7 @@ static void forward_body(sp_http *h, const char *data, size_t n)
 {
     sp_conn *c = h->c;
     const sp_settings *st = &c->gen->settings;
+    body_clock_start(h);
     h->body_bytes += n;
     if (st->max_body_bytes && h->body_bytes > st->max_body_bytes + 64) {
         sp_info("conn=%llu route=%s: request body over limits.max_body_bytes, closing", (unsigned long long)c->id,
@@ -837,7 +898,9 @@ static void parse_client(sp_http *h)
         }
         if (h->phase == P_EXCHANGE && !h->req_sent) {
             if (in_len(h) == 0) {
-                client_reading(h, c->target.queued <= SP_HIGH_WATER);
+                bool held = c->target.queued > SP_HIGH_WATER;
+                body_held(h, held);
+                client_reading(h, !held);
                 return;
             }
             size_t used = 0;
@@ -1029,6 +1092,8 @@ static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
                 return;
             }
             if (rh->status < 200) { /* interim: the real response follows */
+                if (rh->status == 100)
+                    body_clock_start(h); /* the client sends its body now */
                 sp_http_msg_next(&h->resp);
                 h->resp.skip_body = h->head_method;
                 continue;
@@ -1220,6 +1285,8 @@ uint64_t sp_http_deadline(sp_conn *c)
             due = h->exchange_ms + t->upstream_response;
         else if (t->inactivity)
             due = c->last_activity_ms + t->inactivity;
+        if (!h->req_sent && body_due(h) < due)
+            due = body_due(h);
     }
     if (t->max_lifetime && c->started_ms + t->max_lifetime < due)
         due = c->started_ms + t->max_lifetime;
@@ -1251,6 +1318,10 @@ void sp_http_timeout(sp_conn *c)
         respond_local(h, 504, SP_HTTP_LOCAL_GATEWAY_TIMEOUT, NULL, NULL, false);
         if (c->state == SP_STATE_HTTP)
             parse_client(h);
+        return;
+    }
+    if (h->phase == P_EXCHANGE && !h->req_sent && now >= body_due(h)) {
+        body_timed_out(h);
         return;
     }
     sp_conn_abort(c, SP_END_INACTIVITY_TIMEOUT);

@@ -16,12 +16,13 @@ static const char *const end_names[SP_END_COUNT] = {
     "max_connections_per_ip", "connection_rate", "handler_done", "ip_blocked", "ip_not_allowed",
     "route_max_connections", "route_max_connections_per_ip",
     "http_bad_request", "http_done", "http_idle_timeout", "upstream_timeout", "bad_response",
-    "lua_budget", "lua_memory",
+    "request_body_timeout", "lua_budget", "lua_memory",
 };
 
 static const char *const http_local_names[SP_HTTP_LOCAL_COUNT] = {
     "bad_request", "no_route", "blocked", "unauthorized", "rate_limited", "redirect",
     "body_too_large", "head_too_large", "bad_gateway", "gateway_timeout", "unavailable", "acme_challenge",
+    "request_body_timeout",
 };
 
 static const char *const tls_failure_names[SP_TLSFAIL_COUNT] = {

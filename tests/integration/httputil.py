@@ -16,6 +16,7 @@ The backend (HttpBackend, a handler for sp.Server) answers, by path:
   /respheaders                         the echo answer with X-Backend-Set, X-Override-Me
                                        and two Set-Cookie fields
   ?stall_ms=N (any path)               waits N ms before reading the request body
+  ?connection=V (echo and /body)       adds "Connection: V" to the response head
   /close                               the echo answer with Connection: close, then closes
   /noresp                              never answers (until the peer or the test goes away)
   /reset                               resets the connection (RST) without answering
@@ -657,13 +658,14 @@ class HttpBackend:
                 conn.sendall(b"%x\r\n" % len(data) + data + b"\r\n")
             conn.sendall(b"0\r\n\r\n")
             return not wants_close
+        named = [("Connection", q["connection"])] if "connection" in q else []
         if path == "/body":
             return self._body(conn, method, int(q.get("size", "0")), q.get("mode", "cl"),
-                              wants_close)
+                              wants_close, named)
         if path == "/sleep":
             if self._sleep(conn, reader, srv, int(q.get("ms", "0")) / 1000):
                 return False
-        extra = []
+        extra = named
         status = 200
         if path == "/early":
             _send_head(conn, 103, "Early Hints", [("Link", "</style.css>; rel=preload")])
@@ -711,8 +713,8 @@ class HttpBackend:
                 time.sleep(min(left, 0.05))  # pipelined bytes: not an end
         return False
 
-    def _body(self, conn, method, size, mode, wants_close):
-        hdrs = [("Content-Type", "application/octet-stream"), ("X-Backend", self.name)]
+    def _body(self, conn, method, size, mode, wants_close, extra=()):
+        hdrs = [("Content-Type", "application/octet-stream"), ("X-Backend", self.name), *extra]
         if mode == "close":
             _send_head(conn, 200, "OK", hdrs, version="HTTP/1.0")
             if method != "HEAD":

@@ -13,12 +13,14 @@ import base64
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
 import threading
 import time
 import zlib
+from urllib.parse import quote
 
 import pytest
 
@@ -1292,6 +1294,116 @@ def test_413_body_over_max_body_bytes(start_proxy, serve):
     done(p)
 
 
+def _body_timeout_counted(p, before, answered):
+    """The request_body_timeout end: in /stats (terminations, and http.local when the
+    proxy answered 408), /metrics and the access log."""
+    s = sp.wait_counter(p, before, "terminations", "request_body_timeout")
+    local = [x["http"]["local"]["request_body_timeout"] for x in (before, s)]
+    assert local[1] - local[0] == (1 if answered else 0), local
+    status, text = sp.http_get(p.metrics_port, "/metrics")
+    assert status == 200
+    want = {b"connections_ended_total": 1, b"http_local_responses_total": 1 if answered else 0}
+    for metric, n in want.items():
+        m = re.search(rb'(?m)^smartproxy_%s\{reason="request_body_timeout"\} (\d+)$' % metric, text)
+        assert m and int(m.group(1)) == n, (metric, m and m.group(0))
+    sp.wait_until(lambda: "end=request_body_timeout" in p.stderr_tail(), 5,
+                  msg="the access line with end=request_body_timeout")
+
+
+def _trickle_until_answered(c, limit=200):
+    """One body byte every 50 ms until the proxy answers or closes (at most `limit`
+    bytes, ~10 s); returns how many were sent."""
+    for i in range(limit):
+        if select.select([c.sock], [], [], 0.05)[0]:
+            return i
+        try:
+            c.send(b"x")
+        except OSError:
+            return i
+    raise AssertionError(f"no answer after {limit} body bytes")
+
+
+def test_slow_request_body_gets_408_and_frees_both_connections(start_proxy, serve):
+    """A body not complete within timeouts.request_body and slower than
+    limits.request_body_min_rate: 408 with Connection: close, the upstream connection
+    closed at once (not pooled: upstream_idle is long), the end counted and logged as
+    request_body_timeout, nothing left behind."""
+    b = backend(serve, "A")
+    port, p = one_route(start_proxy, b, timeouts={"request_body": 300, "upstream_idle": 60000},
+                        limits={"request_body_min_rate": 1_000_000})
+    before = p.stats()
+    t0 = time.monotonic()
+    with Client(port) as c:
+        c.send(hu.build_request("POST", "/upload", headers=[("Content-Length", "1000")]) + b"x")
+        _trickle_until_answered(c)
+        r = c.response("POST")
+        error_body_ok(r, 408)
+        assert r.header("connection") == "close", r
+        assert c.closed() in ("fin", "rst")
+    assert time.monotonic() - t0 < 5, "cut long after timeouts.request_body (300 ms)"
+    sp.wait_until(lambda: b.app.closed, 5, msg="the upstream connection closed")
+    assert b.app.paths() == ["/upload"]
+    _body_timeout_counted(p, before, answered=True)
+    assert re.search(r"request .*url=/upload status=408", p.stderr_tail()), p.stderr_tail()
+    done(p)
+
+
+def test_slow_request_body_after_the_response_began_is_cut(start_proxy, serve):
+    """A target that answers before the body is in: when the body then times out, the
+    client, which has part of a response already, is cut (no 408 after it)."""
+    started = threading.Event()
+
+    def early_answer(conn, srv):
+        r = hu.Reader(conn)
+        r.head()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        started.set()
+        r.to_eof()
+    t = serve(early_answer)
+    port = sp.free_port()
+    p = http_proxy(start_proxy, [http_route("early", port, "127.0.0.1", t.port)],
+                   timeouts={"request_body": 300}, limits={"request_body_min_rate": 1_000_000})
+    before = p.stats()
+    with Client(port) as c:
+        c.send(hu.build_request("POST", "/upload", headers=[("Content-Length", "1000")]) + b"x")
+        assert c.reader.head().startswith(b"HTTP/1.1 200 ")
+        assert started.wait(5)
+        _trickle_until_answered(c)
+        rest, _ = c.read_to_close(timeout=5)
+        assert b"408" not in rest, rest
+    _body_timeout_counted(p, before, answered=False)
+    t.wait_results(1)  # the upstream connection was closed
+    t.close()
+    done(p)
+
+
+def test_request_body_above_the_minimum_rate_is_not_cut(start_proxy, serve):
+    """A body still coming well past timeouts.request_body, at an average rate above
+    limits.request_body_min_rate, is forwarded whole."""
+    b = backend(serve, "A")
+    port, p = one_route(start_proxy, b, timeouts={"request_body": 300},
+                        limits={"request_body_min_rate": 2000})
+    first, trickle = 64 * 1024, 100  # 64 KiB keeps the average over 2000 B/s for 30 s
+    total = first + trickle
+    body = b"".join(bytes(ch) for ch in hu.pattern_chunks(total))
+    with Client(port) as c:
+        c.send(hu.build_request("POST", "/upload", headers=[("Content-Length", str(total))])
+               + body[:first])
+        t0, sent = time.monotonic(), first
+        while sent < total - 1 and time.monotonic() - t0 < 1.0:  # at most 100 x 50 ms
+            assert not select.select([c.sock], [], [], 0.05)[0], "answered while the body came"
+            c.send(body[sent:sent + 1])
+            sent += 1
+        elapsed = time.monotonic() - t0
+        c.send(body[sent:])
+        r = c.response("POST")
+    assert elapsed >= 1.0, f"the body lasted only {elapsed:.2f}s (request_body 0.3 s)"
+    assert r.status == 200, r
+    got = r.json()
+    assert (got["body_len"], got["body_crc"]) == hu.pattern_crc(total), got
+    done(p)
+
+
 def test_431_request_head_over_max_header_bytes(start_proxy, serve):
     b = backend(serve, "A")
     port, p = one_route(start_proxy, b,
@@ -1493,6 +1605,158 @@ def test_request_smuggling_vectors_are_rejected(start_proxy, serve):
     if b.app.all_raw().count(b"/smuggled") > seen:
         failures.append("a smuggled request reached the backend late")
     assert not failures, f"{len(failures)} of {len(SMUGGLING)} vectors:\n" + "\n".join(failures)
+    done(p)
+
+
+# A request that names its own framing field (or Host) in Connection: the name is ignored
+# (RFC 9110 7.6.1, as HAProxy does), the field goes to the backend and the body stays a
+# body. A proxy that dropped the field would let the backend read HIDDEN as two more
+# requests that were never routed: one to a path a block route answers with 403, one to a
+# path behind basic auth.
+HIDDEN = (b"GET /secret/x HTTP/1.1\r\nHost: secret.test\r\n\r\n"
+          b"GET /private/x HTTP/1.1\r\nHost: app.test\r\n\r\n")
+
+
+def _conn(*values):
+    return b"".join(b"Connection:" + v + b"\r\n" for v in values)
+
+
+UPGRADE = b"Upgrade: websocket\r\n"
+
+# name: (Connection and other extra field lines, framing of HIDDEN: "cl" | "chunked", version)
+CONNECTION_NAMES_FRAMING = {
+    "CL": (_conn(b" Content-Length"), "cl", "1.1"),
+    "CL lower case": (_conn(b" content-length"), "cl", "1.1"),
+    "CL upper case": (_conn(b" CONTENT-LENGTH"), "cl", "1.1"),
+    "keep-alive, CL": (_conn(b" keep-alive, Content-Length"), "cl", "1.1"),
+    "CL, keep-alive": (_conn(b" Content-Length, keep-alive"), "cl", "1.1"),
+    "close,content-length": (_conn(b" close,content-length"), "cl", "1.1"),
+    "CL extra spaces": (_conn(b"    Content-Length   "), "cl", "1.1"),
+    "CL tabs": (_conn(b"\tContent-Length\t"), "cl", "1.1"),
+    "CL empty list elements": (_conn(b" ,, Content-Length ,"), "cl", "1.1"),
+    "CL in a second Connection": (_conn(b" keep-alive", b" Content-Length"), "cl", "1.1"),
+    "CL in two Connections": (_conn(b" Content-Length", b"content-length"), "cl", "1.1"),
+    "CL among others": (_conn(b" X-A, Content-Length, X-B") + b"X-A: 1\r\nX-B: 2\r\n", "cl", "1.1"),
+    "Host": (_conn(b" Host"), "cl", "1.1"),
+    "host, content-length": (_conn(b" host, content-length"), "cl", "1.1"),
+    "CL and TE named, CL body": (_conn(b" Content-Length, Transfer-Encoding"), "cl", "1.1"),
+    "CL, HTTP/1.0 keep-alive": (_conn(b" keep-alive, Content-Length"), "cl", "1.0"),
+    "Upgrade, CL": (_conn(b" Upgrade, Content-Length") + UPGRADE, "cl", "1.1"),
+    "TE": (_conn(b" Transfer-Encoding"), "chunked", "1.1"),
+    "TE lower case": (_conn(b" transfer-encoding"), "chunked", "1.1"),
+    "TE upper case": (_conn(b" TRANSFER-ENCODING"), "chunked", "1.1"),
+    "keep-alive, TE": (_conn(b" keep-alive, Transfer-Encoding"), "chunked", "1.1"),
+    "close,transfer-encoding": (_conn(b" close,transfer-encoding"), "chunked", "1.1"),
+    "TE extra spaces": (_conn(b"   transfer-encoding  ,   keep-alive "), "chunked", "1.1"),
+    "TE in a second Connection": (_conn(b" keep-alive", b" Transfer-Encoding"), "chunked", "1.1"),
+    "TE with the TE field": (_conn(b" TE, Transfer-Encoding") + b"TE: trailers\r\n", "chunked",
+                             "1.1"),
+    "TE, CL, Host": (_conn(b" Transfer-Encoding, Content-Length, Host"), "chunked", "1.1"),
+    "Upgrade, TE": (_conn(b" Upgrade, Transfer-Encoding") + UPGRADE, "chunked", "1.1"),
+}
+
+
+def _connection_vector(i, fields, framing, version):
+    head = b"POST /first?v=%d HTTP/%s\r\nHost: app.test\r\n" % (i, version.encode()) + fields
+    if framing == "cl":
+        return head + _cl(len(HIDDEN)) + b"\r\n" + HIDDEN
+    return head + TE + b"\r\n" + b"%x\r\n" % len(HIDDEN) + HIDDEN + b"\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize("transport", ["plain", "tls"])
+def test_connection_naming_framing_fields_keeps_them(start_proxy, serve, pki, transport):
+    """Every vector: one 200 from the backend, which received exactly that one request
+    with its Host and framing field and HIDDEN as its body; the hidden requests never
+    reach it, and their paths still answer 403 (block) and 401 (basic auth). Over plain
+    HTTP and after TLS termination; all vectors run, the failure lists every one."""
+    b = backend(serve, "A")
+    port = sp.free_port()
+    blocked = http_route("blocked", port, type="block", path="/secret/*", priority=5)
+    tls = None
+    if transport == "tls":
+        # a block route has no TLS: a terminating route's block list answers 403 per
+        # request; its own name keeps it from refusing the app.test connection itself
+        cert = pki.leaf(["app.test", "secret.test"], "ecdsa")
+        tls = {"mode": "terminate", "certificate": cert.paths()}
+        ctx = tlsutil.client_context(pki.ca)
+        blocked = http_route("blocked", port, "127.0.0.1", b.port, domains="secret.test",
+                             path="/secret/*", priority=5, tls=tls,
+                             security={"ip_block_list": ["127.0.0.0/8"]})
+    p = http_proxy(start_proxy, [
+        blocked,
+        http_route("guarded", port, "127.0.0.1", b.port, path="/private/*", priority=5, tls=tls,
+                   security={"basic_auth": {"realm": "r", "users": [
+                       {"username": "u", "password": "p"}]}}),
+        http_route("open", port, "127.0.0.1", b.port, tls=tls),
+    ])
+
+    def client():
+        if transport == "tls":
+            return Client(sock=tlsutil.tls_connect(port, "app.test", ctx))
+        return Client(port)
+
+    def received(target):
+        return [r for r in b.app.requests if r["target"] == target]
+
+    failures = []
+    for i, (name, (fields, framing, version)) in enumerate(CONNECTION_NAMES_FRAMING.items()):
+        with client() as c:
+            c.send(_connection_vector(i, fields, framing, version))
+            try:
+                r = c.response("POST")
+            except (OSError, ValueError) as e:
+                failures.append(f"{name}: no response ({e!r})")
+                continue
+        if r.status != 200 or backend_of(r) != "A":
+            failures.append(f"{name}: answered {r.status} {r.body[:80]!r}")
+            continue
+        got = received(f"/first?v={i}")
+        if len(got) != 1:
+            failures.append(f"{name}: the backend received it {len(got)} times")
+            continue
+        h = hu.Headers(got[0]["headers"])
+        want = ([str(len(HIDDEN))], []) if framing == "cl" else ([], ["chunked"])
+        if (h.all("content-length"), h.all("transfer-encoding")) != want:
+            failures.append(f"{name}: the backend got Content-Length {h.all('content-length')}, "
+                            f"Transfer-Encoding {h.all('transfer-encoding')}")
+        if h.all("host") != ["app.test"]:
+            failures.append(f"{name}: the backend got Host {h.all('host')}")
+        if got[0]["body"] != HIDDEN.decode():
+            failures.append(f"{name}: the backend read the body as {got[0]['body']!r}")
+    # every backend connection has ended (pooled ones idle out): all it read is recorded
+    sp.wait_until(lambda: len(b.app.closed) == b.app.conns(), 5, msg="backend connections ended")
+    smuggled = [t for t in b.app.paths() if not t.startswith("/first?")]
+    if smuggled:
+        failures.append(f"REQUESTS NEVER ROUTED REACHED THE BACKEND: {smuggled}")
+    assert not failures, (f"{len(failures)} failures over {len(CONNECTION_NAMES_FRAMING)} "
+                          f"vectors:\n" + "\n".join(failures))
+    with client() as c:
+        error_body_ok(c.get("/secret/x", host="secret.test"), 403)
+        error_body_ok(c.get("/private/x"), 401)
+    assert len(b.app.paths()) == len(CONNECTION_NAMES_FRAMING)
+    done(p)
+
+
+def test_backend_connection_naming_framing_fields_keeps_them(start_proxy, serve):
+    """A response that names its Content-Length or Transfer-Encoding in Connection keeps
+    that field on the way to the client: the client reads exactly that body and the
+    keep-alive connection goes on."""
+    b = backend(serve, "A")
+    port, p = one_route(start_proxy, b)
+    with Client(port) as c:
+        for mode, value, field in (("cl", "Content-Length", "content-length"),
+                                   ("cl", "keep-alive, content-length", "content-length"),
+                                   ("chunked", "Transfer-Encoding", "transfer-encoding"),
+                                   ("chunked", "X-A,transfer-encoding", "transfer-encoding")):
+            target = f"/body?size=3000&mode={mode}&connection={quote(value)}"
+            c.send(hu.build_request("GET", target))
+            version, status, _, headers = hu.parse_response_head(c.reader.head())
+            assert status == 200 and headers.has(field), (value, list(headers))
+            body = hu.Body()
+            hu.read_body(c.reader, headers, body)
+            assert (body.len, body.crc) == hu.pattern_crc(3000), value
+        r = c.get("/after")
+        assert r.status == 200 and r.json()["target"] == "/after", r
     done(p)
 
 

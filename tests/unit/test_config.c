@@ -268,6 +268,24 @@ TEST(empty_route_list_is_valid)
     sp_gen_unref(g);
 }
 
+TEST(request_body_timeout_and_rate)
+{
+    sp_gen *g = unit_compile("return { routes = {} }");
+    REQUIRE(g);
+    CHECK_EQ_INT(g->settings.timeouts.request_body, 60000);
+    CHECK_EQ_INT(g->settings.request_body_min_rate, 1024);
+    sp_gen_unref(g);
+    g = unit_compile("return { timeouts = { request_body = 0 }, limits = { request_body_min_rate = 0 }, routes = {} }");
+    REQUIRE(g);
+    CHECK_EQ_INT(g->settings.timeouts.request_body, 0);
+    CHECK_EQ_INT(g->settings.request_body_min_rate, 0);
+    sp_gen_unref(g);
+    CHECK(unit_fails_with("return { timeouts = { request_body = -1 }, routes = {} }",
+                          "timeouts.request_body: expected an integer from 0 to"));
+    CHECK(unit_fails_with("return { limits = { request_body_min_rate = 'fast' }, routes = {} }",
+                          "limits.request_body_min_rate: expected a non-negative integer, got string \"fast\""));
+}
+
 int main(int argc, char **argv)
 {
     static const unit_test tests[] = {
@@ -278,6 +296,7 @@ int main(int argc, char **argv)
         UNIT(errors_name_route_field_expected_and_found),
         UNIT(router_prefers_priority_then_specific_domain_then_file_order),
         UNIT(empty_route_list_is_valid),
+        UNIT(request_body_timeout_and_rate),
     };
     return unit_main(tests, UNIT_COUNT(tests), argc, argv);
 }

@@ -101,6 +101,51 @@ TEST(response_keeps_framing_and_adds_close_when_asked)
     sp_http_msg_free(&m);
 }
 
+/* Connection naming a framing field or Host: the name is ignored and the field stays,
+ * in requests (upgrading or not) and responses; other names it lists still go. */
+TEST(connection_never_removes_framing_or_host)
+{
+    static const struct {
+        bool request, upgrade;
+        const char *head, *kept, *gone;
+    } cases[] = {
+        {true, false, "POST / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\n",
+         "Content-Length: 5\r\n", NULL},
+        {true, false, "POST / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, content-LENGTH, X-A\r\nX-A: 1\r\n"
+         "Content-Length: 5\r\n\r\n", "Content-Length: 5\r\n", "X-A"},
+        {true, false, "POST / HTTP/1.1\r\nHost: a\r\nConnection: close,transfer-encoding\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n", "Transfer-Encoding: chunked\r\n", NULL},
+        {true, false, "POST / HTTP/1.1\r\nConnection: keep-alive\r\nHost: a\r\nConnection:  Host ,X-B\r\n"
+         "X-B: 2\r\nContent-Length: 5\r\n\r\n", "\r\nHost: a\r\n", "X-B"},
+        {true, true, "POST /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, Content-Length\r\nUpgrade: websocket\r\n"
+         "Content-Length: 5\r\n\r\n", "Content-Length: 5\r\n", NULL},
+        {false, false, "HTTP/1.1 200 OK\r\nConnection: Content-Length, X-C\r\nX-C: 3\r\nContent-Length: 5\r\n\r\n",
+         "Content-Length: 5\r\n", "X-C"},
+        {false, false, "HTTP/1.1 200 OK\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n",
+         "Transfer-Encoding: chunked\r\n", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sp_http_msg m;
+        parse(&m, cases[i].request, cases[i].head);
+        sp_buf out;
+        sp_buf_init(&out);
+        if (cases[i].request) {
+            sp_request_out r = {.in = &m.head, .target = "/", .target_len = 1, .client_ip = "192.0.2.1",
+                                .proto = "http", .host = "a", .port = 80, .upgrade = cases[i].upgrade};
+            sp_head_write_request(&out, &r);
+        } else {
+            sp_response_out r = {.in = &m.head};
+            sp_head_write_response(&out, &r);
+        }
+        if (!has(&out, cases[i].kept))
+            fprintf(stderr, "case %zu lost \"%s\":\n%s\n", i, cases[i].kept, out.data ? out.data : "");
+        CHECK(has(&out, cases[i].kept));
+        CHECK(!cases[i].gone || !has(&out, cases[i].gone));
+        sp_buf_free(&out);
+        sp_http_msg_free(&m);
+    }
+}
+
 TEST(local_answers)
 {
     sp_buf out;
@@ -119,7 +164,8 @@ int main(int argc, char **argv)
 {
     static const unit_test tests[] = {
         UNIT(request_drops_hop_by_hop_and_adds_forwarded_fields), UNIT(upgrade_passes_upgrade_and_connection),
-        UNIT(response_keeps_framing_and_adds_close_when_asked), UNIT(local_answers),
+        UNIT(response_keeps_framing_and_adds_close_when_asked), UNIT(connection_never_removes_framing_or_host),
+        UNIT(local_answers),
     };
     return unit_main(tests, UNIT_COUNT(tests), argc, argv);
 }
