@@ -34,11 +34,11 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
+/* The accounting of a state made by sp_lua_state_new; NULL for any other state. */
 static state_memory *memory_of(lua_State *L)
 {
     void *ud = NULL;
-    lua_getallocf(L, &ud);
-    return ud;
+    return lua_getallocf(L, &ud) == capped_alloc ? ud : NULL;
 }
 
 lua_State *sp_lua_state_new(uint64_t limit)
@@ -53,9 +53,18 @@ lua_State *sp_lua_state_new(uint64_t limit)
     return L;
 }
 
-void sp_lua_state_set_limit(lua_State *L, uint64_t limit) { memory_of(L)->limit = limit; }
+void sp_lua_state_set_limit(lua_State *L, uint64_t limit)
+{
+    state_memory *m = memory_of(L);
+    if (m)
+        m->limit = limit;
+}
 
-uint64_t sp_lua_state_memory(lua_State *L) { return memory_of(L)->used; }
+uint64_t sp_lua_state_memory(lua_State *L)
+{
+    state_memory *m = memory_of(L);
+    return m ? m->used : 0;
+}
 
 void sp_lua_state_close(lua_State *L)
 {

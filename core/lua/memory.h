@@ -15,11 +15,11 @@ typedef struct lua_State lua_State;
 
 /* A new state capped at `limit` bytes (0: no cap), or NULL when out of memory. */
 lua_State *sp_lua_state_new(uint64_t limit);
-/* Changes the cap of a state made by sp_lua_state_new (0: no cap). */
+/* Changes the cap of a state made by sp_lua_state_new (0: no cap; others: nothing). */
 void sp_lua_state_set_limit(lua_State *L, uint64_t limit);
 /* Bytes the state holds now. */
 uint64_t sp_lua_state_memory(lua_State *L);
-/* Closes a state made by sp_lua_state_new and frees its accounting. */
+/* Closes a state (made by sp_lua_state_new or not) and frees its accounting. */
 void sp_lua_state_close(lua_State *L);
 /* After a memory error: collects the state's garbage and hands free heap pages back to
  * the system, so the resident size falls back instead of staying at the cap. */
