@@ -30,9 +30,8 @@ static uint64_t monotonic_ns(void)
 }
 
 /* True when a line may be written now; *dropped gets the count to report. The clock is
- * read under the lock, so the times seen here only move forward; a time that is not
- * after the last refill (the clock's resolution) adds nothing rather than underflowing
- * into a full bucket. */
+ * read under the lock, so no call sees a time before the last refill; one that is not
+ * later adds nothing (an unsigned difference must never underflow into a full bucket). */
 static bool take_token(uint64_t *dropped)
 {
     pthread_mutex_lock(&limit_lock);
