@@ -227,6 +227,8 @@ static void stats_json(void *ud, sp_json *j)
         sp_json_uint(j, c.refused[i]);
     }
     sp_json_obj_close(j);
+    sp_json_key(j, "accept_pauses");
+    sp_json_uint(j, c.accept_pauses);
     sp_json_key(j, "tls");
     sp_json_obj_open(j);
     sp_json_key(j, "handshakes");
@@ -413,6 +415,10 @@ static void metrics_text(void *ud, sp_buf *b)
     for (int i = 0; i < SP_REFUSED_COUNT; i++)
         sp_buf_appendf(b, "smartproxy_connections_refused_total{reason=\"%s\"} %llu\n",
                        sp_refused_name((sp_refused_reason)i), (unsigned long long)c.refused[i]);
+    metric_head(b, "smartproxy_accept_pauses_total", "counter",
+                "Times a listener paused accepting because accept failed for want of file "
+                "descriptors or memory.");
+    sp_buf_appendf(b, "smartproxy_accept_pauses_total %llu\n", (unsigned long long)c.accept_pauses);
     metric_head(b, "smartproxy_received_bytes_total", "counter", "Bytes received, by peer.");
     sp_buf_appendf(b, "smartproxy_received_bytes_total{from=\"client\"} %llu\n", (unsigned long long)c.bytes_from_clients);
     sp_buf_appendf(b, "smartproxy_received_bytes_total{from=\"target\"} %llu\n", (unsigned long long)c.bytes_from_targets);

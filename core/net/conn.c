@@ -5,6 +5,8 @@
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "http/proxy.h"
 #include "lua/task.h"
@@ -629,43 +631,37 @@ void sp_conn_proxy_header_input(sp_conn *c)
 
 /* ---- accept ---- */
 
-static void refuse(sp_worker *w, uv_stream_t *server, sp_refused_reason why)
+/* Closes an accepted socket that does not become a connection with a RST rather than a
+ * FIN: the client learns at once that it was not served. */
+static void refuse(sp_worker *w, int fd, sp_refused_reason why)
 {
-    uv_tcp_t *tmp = malloc(sizeof *tmp);
-    if (!tmp)
-        return;
-    uv_tcp_init(&w->loop, tmp);
-    if (uv_accept(server, (uv_stream_t *)tmp) == 0) {
-        /* RST rather than FIN: the client learns at once that it was not served */
-        uv_tcp_close_reset(tmp, (uv_close_cb)free);
-    } else {
-        uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
-    }
+    struct linger rst = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof rst);
+    close(fd);
     sp_counter_add(&w->counters.refused[why], 1);
 }
 
-static void fill_info(sp_conn_info *info, uv_tcp_t *tcp, uint16_t port, uint64_t id, const sp_ip *local)
+static void fill_info(sp_conn_info *info, uv_tcp_t *tcp, const struct sockaddr *peer, uint16_t port,
+                      uint64_t id, const sp_ip *local)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
     info->id = id;
     info->server_port = port;
     info->domain = "";
-    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0)
-        sp_ip_from_sockaddr((struct sockaddr *)&ss, &info->client_ip, &info->client_port);
-    len = sizeof ss;
+    sp_ip_from_sockaddr(peer, &info->client_ip, &info->client_port);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
     if (local)
         info->server_ip = *local;
     else if (uv_tcp_getsockname(tcp, (struct sockaddr *)&ss, &len) == 0)
         sp_ip_from_sockaddr((struct sockaddr *)&ss, &info->server_ip, NULL);
 }
 
-void sp_conn_accept(sp_worker *w, uv_stream_t *server, uint16_t port, const sp_ip *local)
+void sp_conn_accept(sp_worker *w, int fd, const struct sockaddr *peer, uint16_t port, const sp_ip *local)
 {
     sp_gen *g = w->gen;
     uint64_t max = g->settings.max_connections;
     if (max && atomic_load(&w->process->active) >= max) {
-        refuse(w, server, SP_REFUSED_MAX_CONNECTIONS);
+        refuse(w, fd, SP_REFUSED_MAX_CONNECTIONS);
         return;
     }
     sp_conn *c = calloc(1, sizeof *c);
@@ -673,15 +669,15 @@ void sp_conn_accept(sp_worker *w, uv_stream_t *server, uint16_t port, const sp_i
     if (!c || !tcp) {
         free(c);
         free(tcp);
-        refuse(w, server, SP_REFUSED_ACCEPT_ERROR);
+        refuse(w, fd, SP_REFUSED_ACCEPT_ERROR);
         return;
     }
     uv_tcp_init(&w->loop, tcp);
     tcp->data = c;
-    if (uv_accept(server, (uv_stream_t *)tcp) != 0) {
-        uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
+    if (uv_tcp_open(tcp, fd) != 0) {
+        uv_close((uv_handle_t *)tcp, (uv_close_cb)free); /* it does not own fd */
         free(c);
-        sp_counter_add(&w->counters.refused[SP_REFUSED_ACCEPT_ERROR], 1);
+        refuse(w, fd, SP_REFUSED_ACCEPT_ERROR);
         return;
     }
     atomic_fetch_add(&w->process->active, 1);
@@ -704,7 +700,7 @@ void sp_conn_accept(sp_worker *w, uv_stream_t *server, uint16_t port, const sp_i
     w->conns = c;
     w->nconns++;
 
-    fill_info(&c->info, tcp, port, c->id, local);
+    fill_info(&c->info, tcp, peer, port, c->id, local);
     uv_tcp_nodelay(tcp, 1);
 
     const sp_settings *st = &g->settings;

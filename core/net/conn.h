@@ -16,10 +16,10 @@
 #include "route/ip_pattern.h"
 #include "worker/worker.h"
 
-/* Accepts one pending connection from `server` for `port` and starts its life. `local`
- * is the listener's own address when it is not a wildcard (it saves a getsockname per
- * connection), else NULL. */
-void sp_conn_accept(sp_worker *w, uv_stream_t *server, uint16_t port, const sp_ip *local);
+/* Starts the life of fd, a socket accepted from `peer` on `port` (closed with a RST when
+ * a limit refuses it). `local` is the listener's own address when it is not a wildcard
+ * (it saves a getsockname per connection), else NULL. */
+void sp_conn_accept(sp_worker *w, int fd, const struct sockaddr *peer, uint16_t port, const sp_ip *local);
 
 /* Ends a connection now (graceful stop deadline, worker shutdown). */
 void sp_conn_abort(sp_conn *c, sp_end_reason reason);

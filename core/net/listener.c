@@ -49,15 +49,25 @@ int sp_bind_tcp(const char *address, uint16_t port, bool reuseport)
     return fd;
 }
 
-static void on_connection(uv_stream_t *server, int status)
+static void on_accepted(sp_acceptor *a, int fd, const struct sockaddr *peer)
 {
-    sp_listener *l = server->data;
-    if (status < 0) {
-        sp_warn("worker %d: accept on port %u failed: %s", l->w->id, l->port, uv_strerror(status));
+    sp_listener *l = a->data;
+    sp_conn_accept(l->w, fd, peer, l->port, l->has_local ? &l->local : NULL);
+}
+
+static void on_accept_failed(sp_acceptor *a, int err, bool paused)
+{
+    sp_listener *l = a->data;
+    if (!paused) { /* that client went away before we took it */
+        sp_counter_add(&l->w->counters.refused[SP_REFUSED_ACCEPT_ERROR], 1);
         return;
     }
-    sp_conn_accept(l->w, server, l->port, l->has_local ? &l->local : NULL);
+    sp_counter_add(&l->w->counters.accept_pauses, 1);
+    sp_warn("worker %d: accept on %s port %u failed: %s; not accepting there for %d ms", l->w->id,
+            l->address, l->port, uv_strerror(err), SP_ACCEPT_PAUSE_MS);
 }
+
+static const sp_acceptor_ops listener_ops = {.accepted = on_accepted, .failed = on_accept_failed};
 
 static int listener_open(sp_worker *w, const char *address, uint16_t port, char *err, size_t errlen)
 {
@@ -78,14 +88,11 @@ static int listener_open(sp_worker *w, const char *address, uint16_t port, char 
     static const sp_ip any4 = {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0}}, any6 = {{0}};
     l->has_local = sp_ip_parse(address, &l->local) == 0 && memcmp(&l->local, &any4, sizeof any4) != 0 &&
                    memcmp(&l->local, &any6, sizeof any6) != 0;
-    uv_tcp_init(&w->loop, &l->tcp);
-    l->tcp.data = l;
-    int rc = uv_tcp_open(&l->tcp, fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->tcp, LISTEN_BACKLOG, on_connection);
+    int rc = sp_acceptor_start(&l->acceptor, &w->loop, fd, LISTEN_BACKLOG, &listener_ops, l);
     if (rc != 0) {
         snprintf(err, errlen, "cannot listen on %s port %u: %s", address, port, uv_strerror(rc));
-        uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free); /* closes fd too */
+        close(fd);
+        free(l);
         return rc;
     }
     l->next = w->listeners;
@@ -94,10 +101,15 @@ static int listener_open(sp_worker *w, const char *address, uint16_t port, char 
     return 0;
 }
 
+static void listener_free(sp_acceptor *a)
+{
+    free(a->data);
+}
+
 static void listener_close(sp_listener *l)
 {
     sp_debug("worker %d: closing listener %s port %u", l->w->id, l->address, l->port);
-    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free); /* tcp is the first member */
+    sp_acceptor_close(&l->acceptor, listener_free);
 }
 
 int sp_listeners_sync(sp_worker *w, const sp_gen *g, char *err, size_t errlen)

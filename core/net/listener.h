@@ -2,7 +2,8 @@
  *
  * Every worker binds the same ports with SO_REUSEPORT, so the kernel spreads new
  * connections over the workers and no accept lock is shared. IPv6 sockets are v6-only so
- * "0.0.0.0" and "::" can both be bound. */
+ * "0.0.0.0" and "::" can both be bound. Each accepts through an sp_acceptor: out of file
+ * descriptors, a listener pauses (counted in accept_pauses, logged once per pause). */
 #ifndef SP_NET_LISTENER_H
 #define SP_NET_LISTENER_H
 
@@ -10,10 +11,11 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "net/acceptor.h"
 #include "worker/worker.h"
 
 struct sp_listener {
-    uv_tcp_t tcp;
+    sp_acceptor acceptor;
     sp_worker *w;
     uint16_t port;
     char address[64];

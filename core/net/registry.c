@@ -65,6 +65,7 @@ void sp_counters_sum(sp_counters *const *workers, int n, sp_counts *out)
             out->ended[i] += sp_counter_get(&c->ended[i]);
         for (int i = 0; i < SP_REFUSED_COUNT; i++)
             out->refused[i] += sp_counter_get(&c->refused[i]);
+        out->accept_pauses += sp_counter_get(&c->accept_pauses);
         out->total += sp_counter_get(&c->total);
         out->bytes_from_clients += sp_counter_get(&c->bytes_from_clients);
         out->bytes_from_targets += sp_counter_get(&c->bytes_from_targets);

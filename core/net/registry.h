@@ -73,6 +73,7 @@ typedef struct sp_counters {
     _Atomic uint64_t by_state[SP_STATE_COUNT];
     _Atomic uint64_t ended[SP_END_COUNT];
     _Atomic uint64_t refused[SP_REFUSED_COUNT];
+    _Atomic uint64_t accept_pauses;   /* a listener stopped accepting for a while (out of fds) */
     _Atomic uint64_t total;
     _Atomic uint64_t bytes_from_clients, bytes_from_targets;
     _Atomic uint64_t bytes_to_clients, bytes_to_targets;  /* whatever produced them: pipe, HTTP, Lua */
@@ -112,6 +113,7 @@ static inline uint64_t sp_counter_get(_Atomic uint64_t *c)
 /* Sum of several workers' counters, for readers. */
 typedef struct sp_counts {
     uint64_t by_state[SP_STATE_COUNT], ended[SP_END_COUNT], refused[SP_REFUSED_COUNT];
+    uint64_t accept_pauses;
     uint64_t total, active, bytes_from_clients, bytes_from_targets, bytes_to_clients, bytes_to_targets;
     uint64_t tls_handshakes, tls_resumed;
     uint64_t proxy_headers_accepted, proxy_headers_rejected;

@@ -17,29 +17,33 @@ static _Atomic bool log_json = false;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-/* A flood of bad clients must not fill the disk with error lines: at most BURST lines at
- * once and RATE per second on average; what is dropped is counted and reported with the
- * next line that passes. */
-#define LOG_RATE 200
-#define LOG_BURST 1000
 static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
-static double tokens = LOG_BURST;
+static double tokens = SP_LOG_BURST;
 static uint64_t last_refill_ns;
 static uint64_t suppressed;
 
-/* True when a line may be written now; *dropped gets the count to report. */
-static bool take_token(uint64_t *dropped)
+static uint64_t monotonic_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* True when a line may be written now; *dropped gets the count to report. The clock is
+ * read under the lock, so no call sees a time before the last refill; one that is not
+ * later adds nothing (an unsigned difference must never underflow into a full bucket). */
+static bool take_token(uint64_t *dropped)
+{
     pthread_mutex_lock(&limit_lock);
-    if (last_refill_ns) {
-        tokens += (double)(now - last_refill_ns) * LOG_RATE / 1e9;
-        if (tokens > LOG_BURST)
-            tokens = LOG_BURST;
+    uint64_t now = monotonic_ns();
+    if (!last_refill_ns) {
+        last_refill_ns = now;
+    } else if (now > last_refill_ns) {
+        tokens += (double)(now - last_refill_ns) * SP_LOG_RATE / 1e9;
+        if (tokens > SP_LOG_BURST)
+            tokens = SP_LOG_BURST;
+        last_refill_ns = now;
     }
-    last_refill_ns = now;
     bool ok = tokens >= 1;
     if (ok) {
         tokens -= 1;

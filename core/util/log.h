@@ -8,6 +8,13 @@
 
 #include <stdbool.h>
 
+/* The rate limit on log lines (not access lines), shared by every thread: a flood of bad
+ * clients must not fill the disk. At most SP_LOG_BURST lines at once and SP_LOG_RATE a
+ * second on average; what is dropped is counted and reported with the next line that
+ * passes ("N log lines suppressed (rate limit)"). */
+#define SP_LOG_BURST 1000
+#define SP_LOG_RATE 200
+
 typedef enum { SP_LOG_ERROR = 0, SP_LOG_WARN, SP_LOG_INFO, SP_LOG_DEBUG } sp_log_level;
 
 void sp_log_set_level(sp_log_level level);
