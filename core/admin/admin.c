@@ -3,7 +3,9 @@
 #include <llhttp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "net/acceptor.h"
 #include "net/listener.h"
 #include "util/log.h"
 
@@ -13,7 +15,8 @@
 typedef struct admin_conn admin_conn;
 
 struct sp_admin {
-    uv_tcp_t server;
+    sp_acceptor acceptor;      /* pauses instead of spinning when descriptors run out */
+    uv_loop_t *loop;
     sp_admin_hooks hooks;
     sp_admin_address listen;
     admin_conn *conns;
@@ -371,18 +374,19 @@ static void on_timeout(uv_timer_t *t)
     conn_close(t->data);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+static void on_accepted(sp_acceptor *acc, int fd, const struct sockaddr *peer)
 {
-    sp_admin *a = server->data;
-    if (status < 0)
-        return;
+    (void)peer;
+    sp_admin *a = acc->data;
     admin_conn *ac = calloc(1, sizeof *ac);
-    if (!ac)
+    if (!ac) {
+        close(fd);
         return;
+    }
     ac->a = a;
     ac->current = -1;
-    uv_tcp_init(server->loop, &ac->tcp);
-    uv_timer_init(server->loop, &ac->timer);
+    uv_tcp_init(a->loop, &ac->tcp);
+    uv_timer_init(a->loop, &ac->timer);
     ac->tcp.data = ac->timer.data = ac;
     ac->handles = 2;
     a->handles++;
@@ -390,7 +394,8 @@ static void on_connection(uv_stream_t *server, int status)
     if (a->conns)
         a->conns->prev = ac;
     a->conns = ac;
-    if (uv_accept(server, (uv_stream_t *)&ac->tcp) != 0) {
+    if (uv_tcp_open(&ac->tcp, fd) != 0) {
+        close(fd); /* the handle does not own it */
         conn_close(ac);
         return;
     }
@@ -407,9 +412,18 @@ static void on_connection(uv_stream_t *server, int status)
     uv_read_start((uv_stream_t *)&ac->tcp, on_alloc, on_read);
 }
 
-static void on_server_closed(uv_handle_t *h)
+static void on_accept_failed(sp_acceptor *acc, int err, bool paused)
 {
-    sp_admin *a = h->data;
+    (void)acc;
+    if (paused)
+        sp_warn("admin endpoint: accept failed: %s; not accepting for %d ms", strerror(-err), SP_ACCEPT_PAUSE_MS);
+}
+
+static const sp_acceptor_ops admin_accept_ops = {.accepted = on_accepted, .failed = on_accept_failed};
+
+static void on_acceptor_closed(sp_acceptor *acc)
+{
+    sp_admin *a = acc->data;
     a->handles--;
     admin_maybe_free(a);
 }
@@ -434,17 +448,15 @@ sp_admin *sp_admin_start(uv_loop_t *loop, const char *listen, const sp_admin_hoo
     }
     a->hooks = *hooks;
     a->listen = addr;
-    uv_tcp_init(loop, &a->server);
-    a->server.data = a;
-    a->handles = 1;
-    int rc = uv_tcp_open(&a->server, fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&a->server, 128, on_connection);
+    a->loop = loop;
+    int rc = sp_acceptor_start(&a->acceptor, loop, fd, 128, &admin_accept_ops, a);
     if (rc != 0) {
         snprintf(err, errlen, "metrics.listen: cannot listen on %s: %s", listen, uv_strerror(rc));
-        sp_admin_stop(a);
+        close(fd);
+        free(a);
         return NULL;
     }
+    a->handles = 1;
     return a;
 }
 
@@ -455,5 +467,5 @@ void sp_admin_stop(sp_admin *a)
     a->stopping = true;
     while (a->conns)
         conn_close(a->conns);
-    uv_close((uv_handle_t *)&a->server, on_server_closed);
+    sp_acceptor_close(&a->acceptor, on_acceptor_closed);
 }
