@@ -723,11 +723,13 @@ static void connect_next(sp_cosock *s)
         c->handles++;
         s->tcp = tcp;
         s->connect_req.data = s;
-        if (uv_tcp_connect(&s->connect_req, tcp, (struct sockaddr *)&ss, on_connect) == 0)
+        int rc = uv_tcp_connect(&s->connect_req, tcp, (struct sockaddr *)&ss, on_connect);
+        if (rc == 0)
             return;
+        s->dial_error = rc;
         sp_cosock_close(s);
     }
-    connect_done(s, "cannot connect");
+    connect_done(s, s->dial_error ? uv_strerror(s->dial_error) : "cannot connect");
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -824,7 +826,7 @@ int sp_cosock_connect(lua_State *L, sp_task *t)
     if (!s->connecting) {
         /* failed synchronously: connect_done found nobody waiting */
         lua_pushnil(L);
-        lua_pushliteral(L, "cannot connect");
+        lua_pushstring(L, s->dial_error ? uv_strerror(s->dial_error) : "cannot connect");
         return 2;
     }
     return sp_task_yield(t, SP_WAIT_CONNECT, s, timeout);

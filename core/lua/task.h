@@ -49,6 +49,7 @@ struct sp_cosock {
     struct addrinfo *addrs, *next_addr;
     uint16_t port;
     bool connecting;              /* an sp.connect waits on this socket */
+    int dial_error;               /* sp.connect: why the last address could not be tried */
     int proxy_protocol;           /* sp.connect: a PROXY header (1, 2) before anything else */
     bool want_tls;                /* sp.connect: TLS after the TCP connect */
     bool tls_verify;              /* ... checking the certificate against the system CAs */
