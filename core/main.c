@@ -9,7 +9,6 @@
 #include <luajit.h>
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <time.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +18,7 @@
 #include <uv.h>
 
 #include "admin/admin.h"
+#include "admin/report.h"
 #include "cert/live.h"
 #include "cert/manager.h"
 #include "config/load.h"
@@ -41,7 +41,6 @@
 
 #define MAX_WATCHED_DIRS 64
 #define SHARED_CAPACITY 100000   /* entries of sp.shared */
-#define RATE_WINDOW 10           /* seconds the rates in /metrics and /stats cover */
 
 typedef struct app {
     const char *file;
@@ -71,8 +70,7 @@ typedef struct app {
     uv_timer_t watch_debounce;
     uv_timer_t sweep;             /* forgets idle per-IP entries */
     uv_timer_t sampler;           /* samples totals once a second for the rates */
-    struct { uint64_t ms, total, from_clients, from_targets, http_requests; } samples[RATE_WINDOW + 1];
-    unsigned nsamples, next_sample;
+    sp_rate_window rates;
     bool stopping;
     uv_timer_t stop_deadline;     /* a worker that never stops does not hold the exit */
     bool *stalled;                /* per worker: its heartbeat is late (reported once) */
@@ -121,8 +119,6 @@ static void apply_log_settings(app *a, const sp_gen *g)
 
 /* ---- admin hooks ---- */
 
-typedef struct rates { double connections, from_clients, from_targets, http_requests; } rates;
-
 /* A worker whose loop has not run for this long is reported: Lua code the budget could
  * not stop (a loop LuaJIT compiled, with limits.lua_jit) or a call that blocks. */
 static uint64_t stall_threshold_ms(const sp_gen *g)
@@ -165,381 +161,34 @@ static void on_sample(uv_timer_t *t)
     app *a = t->data;
     sp_counts c;
     sp_counters_sum(a->counters, a->nworkers, &c);
-    unsigned i = a->next_sample;
-    a->samples[i].ms = uv_now(a->loop);
-    a->samples[i].total = c.total;
-    a->samples[i].from_clients = c.bytes_from_clients;
-    a->samples[i].from_targets = c.bytes_from_targets;
-    a->samples[i].http_requests = c.http_requests;
-    a->next_sample = (i + 1) % (RATE_WINDOW + 1);
-    if (a->nsamples < RATE_WINDOW + 1)
-        a->nsamples++;
+    sp_rate_window_sample(&a->rates, uv_now(a->loop), &c);
     check_heartbeats(a);
 }
 
-/* Rates between the oldest and the newest sample of the window. */
-static void current_rates(const app *a, rates *r)
+/* What the admin report reads, as it is now. */
+static sp_report report_now(app *a)
 {
-    *r = (rates){0};
-    if (a->nsamples < 2)
-        return;
-    unsigned newest = (a->next_sample + RATE_WINDOW) % (RATE_WINDOW + 1);
-    unsigned oldest = a->nsamples < RATE_WINDOW + 1 ? 0 : a->next_sample;
-    double secs = (double)(a->samples[newest].ms - a->samples[oldest].ms) / 1000.0;
-    if (secs <= 0)
-        return;
-    r->connections = (double)(a->samples[newest].total - a->samples[oldest].total) / secs;
-    r->from_clients = (double)(a->samples[newest].from_clients - a->samples[oldest].from_clients) / secs;
-    r->from_targets = (double)(a->samples[newest].from_targets - a->samples[oldest].from_targets) / secs;
-    r->http_requests = (double)(a->samples[newest].http_requests - a->samples[oldest].http_requests) / secs;
+    return (sp_report){
+        .counters = a->counters, .nworkers = a->nworkers, .rates = &a->rates, .ips = a->process.ips,
+        .routes = a->process.routes, .gen = a->gen, .nft = a->nft, .certs = a->certs,
+        .process = {.generation = a->generation, .reloads = a->reloads, .reloads_failed = a->reloads_failed,
+                    .workers = (uint64_t)a->nworkers, .workers_stalled = (uint64_t)stalled_workers(a),
+                    .worker_stalls = a->worker_stalls, .lua_budget_exceeded = sp_lua_budget_exceeded(),
+                    .lua_memory_errors = sp_lua_memory_errors(),
+                    .uptime_seconds = (double)(uv_now(a->loop) - a->started_ms) / 1000.0},
+    };
 }
-
-
 
 static void stats_json(void *ud, sp_json *j)
 {
-    app *a = ud;
-    sp_counts c;
-    sp_counters_sum(a->counters, a->nworkers, &c);
-    sp_json_obj_open(j);
-    sp_json_key(j, "active_connections");
-    sp_json_uint(j, c.active);
-    sp_json_key(j, "total_connections");
-    sp_json_uint(j, c.total);
-    sp_json_key(j, "by_state");
-    sp_json_obj_open(j);
-    for (int i = 0; i < SP_STATE_COUNT; i++) {
-        sp_json_key(j, sp_state_name((sp_conn_state)i));
-        sp_json_uint(j, c.by_state[i]);
-    }
-    sp_json_obj_close(j);
-    sp_json_key(j, "terminations");
-    sp_json_obj_open(j);
-    for (int i = 0; i < SP_END_COUNT; i++) {
-        sp_json_key(j, sp_end_reason_name((sp_end_reason)i));
-        sp_json_uint(j, c.ended[i]);
-    }
-    sp_json_obj_close(j);
-    sp_json_key(j, "refused");
-    sp_json_obj_open(j);
-    for (int i = 0; i < SP_REFUSED_COUNT; i++) {
-        sp_json_key(j, sp_refused_name((sp_refused_reason)i));
-        sp_json_uint(j, c.refused[i]);
-    }
-    sp_json_obj_close(j);
-    sp_json_key(j, "accept_pauses");
-    sp_json_uint(j, c.accept_pauses);
-    sp_json_key(j, "tls");
-    sp_json_obj_open(j);
-    sp_json_key(j, "handshakes");
-    sp_json_uint(j, c.tls_handshakes);
-    sp_json_key(j, "resumed");
-    sp_json_uint(j, c.tls_resumed);
-    sp_json_key(j, "failures");
-    sp_json_obj_open(j);
-    for (int i = 0; i < SP_TLSFAIL_COUNT; i++) {
-        sp_json_key(j, sp_tls_failure_name((sp_tls_failure)i));
-        sp_json_uint(j, c.tls_failures[i]);
-    }
-    sp_json_obj_close(j);
-    sp_json_key(j, "upstream_failures");
-    sp_json_obj_open(j);
-    for (int i = 0; i < SP_TLSFAIL_COUNT; i++) {
-        sp_json_key(j, sp_tls_failure_name((sp_tls_failure)i));
-        sp_json_uint(j, c.upstream_tls_failures[i]);
-    }
-    sp_json_obj_close(j);
-    sp_json_obj_close(j);
-    sp_json_key(j, "proxy_protocol");
-    sp_json_obj_open(j);
-    sp_json_key(j, "accepted");
-    sp_json_uint(j, c.proxy_headers_accepted);
-    sp_json_key(j, "rejected");
-    sp_json_uint(j, c.proxy_headers_rejected);
-    sp_json_obj_close(j);
-    sp_json_key(j, "http");
-    sp_json_obj_open(j);
-    sp_json_key(j, "requests");
-    sp_json_uint(j, c.http_requests);
-    sp_json_key(j, "responses");
-    sp_json_obj_open(j);
-    for (int i = 1; i < 6; i++) {
-        char k[4] = {(char)('0' + i), 'x', 'x', 0};
-        sp_json_key(j, k);
-        sp_json_uint(j, c.http_responses[i]);
-    }
-    sp_json_obj_close(j);
-    sp_json_key(j, "local");
-    sp_json_obj_open(j);
-    for (int i = 0; i < SP_HTTP_LOCAL_COUNT; i++) {
-        sp_json_key(j, sp_http_local_name((sp_http_local)i));
-        sp_json_uint(j, c.http_local[i]);
-    }
-    sp_json_obj_close(j);
-    sp_json_key(j, "upstream_connections_opened");
-    sp_json_uint(j, c.http_upstream_new);
-    sp_json_key(j, "upstream_connections_reused");
-    sp_json_uint(j, c.http_upstream_reused);
-    sp_json_key(j, "upstream_retries");
-    sp_json_uint(j, c.http_upstream_retried);
-    sp_json_obj_close(j);
-    sp_json_key(j, "bytes_from_clients");
-    sp_json_uint(j, c.bytes_from_clients);
-    sp_json_key(j, "bytes_from_targets");
-    sp_json_uint(j, c.bytes_from_targets);
-    sp_json_key(j, "bytes_to_clients");
-    sp_json_uint(j, c.bytes_to_clients);
-    sp_json_key(j, "bytes_to_targets");
-    sp_json_uint(j, c.bytes_to_targets);
-    rates r;
-    current_rates(a, &r);
-    sp_json_key(j, "http_requests_per_second");
-    sp_json_double(j, r.http_requests);
-    sp_json_key(j, "connections_per_second");
-    sp_json_double(j, r.connections);
-    sp_json_key(j, "bytes_per_second_from_clients");
-    sp_json_double(j, r.from_clients);
-    sp_json_key(j, "bytes_per_second_from_targets");
-    sp_json_double(j, r.from_targets);
-    sp_json_key(j, "config_generation");
-    sp_json_uint(j, a->generation);
-    sp_json_key(j, "reloads");
-    sp_json_uint(j, a->reloads);
-    sp_json_key(j, "reloads_failed");
-    sp_json_uint(j, a->reloads_failed);
-    sp_json_key(j, "workers");
-    sp_json_int(j, a->nworkers);
-    sp_json_key(j, "workers_stalled");
-    sp_json_int(j, stalled_workers(a));
-    sp_json_key(j, "worker_stalls");
-    sp_json_uint(j, a->worker_stalls);
-    sp_json_key(j, "lua_budget_exceeded");
-    sp_json_uint(j, sp_lua_budget_exceeded());
-    sp_json_key(j, "lua_memory_errors");
-    sp_json_uint(j, sp_lua_memory_errors());
-    sp_json_key(j, "uptime_seconds");
-    sp_json_double(j, (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
-    sp_nft_stats_json(a->nft, j);
-    sp_certmgr_stats_json(a->certs, j);
-    sp_json_obj_close(j);
-}
-
-/* Prometheus text format: names smartproxy_*, base units, _total for counters. */
-static void metric_head(sp_buf *b, const char *name, const char *type, const char *help)
-{
-    sp_buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-#define TOP_CLIENT_IPS 10
-
-
-static void route_metric_active(void *ud, const sp_route_figures *f)
-{
-    sp_buf_appendf(ud, "%s", "smartproxy_route_connections_active{route=\"");
-    sp_buf_append_label(ud, f->name);
-    sp_buf_appendf(ud, "\"} %llu\n", (unsigned long long)f->active);
-}
-
-static void route_metric_total(void *ud, const sp_route_figures *f)
-{
-    sp_buf_appendf(ud, "%s", "smartproxy_route_connections_total{route=\"");
-    sp_buf_append_label(ud, f->name);
-    sp_buf_appendf(ud, "\"} %llu\n", (unsigned long long)f->total);
-}
-
-static void route_metric_bytes(void *ud, const sp_route_figures *f)
-{
-    sp_buf_appendf(ud, "%s", "smartproxy_route_received_bytes_total{route=\"");
-    sp_buf_append_label(ud, f->name);
-    sp_buf_appendf(ud, "\",from=\"client\"} %llu\n", (unsigned long long)f->bytes_from_clients);
-    sp_buf_appendf(ud, "%s", "smartproxy_route_received_bytes_total{route=\"");
-    sp_buf_append_label(ud, f->name);
-    sp_buf_appendf(ud, "\",from=\"target\"} %llu\n", (unsigned long long)f->bytes_from_targets);
-}
-
-static void route_metric_http(void *ud, const sp_route_figures *f)
-{
-    for (int i = 1; i < 6; i++) {
-        if (!f->http_responses[i])
-            continue;
-        sp_buf_appendf(ud, "%s", "smartproxy_http_route_responses_total{route=\"");
-        sp_buf_append_label(ud, f->name);
-        sp_buf_appendf(ud, "\",code=\"%dxx\"} %llu\n", i, (unsigned long long)f->http_responses[i]);
-    }
-}
-
-static void route_metric_duration(void *ud, const sp_route_figures *f)
-{
-    uint64_t cum = 0;
-    for (int i = 0; i <= SP_HTTP_DURATION_BUCKETS; i++)
-        cum += f->http_duration_buckets[i];
-    if (!cum)
-        return; /* not an HTTP route, or nothing answered yet */
-    uint64_t n = cum;
-    cum = 0;
-    for (int i = 0; i <= SP_HTTP_DURATION_BUCKETS; i++) {
-        cum += f->http_duration_buckets[i];
-        sp_buf_appendf(ud, "%s", "smartproxy_http_request_duration_seconds_bucket{route=\"");
-        sp_buf_append_label(ud, f->name);
-        if (i < SP_HTTP_DURATION_BUCKETS)
-            sp_buf_appendf(ud, "\",le=\"%g\"} %llu\n", sp_http_duration_bounds[i], (unsigned long long)cum);
-        else
-            sp_buf_appendf(ud, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-    }
-    sp_buf_appendf(ud, "%s", "smartproxy_http_request_duration_seconds_sum{route=\"");
-    sp_buf_append_label(ud, f->name);
-    sp_buf_appendf(ud, "\"} %.6f\n", (double)f->http_duration_sum_us / 1e6);
-    sp_buf_appendf(ud, "%s", "smartproxy_http_request_duration_seconds_count{route=\"");
-    sp_buf_append_label(ud, f->name);
-    sp_buf_appendf(ud, "\"} %llu\n", (unsigned long long)n);
+    sp_report r = report_now(ud);
+    sp_report_stats_json(&r, j);
 }
 
 static void metrics_text(void *ud, sp_buf *b)
 {
-    app *a = ud;
-    sp_counts c;
-    sp_counters_sum(a->counters, a->nworkers, &c);
-    metric_head(b, "smartproxy_connections_active", "gauge", "Proxied connections open now.");
-    sp_buf_appendf(b, "smartproxy_connections_active %llu\n", (unsigned long long)c.active);
-    metric_head(b, "smartproxy_connections_state", "gauge", "Open connections by lifecycle state.");
-    for (int i = 0; i < SP_STATE_COUNT; i++)
-        sp_buf_appendf(b, "smartproxy_connections_state{state=\"%s\"} %llu\n", sp_state_name((sp_conn_state)i),
-                       (unsigned long long)c.by_state[i]);
-    metric_head(b, "smartproxy_connections_total", "counter", "Connections accepted.");
-    sp_buf_appendf(b, "smartproxy_connections_total %llu\n", (unsigned long long)c.total);
-    metric_head(b, "smartproxy_connections_ended_total", "counter", "Connections ended, by termination reason.");
-    for (int i = 0; i < SP_END_COUNT; i++)
-        sp_buf_appendf(b, "smartproxy_connections_ended_total{reason=\"%s\"} %llu\n",
-                       sp_end_reason_name((sp_end_reason)i), (unsigned long long)c.ended[i]);
-    metric_head(b, "smartproxy_connections_refused_total", "counter", "Connections refused by a limit.");
-    for (int i = 0; i < SP_REFUSED_COUNT; i++)
-        sp_buf_appendf(b, "smartproxy_connections_refused_total{reason=\"%s\"} %llu\n",
-                       sp_refused_name((sp_refused_reason)i), (unsigned long long)c.refused[i]);
-    metric_head(b, "smartproxy_accept_pauses_total", "counter",
-                "Times a listener paused accepting because accept failed for want of file "
-                "descriptors or memory.");
-    sp_buf_appendf(b, "smartproxy_accept_pauses_total %llu\n", (unsigned long long)c.accept_pauses);
-    metric_head(b, "smartproxy_received_bytes_total", "counter", "Bytes received, by peer.");
-    sp_buf_appendf(b, "smartproxy_received_bytes_total{from=\"client\"} %llu\n", (unsigned long long)c.bytes_from_clients);
-    sp_buf_appendf(b, "smartproxy_received_bytes_total{from=\"target\"} %llu\n", (unsigned long long)c.bytes_from_targets);
-    metric_head(b, "smartproxy_sent_bytes_total", "counter", "Bytes sent, by peer (whatever produced them: pipe, HTTP or Lua).");
-    sp_buf_appendf(b, "smartproxy_sent_bytes_total{to=\"client\"} %llu\n", (unsigned long long)c.bytes_to_clients);
-    sp_buf_appendf(b, "smartproxy_sent_bytes_total{to=\"target\"} %llu\n", (unsigned long long)c.bytes_to_targets);
-    metric_head(b, "smartproxy_tls_handshakes_total", "counter", "Client TLS handshakes completed.");
-    sp_buf_appendf(b, "smartproxy_tls_handshakes_total %llu\n", (unsigned long long)c.tls_handshakes);
-    metric_head(b, "smartproxy_tls_resumed_total", "counter", "Client TLS handshakes that resumed a session.");
-    sp_buf_appendf(b, "smartproxy_tls_resumed_total %llu\n", (unsigned long long)c.tls_resumed);
-    metric_head(b, "smartproxy_tls_handshake_failures_total", "counter", "TLS handshakes failed, by side and reason.");
-    for (int i = 0; i < SP_TLSFAIL_COUNT; i++) {
-        sp_buf_appendf(b, "smartproxy_tls_handshake_failures_total{side=\"client\",reason=\"%s\"} %llu\n",
-                       sp_tls_failure_name((sp_tls_failure)i), (unsigned long long)c.tls_failures[i]);
-        sp_buf_appendf(b, "smartproxy_tls_handshake_failures_total{side=\"upstream\",reason=\"%s\"} %llu\n",
-                       sp_tls_failure_name((sp_tls_failure)i), (unsigned long long)c.upstream_tls_failures[i]);
-    }
-    metric_head(b, "smartproxy_proxy_protocol_headers_total", "counter", "PROXY headers from trusted senders.");
-    sp_buf_appendf(b, "smartproxy_proxy_protocol_headers_total{result=\"accepted\"} %llu\n",
-                   (unsigned long long)c.proxy_headers_accepted);
-    sp_buf_appendf(b, "smartproxy_proxy_protocol_headers_total{result=\"rejected\"} %llu\n",
-                   (unsigned long long)c.proxy_headers_rejected);
-    metric_head(b, "smartproxy_http_requests_total", "counter", "HTTP requests parsed (routed or answered).");
-    sp_buf_appendf(b, "smartproxy_http_requests_total %llu\n", (unsigned long long)c.http_requests);
-    metric_head(b, "smartproxy_http_responses_total", "counter", "HTTP responses sent to clients, by status class.");
-    for (int i = 1; i < 6; i++)
-        sp_buf_appendf(b, "smartproxy_http_responses_total{code=\"%dxx\"} %llu\n", i,
-                       (unsigned long long)c.http_responses[i]);
-    metric_head(b, "smartproxy_http_local_responses_total", "counter",
-                "HTTP answers given by the proxy itself, by cause.");
-    for (int i = 0; i < SP_HTTP_LOCAL_COUNT; i++)
-        sp_buf_appendf(b, "smartproxy_http_local_responses_total{reason=\"%s\"} %llu\n",
-                       sp_http_local_name((sp_http_local)i), (unsigned long long)c.http_local[i]);
-    metric_head(b, "smartproxy_http_upstream_connections_total", "counter",
-                "Upstream connections for HTTP requests: opened, reused from keep-alive, retried.");
-    sp_buf_appendf(b, "smartproxy_http_upstream_connections_total{kind=\"opened\"} %llu\n",
-                   (unsigned long long)c.http_upstream_new);
-    sp_buf_appendf(b, "smartproxy_http_upstream_connections_total{kind=\"reused\"} %llu\n",
-                   (unsigned long long)c.http_upstream_reused);
-    sp_buf_appendf(b, "smartproxy_http_upstream_connections_total{kind=\"retried\"} %llu\n",
-                   (unsigned long long)c.http_upstream_retried);
-    metric_head(b, "smartproxy_upstream_connect_duration_seconds", "histogram",
-                "Time to establish the TCP connection to a target.");
-    uint64_t cum = 0;
-    for (int i = 0; i <= SP_CONNECT_BUCKETS; i++) {
-        cum += c.connect_buckets[i];
-        if (i < SP_CONNECT_BUCKETS)
-            sp_buf_appendf(b, "smartproxy_upstream_connect_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                           sp_connect_bucket_bounds[i], (unsigned long long)cum);
-        else
-            sp_buf_appendf(b, "smartproxy_upstream_connect_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-                           (unsigned long long)cum);
-    }
-    sp_buf_appendf(b, "smartproxy_upstream_connect_duration_seconds_sum %.9f\n", (double)c.connect_sum_ns / 1e9);
-    sp_buf_appendf(b, "smartproxy_upstream_connect_duration_seconds_count %llu\n", (unsigned long long)cum);
-    rates rt;
-    current_rates(a, &rt);
-    metric_head(b, "smartproxy_connections_per_second", "gauge", "New connections per second over the last 10 seconds.");
-    sp_buf_appendf(b, "smartproxy_connections_per_second %.3f\n", rt.connections);
-    metric_head(b, "smartproxy_http_requests_per_second", "gauge", "HTTP requests per second over the last 10 seconds.");
-    sp_buf_appendf(b, "smartproxy_http_requests_per_second %.3f\n", rt.http_requests);
-    metric_head(b, "smartproxy_throughput_bytes_per_second", "gauge",
-                "Bytes received per second over the last 10 seconds, by peer.");
-    sp_buf_appendf(b, "smartproxy_throughput_bytes_per_second{from=\"client\"} %.3f\n", rt.from_clients);
-    sp_buf_appendf(b, "smartproxy_throughput_bytes_per_second{from=\"target\"} %.3f\n", rt.from_targets);
-    metric_head(b, "smartproxy_client_connections_active", "gauge",
-                "Open connections of the busiest client addresses (top 10 only).");
-    sp_ip_count top[TOP_CLIENT_IPS];
-    size_t n = sp_ip_table_top(a->process.ips, top, TOP_CLIENT_IPS);
-    for (size_t i = 0; i < n; i++) {
-        char ip[SP_IP_STRLEN];
-        sp_ip_format(&top[i].ip, ip, sizeof ip);
-        sp_buf_appendf(b, "smartproxy_client_connections_active{client_ip=\"%s\"} %llu\n", ip,
-                       (unsigned long long)top[i].active);
-    }
-    metric_head(b, "smartproxy_route_connections_active", "gauge", "Open connections by route.");
-    sp_route_limits_each(a->process.routes, route_metric_active, b);
-    metric_head(b, "smartproxy_route_connections_total", "counter", "Connections admitted by route.");
-    sp_route_limits_each(a->process.routes, route_metric_total, b);
-    metric_head(b, "smartproxy_route_received_bytes_total", "counter",
-                "Bytes received by route and peer (counted when a connection ends).");
-    sp_route_limits_each(a->process.routes, route_metric_bytes, b);
-    metric_head(b, "smartproxy_http_route_responses_total", "counter",
-                "HTTP responses sent to clients per route, by status class.");
-    sp_route_limits_each(a->process.routes, route_metric_http, b);
-    metric_head(b, "smartproxy_http_request_duration_seconds", "histogram",
-                "From a complete request head to the end of its response, per route.");
-    sp_route_limits_each(a->process.routes, route_metric_duration, b);
-    metric_head(b, "smartproxy_certificate_expiry_timestamp_seconds", "gauge",
-                "When each terminating route's certificate expires (Unix time).");
-    for (size_t i = 0; i < a->gen->nroutes; i++) {
-        const sp_route *r = &a->gen->routes[i];
-        X509 *x = r->tls.server_ctx ? SSL_CTX_get0_certificate(r->tls.server_ctx) : NULL;
-        struct tm tm;
-        if (!x || ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1)
-            continue;
-        sp_buf_appendf(b, "%s", "smartproxy_certificate_expiry_timestamp_seconds{route=\"");
-        sp_buf_append_label(b, r->name);
-        sp_buf_appendf(b, "\"} %lld\n", (long long)timegm(&tm));
-    }
-    metric_head(b, "smartproxy_config_generation", "gauge", "The configuration generation serving new connections.");
-    sp_buf_appendf(b, "smartproxy_config_generation %llu\n", (unsigned long long)a->generation);
-    metric_head(b, "smartproxy_config_reloads_total", "counter", "Configuration reloads, by result.");
-    sp_buf_appendf(b, "smartproxy_config_reloads_total{result=\"ok\"} %llu\n", (unsigned long long)a->reloads);
-    sp_buf_appendf(b, "smartproxy_config_reloads_total{result=\"failed\"} %llu\n", (unsigned long long)a->reloads_failed);
-    metric_head(b, "smartproxy_workers", "gauge", "Worker threads.");
-    sp_buf_appendf(b, "smartproxy_workers %d\n", a->nworkers);
-    metric_head(b, "smartproxy_workers_stalled", "gauge", "Workers whose event loop has not run for too long.");
-    sp_buf_appendf(b, "smartproxy_workers_stalled %d\n", stalled_workers(a));
-    metric_head(b, "smartproxy_worker_stalls_total", "counter", "Times a worker was found stalled.");
-    sp_buf_appendf(b, "smartproxy_worker_stalls_total %llu\n", (unsigned long long)a->worker_stalls);
-    metric_head(b, "smartproxy_lua_budget_exceeded_total", "counter",
-                "Lua runs stopped for running longer than timeouts.lua_budget without yielding.");
-    sp_buf_appendf(b, "smartproxy_lua_budget_exceeded_total %llu\n", (unsigned long long)sp_lua_budget_exceeded());
-    metric_head(b, "smartproxy_lua_memory_errors_total", "counter",
-                "Lua runs that failed for want of memory under limits.lua_memory.");
-    sp_buf_appendf(b, "smartproxy_lua_memory_errors_total %llu\n", (unsigned long long)sp_lua_memory_errors());
-    metric_head(b, "smartproxy_uptime_seconds", "gauge", "Seconds since start.");
-    sp_buf_appendf(b, "smartproxy_uptime_seconds %.3f\n", (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
-    sp_nft_metrics_text(a->nft, b);
-    sp_certmgr_metrics_text(a->certs, b);
+    sp_report r = report_now(ud);
+    sp_report_metrics_text(&r, b);
 }
 
 static void admin_access(void *ud, sp_admin_access *out)

@@ -389,14 +389,34 @@ static int core_log(lua_State *L)
     return 0;
 }
 
-static void set_uint(lua_State *L, const char *k, uint64_t v)
+/* sp.stats() builds nested tables the way /stats nests JSON objects: an object opens a
+ * table on the stack, its end stores it in the one below. */
+static void stats_open(void *ud, const char *key)
 {
-    lua_pushnumber(L, (lua_Number)v);
-    lua_setfield(L, -2, k);
+    (void)key;
+    lua_newtable(ud);
+}
+
+static void stats_close(void *ud, const char *key)
+{
+    lua_setfield(ud, -2, key);
+}
+
+static void stats_uint(void *ud, const char *key, uint64_t v)
+{
+    lua_pushnumber(ud, (lua_Number)v);
+    lua_setfield(ud, -2, key);
+}
+
+static void stats_real(void *ud, const char *key, double v)
+{
+    lua_pushnumber(ud, v);
+    lua_setfield(ud, -2, key);
 }
 
 static int core_stats(lua_State *L)
 {
+    static const sp_metric_visitor to_lua = {stats_open, stats_close, stats_uint, stats_real};
     sp_worker *w = registry_ptr(L, WORKER_KEY);
     if (!w) {
         lua_pushnil(L);
@@ -405,22 +425,9 @@ static int core_stats(lua_State *L)
     }
     sp_counts c;
     sp_counters_sum(w->process->counters, w->process->nworkers, &c);
-    lua_createtable(L, 0, 8);
-    set_uint(L, "active_connections", c.active);
-    set_uint(L, "total_connections", c.total);
-    set_uint(L, "bytes_from_clients", c.bytes_from_clients);
-    set_uint(L, "bytes_from_targets", c.bytes_from_targets);
-    set_uint(L, "bytes_to_clients", c.bytes_to_clients);
-    set_uint(L, "bytes_to_targets", c.bytes_to_targets);
-    set_uint(L, "tls_handshakes", c.tls_handshakes);
-    lua_createtable(L, 0, SP_STATE_COUNT);
-    for (int i = 0; i < SP_STATE_COUNT; i++)
-        set_uint(L, sp_state_name((sp_conn_state)i), c.by_state[i]);
-    lua_setfield(L, -2, "by_state");
-    lua_createtable(L, 0, SP_END_COUNT);
-    for (int i = 0; i < SP_END_COUNT; i++)
-        set_uint(L, sp_end_reason_name((sp_end_reason)i), c.ended[i]);
-    lua_setfield(L, -2, "terminations");
+    lua_createtable(L, 0, 16);
+    sp_metrics_walk(sp_counts_metrics, sp_counts_nmetrics, &c, &to_lua, L);
+    stats_uint(L, "tls_handshakes", c.tls_handshakes); /* its key before sp.stats() had "tls" */
     lua_pushinteger(L, w->id);
     lua_setfield(L, -2, "worker");
     return 1;

@@ -9,6 +9,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "util/metric.h"
+
 typedef enum {
     SP_STATE_ACCEPTED = 0,   /* counted, not yet routed */
     SP_STATE_PROXY_HEADER,   /* reading the PROXY header of a trusted proxy */
@@ -69,25 +71,31 @@ typedef enum {
 #define SP_CONNECT_BUCKETS 12
 extern const double sp_connect_bucket_bounds[SP_CONNECT_BUCKETS];
 
+/* The counters, declared once for the workers' atomic copies (sp_counters) and for the
+ * readers' sum (sp_counts), so sp_counters_sum adds them all without naming them. A new
+ * counter is a field here and a descriptor in sp_counts_metrics (registry.c). */
+#define SP_COUNTER_FIELDS(T)                                                                  \
+    T by_state[SP_STATE_COUNT];                                                           \
+    T ended[SP_END_COUNT];                                                                \
+    T refused[SP_REFUSED_COUNT];                                                          \
+    T accept_pauses;   /* a listener stopped accepting for a while (out of fds) */       \
+    T total;                                                                              \
+    T bytes_from_clients, bytes_from_targets;                                             \
+    T bytes_to_clients, bytes_to_targets;  /* whatever produced them: pipe, HTTP, Lua */  \
+    T tls_handshakes, tls_resumed;                                                        \
+    T proxy_headers_accepted, proxy_headers_rejected;                                     \
+    T tls_failures[SP_TLSFAIL_COUNT];          /* client side */                          \
+    T upstream_tls_failures[SP_TLSFAIL_COUNT]; /* re-encrypt leg */                       \
+    T connect_buckets[SP_CONNECT_BUCKETS + 1]; /* last: above every bound */              \
+    T connect_sum_ns;                                                                     \
+    /* HTTP: requests, responses by status class (index status / 100, 0: none sent),   \
+     * local answers by status, upstream connections opened and reused */                 \
+    T http_requests, http_responses[6];                                                   \
+    T http_local[SP_HTTP_LOCAL_COUNT];                                                    \
+    T http_upstream_new, http_upstream_reused, http_upstream_retried;
+
 typedef struct sp_counters {
-    _Atomic uint64_t by_state[SP_STATE_COUNT];
-    _Atomic uint64_t ended[SP_END_COUNT];
-    _Atomic uint64_t refused[SP_REFUSED_COUNT];
-    _Atomic uint64_t accept_pauses;   /* a listener stopped accepting for a while (out of fds) */
-    _Atomic uint64_t total;
-    _Atomic uint64_t bytes_from_clients, bytes_from_targets;
-    _Atomic uint64_t bytes_to_clients, bytes_to_targets;  /* whatever produced them: pipe, HTTP, Lua */
-    _Atomic uint64_t tls_handshakes, tls_resumed;
-    _Atomic uint64_t proxy_headers_accepted, proxy_headers_rejected;
-    _Atomic uint64_t tls_failures[SP_TLSFAIL_COUNT];          /* client side */
-    _Atomic uint64_t upstream_tls_failures[SP_TLSFAIL_COUNT]; /* re-encrypt leg */
-    _Atomic uint64_t connect_buckets[SP_CONNECT_BUCKETS + 1]; /* last: above every bound */
-    _Atomic uint64_t connect_sum_ns;
-    /* HTTP: requests, responses by status class (index status / 100, 0: none sent),
-     * local answers by status, upstream connections opened and reused */
-    _Atomic uint64_t http_requests, http_responses[6];
-    _Atomic uint64_t http_local[SP_HTTP_LOCAL_COUNT];
-    _Atomic uint64_t http_upstream_new, http_upstream_reused, http_upstream_retried;
+    SP_COUNTER_FIELDS(_Atomic uint64_t)
 } sp_counters;
 
 /* Records one successful TCP connect to a target that took ns nanoseconds. */
@@ -98,6 +106,8 @@ const char *sp_end_reason_name(sp_end_reason r);
 const char *sp_refused_name(sp_refused_reason r);
 const char *sp_tls_failure_name(sp_tls_failure f);
 const char *sp_http_local_name(sp_http_local l);
+/* "1xx" .. "5xx" for a status class (status / 100). */
+const char *sp_http_class_name(int status_class);
 
 static inline void sp_counter_add(_Atomic uint64_t *c, int64_t d)
 {
@@ -112,16 +122,13 @@ static inline uint64_t sp_counter_get(_Atomic uint64_t *c)
 
 /* Sum of several workers' counters, for readers. */
 typedef struct sp_counts {
-    uint64_t by_state[SP_STATE_COUNT], ended[SP_END_COUNT], refused[SP_REFUSED_COUNT];
-    uint64_t accept_pauses;
-    uint64_t total, active, bytes_from_clients, bytes_from_targets, bytes_to_clients, bytes_to_targets;
-    uint64_t tls_handshakes, tls_resumed;
-    uint64_t proxy_headers_accepted, proxy_headers_rejected;
-    uint64_t connect_buckets[SP_CONNECT_BUCKETS + 1], connect_sum_ns;
-    uint64_t tls_failures[SP_TLSFAIL_COUNT], upstream_tls_failures[SP_TLSFAIL_COUNT];
-    uint64_t http_requests, http_responses[6], http_local[SP_HTTP_LOCAL_COUNT];
-    uint64_t http_upstream_new, http_upstream_reused, http_upstream_retried;
+    SP_COUNTER_FIELDS(uint64_t)
+    uint64_t active;   /* the sum of by_state */
 } sp_counts;
+
+/* What /stats, /metrics and sp.stats() show of sp_counts (see util/metric.h). */
+extern const sp_metric sp_counts_metrics[];
+extern const size_t sp_counts_nmetrics;
 
 void sp_counters_sum(sp_counters *const *workers, int n, sp_counts *out);
 
