@@ -9,7 +9,6 @@
 #include <luajit.h>
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
-#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -15,6 +15,7 @@
 #include "cert/store.h"
 #include "lua/budget.h"
 #include "util/log.h"
+#include "util/metric.h"
 
 #define RETRY_MAX_MS (6ull * 3600 * 1000)
 #define REQUEST_TIMEOUT_MS 10000
@@ -527,39 +528,26 @@ void sp_certmgr_stats_json(sp_certmgr *m, sp_json *j)
     sp_json_obj_close(j);
 }
 
-static void label(sp_buf *b, const char *s)
-{
-    for (; *s; s++)
-        if (*s == '\\' || *s == '"')
-            sp_buf_appendf(b, "\\%c", *s);
-        else
-            sp_buf_append(b, s, 1);
-}
-
 void sp_certmgr_metrics_text(sp_certmgr *m, sp_buf *b)
 {
-    sp_buf_appendf(b, "# HELP smartproxy_certificate_domain_expiry_timestamp_seconds When the certificate "
-                      "served for each \"auto\" name expires (Unix time).\n"
-                      "# TYPE smartproxy_certificate_domain_expiry_timestamp_seconds gauge\n");
+    sp_metric_head(b, "smartproxy_certificate_domain_expiry_timestamp_seconds", SP_METRIC_GAUGE,
+                   "When the certificate served for each \"auto\" name expires (Unix time).");
     for (domain *d = m ? m->domains : NULL; d; d = d->next) {
         if (!d->wanted || !d->pair)
             continue;
         sp_buf_appendf(b, "smartproxy_certificate_domain_expiry_timestamp_seconds{domain=\"");
-        label(b, d->name);
+        sp_buf_append_label(b, d->name);
         sp_buf_appendf(b, "\"} %lld\n", (long long)d->pair->not_after);
     }
-    sp_buf_appendf(b, "# HELP smartproxy_certificate_orders_total ACME orders finished, by result.\n"
-                      "# TYPE smartproxy_certificate_orders_total counter\n");
+    sp_metric_head(b, "smartproxy_certificate_orders_total", SP_METRIC_COUNTER, "ACME orders finished, by result.");
     uint64_t ok = 0, failed = 0;
     for (domain *d = m ? m->domains : NULL; d; d = d->next)
         ok += d->orders_ok, failed += d->orders_failed;
     sp_buf_appendf(b, "smartproxy_certificate_orders_total{result=\"ok\"} %llu\n", (unsigned long long)ok);
     sp_buf_appendf(b, "smartproxy_certificate_orders_total{result=\"failed\"} %llu\n", (unsigned long long)failed);
-    sp_buf_appendf(b, "# HELP smartproxy_tls_no_certificate_total Client handshakes refused because no "
-                      "certificate existed (yet) for the name.\n"
-                      "# TYPE smartproxy_tls_no_certificate_total counter\n"
-                      "smartproxy_tls_no_certificate_total %llu\n",
-                   (unsigned long long)sp_cert_live_missing());
+    sp_metric_head(b, "smartproxy_tls_no_certificate_total", SP_METRIC_COUNTER,
+                   "Client handshakes refused because no certificate existed (yet) for the name.");
+    sp_buf_appendf(b, "smartproxy_tls_no_certificate_total %llu\n", (unsigned long long)sp_cert_live_missing());
 }
 
 void sp_certmgr_stop(sp_certmgr *m)

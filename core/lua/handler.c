@@ -14,6 +14,7 @@
 #include "lua/task.h"
 #include "net/conn_impl.h"
 #include "util/log.h"
+#include "util/metric.h"
 
 #define WORKER_KEY "smartproxy.worker"
 #define GEN_KEY "smartproxy.gen"            /* set once the worker serves the state's generation */

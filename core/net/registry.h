@@ -2,7 +2,8 @@
  *
  * Each worker owns one sp_counters and is its only writer (relaxed atomics, no locks on
  * the data path); readers such as /stats sum all workers. Tests use it to prove that
- * every connection that began also ended: active returns to zero. */
+ * every connection that began also ended: active returns to zero. sp_counts_metrics
+ * describes each counter for the readers: /stats, /metrics and sp.stats(). */
 #ifndef SP_NET_REGISTRY_H
 #define SP_NET_REGISTRY_H
 
@@ -74,11 +75,11 @@ extern const double sp_connect_bucket_bounds[SP_CONNECT_BUCKETS];
 /* The counters, declared once for the workers' atomic copies (sp_counters) and for the
  * readers' sum (sp_counts), so sp_counters_sum adds them all without naming them. A new
  * counter is a field here and a descriptor in sp_counts_metrics (registry.c). */
-#define SP_COUNTER_FIELDS(T)                                                                  \
+#define SP_COUNTER_FIELDS(T)                                                              \
     T by_state[SP_STATE_COUNT];                                                           \
     T ended[SP_END_COUNT];                                                                \
     T refused[SP_REFUSED_COUNT];                                                          \
-    T accept_pauses;   /* a listener stopped accepting for a while (out of fds) */       \
+    T accept_pauses;   /* a listener stopped accepting for a while (out of fds) */        \
     T total;                                                                              \
     T bytes_from_clients, bytes_from_targets;                                             \
     T bytes_to_clients, bytes_to_targets;  /* whatever produced them: pipe, HTTP, Lua */  \
@@ -88,7 +89,7 @@ extern const double sp_connect_bucket_bounds[SP_CONNECT_BUCKETS];
     T upstream_tls_failures[SP_TLSFAIL_COUNT]; /* re-encrypt leg */                       \
     T connect_buckets[SP_CONNECT_BUCKETS + 1]; /* last: above every bound */              \
     T connect_sum_ns;                                                                     \
-    /* HTTP: requests, responses by status class (index status / 100, 0: none sent),   \
+    /* HTTP: requests, responses by status class (index status / 100, 0: none sent),      \
      * local answers by status, upstream connections opened and reused */                 \
     T http_requests, http_responses[6];                                                   \
     T http_local[SP_HTTP_LOCAL_COUNT];                                                    \

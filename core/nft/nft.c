@@ -9,6 +9,7 @@
 
 #include "nft/netlink.h"
 #include "util/log.h"
+#include "util/metric.h"
 
 struct sp_nft {
     sp_nft_ruleset *cur;   /* what is installed, NULL: nothing */
@@ -283,7 +284,7 @@ void sp_nft_metrics_text(sp_nft *n, sp_buf *b)
     static const char *const help[2] = {"Packets forwarded in the kernel (nftables), both directions, by route.",
                                         "Bytes forwarded in the kernel (nftables), both directions, by route."};
     for (int m = 0; m < 2; m++) {
-        sp_buf_appendf(b, "# HELP %s %s\n# TYPE %s counter\n", names[m], help[m], names[m]);
+        sp_metric_head(b, names[m], SP_METRIC_COUNTER, help[m]);
         for (size_t i = 0; s && f && i < s->nroutes; i++) {
             sp_buf_appendf(b, "%s{route=\"", names[m]);
             sp_buf_append_label(b, s->routes[i].name);

@@ -154,7 +154,9 @@ function _M.log(level, ...)
     return log(level, msg)
 end
 
--- stats() -> table: the same counters as GET /stats.
+-- stats() -> table: the connection counters of GET /stats, nested the same way
+-- (by_state, terminations, refused, tls, proxy_protocol, http, bytes_*), plus
+-- tls_handshakes and worker (the id of the worker that answers).
 function _M.stats()
     return need_core("stats")()
 end

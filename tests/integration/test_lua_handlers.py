@@ -566,6 +566,24 @@ def test_stats_and_version_inside_a_handler(start_proxy):
     lu.assert_clean(p)
 
 
+def test_stats_inside_a_handler_has_the_counters_of_stats(start_proxy):
+    """sp.stats() walks the same descriptor table as /stats: the same nesting."""
+    body = f"""
+    {CORE}
+    local s = core.stats()
+    sock:write(string.format("%d %d %d %d %d %d\\n", s.tls.handshakes, s.tls_handshakes,
+      s.http.requests, s.http.responses["2xx"], s.refused.max_connections, s.bytes_to_clients))
+    """
+    p, port = one_route(start_proxy, "stats", body)
+    with p.connect(port) as c:
+        f = list(map(int, sp.recv_line(c).decode().split()))
+    s = p.stats()
+    assert f[0] == f[1] == s["tls"]["handshakes"] == 0, f
+    assert f[2] == s["http"]["requests"] and f[3] == s["http"]["responses"]["2xx"], f
+    assert f[4] == s["refused"]["max_connections"] and f[5] <= s["bytes_to_clients"], f
+    lu.assert_clean(p)
+
+
 # ---------------------------------------------------------------- 5. isolation
 
 ISOLATION = """
