@@ -59,12 +59,12 @@ static void roll_back(sp_reload *r, sp_nft_ruleset *kernel)
     if (r->gen)
         sp_gen_unref(r->gen);
     sp_source_set_unref(r->sources);
-    *r = (sp_reload){.access_log = {.fd = -1}};
+    *r = (sp_reload){0};
 }
 
 int sp_reload_prepare(sp_reload *r, const sp_serving *now, const char *routes_text, char *err, size_t errlen)
 {
-    *r = (sp_reload){.access_log = {.fd = -1}};
+    *r = (sp_reload){0};
     sp_nft_ruleset *kernel = NULL;
     r->gen = routes_text ? sp_config_load_routes(now->file, now->sources, routes_text, &r->sources, err, errlen)
                          : sp_config_load(now->file, NULL, &r->sources, err, errlen);

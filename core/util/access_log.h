@@ -51,9 +51,9 @@ void sp_access_format(sp_buf *out, const sp_access_entry *e, const char *time, b
  * file was opened keeps writing to the old one: sp_access_log_open readies the new
  * destination (the step that can fail) and sp_access_log_switch makes it the one in use
  * (a step that cannot). A readied destination that is never switched to is dropped with
- * sp_access_log_discard. Main thread only. */
+ * sp_access_log_discard. These three and sp_access_log_reopen run on the main thread. */
 typedef struct sp_access_log_file {
-    bool change;               /* false: lines stay where they go (the same path; or zeroed) */
+    bool change;               /* the switch moves the lines (false: the same path, or zeroed) */
     int fd;                    /* the opened file; -1 for stderr */
     char *path;                /* its path; NULL for stderr */
 } sp_access_log_file;

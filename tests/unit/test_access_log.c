@@ -1,4 +1,5 @@
-/* Access log lines (core/util/access_log.c): text and JSON forms. */
+/* Access log lines (core/util/access_log.c): text and JSON forms, and moving them to
+ * another file in two steps (open, then switch or discard). */
 #include "util/access_log.h"
 
 #include <stdio.h>
