@@ -3,7 +3,6 @@
  * The main thread owns the configuration: it loads and validates every generation,
  * hands the recorded sources to the workers, serves the admin endpoint and turns
  * signals into reloads and graceful stops. It never touches a proxied connection. */
-#include <ctype.h>
 #include <getopt.h>
 #include <llhttp.h>
 #include <luajit.h>
@@ -20,25 +19,23 @@
 #include "admin/report.h"
 #include "cert/live.h"
 #include "cert/manager.h"
+#include "cli/explain.h"
+#include "cli/reload.h"
+#include "cli/watch.h"
 #include "config/load.h"
 #include "lua/budget.h"
 #include "lua/memory.h"
 #include "lua/shared.h"
 #include "http/challenges.h"
-#include "http/message.h"
-#include "http/path_pattern.h"
 #include "http/rate_limit.h"
 #include "net/ip_table.h"
-#include "net/listener.h"
 #include "net/route_limits.h"
 #include "nft/nft.h"
-#include "route/router.h"
 #include "tls/context.h"
 #include "util/access_log.h"
 #include "util/log.h"
 #include "worker/worker.h"
 
-#define MAX_WATCHED_DIRS 64
 #define SHARED_CAPACITY 100000   /* entries of sp.shared */
 
 typedef struct app {
@@ -64,9 +61,7 @@ typedef struct app {
     sp_admin *admin;
     sp_nft *nft;                  /* kernel forwarding (nftables routes) */
     sp_certmgr *certs;            /* certificate = "auto" (core/cert/) */
-    uv_fs_event_t watchers[MAX_WATCHED_DIRS];
-    int nwatchers;
-    uv_timer_t watch_debounce;
+    sp_watch watcher;             /* --watch */
     uv_timer_t sweep;             /* forgets idle per-IP entries */
     uv_timer_t sampler;           /* samples totals once a second for the rates */
     sp_rate_window rates;
@@ -255,52 +250,6 @@ static void routes_json(void *ud, sp_json *j)
 
 /* ---- reload ---- */
 
-static void watch_sources(app *a);
-
-static bool listens_on(const sp_gen *g, const char *addr, uint16_t port)
-{
-    if (!g || !sp_gen_port(g, port))
-        return false;
-    for (size_t i = 0; i < g->settings.nlisten_addresses; i++)
-        if (strcmp(g->settings.listen_addresses[i], addr) == 0)
-            return true;
-    return false;
-}
-
-/* A port the new generation adds must be bindable, or the reload is refused whole. */
-static int check_new_ports(const sp_gen *old, const sp_gen *g, char *err, size_t errlen)
-{
-    for (size_t a = 0; a < g->settings.nlisten_addresses; a++)
-        for (size_t p = 0; p < g->nports; p++) {
-            const char *addr = g->settings.listen_addresses[a];
-            uint16_t port = g->ports[p].port;
-            if (listens_on(old, addr, port))
-                continue;
-            int fd = sp_bind_tcp(addr, port, true);
-            if (fd < 0) {
-                snprintf(err, errlen, "cannot listen on %s port %u: %s", addr, port, strerror(-fd));
-                return -1;
-            }
-            close(fd);
-        }
-    return 0;
-}
-
-/* The admin endpoint keeps the address it started on. A reload naming another one (or
- * none) is refused rather than ignored: its token and hosts would be checked against a
- * place the endpoint is not (a token dropped for 127.0.0.1 while it listens on 0.0.0.0). */
-static int check_admin_listen(const app *a, const sp_gen *g, char *err, size_t errlen)
-{
-    const char *now = a->gen->settings.metrics_listen, *next = g->settings.metrics_listen;
-    if (now == next || (now && next && strcmp(now, next) == 0))
-        return 0;
-    snprintf(err, errlen, "%s: metrics.listen: the admin endpoint stays %s%s%s until a restart; "
-             "a reload cannot change it to %s%s%s", a->file,
-             now ? "on \"" : "off", now ? now : "", now ? "\"" : "",
-             next ? "\"" : "none", next ? next : "", next ? "\"" : "");
-    return -1;
-}
-
 /* Loads a new generation, from the file (routes_text NULL) or from the current sources
  * with the routes sp.update_routes sent; on success every worker gets it. */
 static int load_and_install(app *a, const char *routes_text, char *err, size_t errlen)
@@ -309,27 +258,10 @@ static int load_and_install(app *a, const char *routes_text, char *err, size_t e
         snprintf(err, errlen, "shutting down");
         return -1;
     }
-    sp_source_set *sources = NULL;
-    sp_gen *g = routes_text ? sp_config_load_routes(a->file, a->sources, routes_text, &sources, err, errlen)
-                            : sp_config_load(a->file, NULL, &sources, err, errlen);
-    if (g && (check_new_ports(a->gen, g, err, errlen) != 0 || check_admin_listen(a, g, err, errlen) != 0)) {
-        sp_gen_unref(g);
-        sp_source_set_unref(sources);
-        g = NULL;
-    }
-    if (g && sp_access_log_open(g->settings.access_log, err, errlen) != 0) {
-        sp_gen_unref(g);
-        sp_source_set_unref(sources);
-        g = NULL;
-    }
-    sp_nft_ruleset *kernel = NULL;  /* checked, then installed atomically before any worker sees g */
-    if (g && (sp_nft_prepare(g, &kernel, err, errlen) != 0 || sp_nft_install(a->nft, kernel, err, errlen) != 0)) {
-        sp_nft_ruleset_destroy(kernel);
-        sp_gen_unref(g);
-        sp_source_set_unref(sources);
-        g = NULL;
-    }
-    if (!g) {
+    sp_serving now = {.file = a->file, .gen = a->gen, .sources = a->sources, .nft = a->nft,
+                      .workers = a->workers, .nworkers = a->nworkers, .certs = a->certs};
+    sp_reload r;
+    if (sp_reload_prepare(&r, &now, routes_text, err, errlen) != 0) {
         a->reloads_failed++;
         sp_error("reload rejected, generation %llu keeps serving: %s",
                  (unsigned long long)a->generation, err);
@@ -337,21 +269,17 @@ static int load_and_install(app *a, const char *routes_text, char *err, size_t e
     }
     a->generation++;
     a->reloads++;
-    g->number = a->generation;
-    for (int i = 0; i < a->nworkers; i++)
-        sp_worker_post_generation(&a->workers[i], sources, a->generation);
+    apply_log_settings(a, r.gen); /* first, so that what the commit logs has the new form */
+    sp_reload_commit(&r, &now, a->generation);
     sp_gen_unref(a->gen);
-    a->gen = g;
+    a->gen = r.gen;
     sp_source_set_unref(a->sources);
-    a->sources = sources;
-    apply_log_settings(a, g);
-    sp_config_load_bounds(g->settings.timeouts.config_load, g->settings.lua_memory);
-    sp_certmgr_sync(a->certs, g);
+    a->sources = r.sources;
     if (a->watch)
-        watch_sources(a);
+        sp_watch_sources(&a->watcher, a->sources);
     sp_info("%s: generation %llu, %zu route(s) on %zu port(s)",
             routes_text ? "routes updated from Lua" : "configuration reloaded",
-            (unsigned long long)a->generation, g->nroutes, g->nports);
+            (unsigned long long)a->generation, a->gen->nroutes, a->gen->nports);
     return 0;
 }
 
@@ -392,72 +320,13 @@ static void on_sighup(uv_signal_t *s, int signum)
     do_reload(s->data, err, sizeof err);
 }
 
-/* ---- --watch ---- */
-
-static void on_debounced(uv_timer_t *t)
+/* --watch: a file the configuration loaded changed on disk */
+static void on_sources_changed(void *ud)
 {
     char err[1024];
-    app *a = t->data;
+    app *a = ud;
     sp_info("configuration changed on disk: reloading %s", a->file);
     do_reload(a, err, sizeof err);
-}
-
-static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status)
-{
-    app *a = h->data;
-    if (status < 0 || !filename)
-        return;
-    char dir[1024];
-    size_t dl = sizeof dir;
-    if (uv_fs_event_getpath(h, dir, &dl) != 0)
-        return;
-    /* only files the configuration actually loaded count, e.g. not editor swap files */
-    for (size_t i = 0; i < a->sources->n; i++) {
-        const char *p = a->sources->items[i].path;
-        const char *slash = strrchr(p, '/');
-        const char *base = slash ? slash + 1 : p;
-        size_t plen = slash ? (size_t)(slash - p) : 1;
-        const char *pdir = slash ? p : ".";
-        if (strcmp(base, filename) == 0 && plen == dl && strncmp(pdir, dir, dl) == 0) {
-            uv_timer_start(&a->watch_debounce, on_debounced, 150, 0);
-            return;
-        }
-    }
-}
-
-/* Watches the folders of every recorded source (editors replace files by renaming, which
- * a watch on the file itself would lose). */
-static void watch_sources(app *a)
-{
-    for (int i = 0; i < a->nwatchers; i++)
-        uv_close((uv_handle_t *)&a->watchers[i], NULL);
-    /* handles are reused only after their close callbacks ran: run them now */
-    uv_run(a->loop, UV_RUN_NOWAIT);
-    a->nwatchers = 0;
-    for (size_t i = 0; i < a->sources->n && a->nwatchers < MAX_WATCHED_DIRS; i++) {
-        const char *p = a->sources->items[i].path;
-        const char *slash = strrchr(p, '/');
-        char dir[1024];
-        if (slash)
-            snprintf(dir, sizeof dir, "%.*s", (int)(slash - p), p);
-        else
-            snprintf(dir, sizeof dir, ".");
-        bool seen = false;
-        for (int k = 0; k < a->nwatchers && !seen; k++) {
-            char wd[1024];
-            size_t wl = sizeof wd;
-            seen = uv_fs_event_getpath(&a->watchers[k], wd, &wl) == 0 && strcmp(wd, dir) == 0;
-        }
-        if (seen)
-            continue;
-        uv_fs_event_t *h = &a->watchers[a->nwatchers];
-        uv_fs_event_init(a->loop, h);
-        h->data = a;
-        if (uv_fs_event_start(h, on_fs_event, dir, 0) == 0)
-            a->nwatchers++;
-        else
-            uv_close((uv_handle_t *)h, NULL);
-    }
 }
 
 /* ---- stop ---- */
@@ -469,13 +338,10 @@ static void close_main_handles(app *a)
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->sigusr1, NULL);
     uv_close((uv_handle_t *)&a->worker_exited, NULL);
-    uv_close((uv_handle_t *)&a->watch_debounce, NULL);
     uv_close((uv_handle_t *)&a->sweep, NULL);
     uv_close((uv_handle_t *)&a->sampler, NULL);
     uv_close((uv_handle_t *)&a->stop_deadline, NULL);
-    for (int i = 0; i < a->nwatchers; i++)
-        uv_close((uv_handle_t *)&a->watchers[i], NULL);
-    a->nwatchers = 0;
+    sp_watch_close(&a->watcher);
     sp_admin_stop(a->admin);
     a->admin = NULL;
     sp_certmgr_stop(a->certs);
@@ -537,83 +403,6 @@ static void worker_exit_hook(void *ud)
     uv_async_send(ud);
 }
 
-/* ---- explain ---- */
-
-typedef struct explain_args {
-    int port;
-    const char *client_ip, *sni, *host, *path;
-    sp_buf headers;            /* "Name: value\r\n" lines from --header */
-} explain_args;
-
-/* --host/--path/--header make it an HTTP request: parsed by the real message parser, so
- * what is explained is what a request with those fields would meet. */
-static int explain(const sp_gen *g, explain_args *x)
-{
-    char domain[256];
-    const char *name = x->host ? x->host : x->sni;
-    size_t dl = 0;
-    for (; name[dl] && name[dl] != ':' && dl < sizeof domain - 1; dl++)
-        domain[dl] = (char)tolower((unsigned char)name[dl]);
-    domain[dl] = 0;
-    sp_conn_info info = {.server_port = (uint16_t)x->port, .domain = domain, .domain_len = dl,
-                         .tls_offered = x->sni[0] ? 0x0304 : 0, .tls = x->sni[0] != 0};
-    if (sp_ip_parse(x->client_ip, &info.client_ip) != 0) {
-        fprintf(stderr, "--client-ip: not an IP address: %s\n", x->client_ip);
-        return 1;
-    }
-    sp_http_msg msg;
-    sp_http_msg_init(&msg, true, 65536);
-    char norm[4096];
-    bool http = x->host || x->path || x->headers.len;
-    if (http) {
-        sp_buf req;
-        sp_buf_init(&req);
-        sp_buf_appendf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\n", x->path ? x->path : "/", x->host ? x->host : domain);
-        if (x->headers.len)
-            sp_buf_append(&req, x->headers.data, x->headers.len);
-        sp_buf_append(&req, "\r\n", 2);
-        size_t used;
-        sp_msg_event ev = req.oom ? SP_MSG_ERROR : sp_http_msg_feed(&msg, req.data, req.len, &used);
-        sp_buf_free(&req);
-        const char *path = x->path ? x->path : "/";
-        size_t plen = strcspn(path, "?");
-        long n = plen < sizeof norm ? sp_path_normalize(path, plen, norm) : -1;
-        if (ev != SP_MSG_DONE || n < 0) {
-            fprintf(stderr, "smartproxy: --explain: not a valid HTTP request: %s\n",
-                    ev == SP_MSG_ERROR && msg.error ? msg.error : "bad path");
-            sp_http_msg_free(&msg);
-            return 1;
-        }
-        norm[n] = 0;
-        info.http = &msg.head;
-        info.path = norm;
-        info.path_len = (size_t)n;
-    }
-    const sp_port_entry *e = sp_gen_port(g, (uint16_t)x->port);
-    const sp_route *winner = sp_route_select(g, (uint16_t)x->port, &info);
-    if (!e) {
-        printf("port %d: no route listens on this port\n", x->port);
-        sp_http_msg_free(&msg);
-        return 0;
-    }
-    printf("port %d, client %s, sni %s", x->port, x->client_ip, x->sni[0] ? x->sni : "(none)");
-    if (http)
-        printf(", host %s, path %s", x->host ? x->host : dl ? domain : "(none)", x->path ? x->path : "/");
-    printf(": %s\n", winner ? "matched" : http ? "no route matched (HTTP: 404)" : "no route matched (the connection would be closed)");
-    for (size_t i = 0; i < e->nroutes; i++) {
-        const sp_route *r = e->routes[i];
-        const char *why = sp_route_mismatch(r, &info);
-        if (r == winner)
-            printf("  -> route \"%s\" (#%d, priority %d): wins\n", r->name, r->index, r->priority);
-        else if (why)
-            printf("     route \"%s\" (#%d, priority %d): %s does not match\n", r->name, r->index, r->priority, why);
-        else
-            printf("     route \"%s\" (#%d, priority %d): matches, but a better route wins\n", r->name, r->index, r->priority);
-    }
-    sp_http_msg_free(&msg);
-    return 0;
-}
-
 /* ---- main ---- */
 
 int main(int argc, char **argv)
@@ -631,7 +420,7 @@ int main(int argc, char **argv)
     };
     app a = {.file = "proxy.lua", .cli_log_level = -1, .cli_log_json = -1};
     bool check = false, do_explain = false, nft_cleanup = false;
-    explain_args ex = {.client_ip = "127.0.0.1", .sni = ""};
+    sp_explain_args ex = {.client_ip = "127.0.0.1", .sni = ""};
     int opt;
     while ((opt = getopt_long(argc, argv, "tw:l:Vh", longopts, NULL)) != -1) {
         switch (opt) {
@@ -726,7 +515,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "smartproxy: --explain needs --port N\n");
             rc = 1;
         } else
-            rc = explain(a.gen, &ex);
+            rc = sp_explain(a.gen, &ex);
         sp_nft_ruleset_destroy(kernel);
         sp_gen_unref(a.gen);
         sp_source_set_unref(a.sources);
@@ -734,12 +523,15 @@ int main(int argc, char **argv)
     }
     apply_log_settings(&a, a.gen);
     signal(SIGPIPE, SIG_IGN);
-    if (sp_access_log_open(a.gen->settings.access_log, err, sizeof err) != 0 ||
+    sp_access_log_file access_log;
+    if (sp_access_log_open(a.gen->settings.access_log, &access_log, err, sizeof err) != 0 ||
         (!(a.nft = sp_nft_new()) && snprintf(err, sizeof err, "smartproxy: out of memory") > 0)) {
         fprintf(stderr, "%s\n", err);
+        sp_access_log_discard(&access_log);
         sp_nft_ruleset_destroy(kernel);
         return 2;
     }
+    sp_access_log_switch(&access_log);
 
     a.loop = uv_default_loop();
     a.started_ms = uv_now(a.loop);
@@ -829,8 +621,7 @@ int main(int argc, char **argv)
     uv_signal_init(a.loop, &a.sigint);
     uv_signal_init(a.loop, &a.sigusr1);
     a.sighup.data = a.sigterm.data = a.sigint.data = a.sigusr1.data = &a;
-    uv_timer_init(a.loop, &a.watch_debounce);
-    a.watch_debounce.data = &a;
+    sp_watch_init(&a.watcher, a.loop, on_sources_changed, &a);
     a.nworkers = started;
     if (status == 0) {
         uv_signal_start(&a.sighup, on_sighup, SIGHUP);
@@ -838,7 +629,7 @@ int main(int argc, char **argv)
         uv_signal_start(&a.sigint, on_stop_signal, SIGINT);
         uv_signal_start(&a.sigusr1, on_sigusr1, SIGUSR1);
         if (a.watch)
-            watch_sources(&a);
+            sp_watch_sources(&a.watcher, a.sources);
         sp_info("smartproxy %s: %d worker(s), %zu route(s) on %zu port(s), generation 1", SP_VERSION,
                 a.nworkers, a.gen->nroutes, a.gen->nports);
     } else {

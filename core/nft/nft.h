@@ -1,6 +1,7 @@
 /* nft: kernel NAT forwarding for routes with action.forwarding_engine = "nftables".
  *
- * The main thread's side of the feature, used by core/main.c only:
+ * The main thread's side of the feature, used by core/main.c (startup) and
+ * core/cli/reload.c (reloads) only:
  *
  *   sp_nft_prepare    at every load (startup, --check, reload): resolves the targets once,
  *                     builds the rules (nft/rules.h) and dry-runs the batch in the kernel

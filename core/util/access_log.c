@@ -117,32 +117,51 @@ static int open_append(const char *path, char *err, size_t errlen)
     return fd;
 }
 
-int sp_access_log_open(const char *path, char *err, size_t errlen)
+int sp_access_log_open(const char *path, sp_access_log_file *out, char *err, size_t errlen)
 {
+    *out = (sp_access_log_file){.fd = -1};
     pthread_mutex_lock(&reopen_lock);
-    int rc = 0;
-    if (!path) {
+    out->change = path ? !log_path || strcmp(path, log_path) != 0 : log_path != NULL;
+    pthread_mutex_unlock(&reopen_lock);
+    if (!path || !out->change)
+        return 0;
+    if (!(out->path = strdup(path))) {
+        snprintf(err, errlen, "log.access: out of memory");
+        return -1;
+    }
+    if ((out->fd = open_append(path, err, errlen)) < 0) {
+        sp_access_log_discard(out);
+        return -1;
+    }
+    return 0;
+}
+
+void sp_access_log_switch(sp_access_log_file *f)
+{
+    if (!f->change)
+        return;
+    pthread_mutex_lock(&reopen_lock);
+    if (f->fd < 0) {
         if (log_fd != STDERR_FILENO)
             dup2(STDERR_FILENO, log_fd);
-        free(log_path);
-        log_path = NULL;
-    } else if (!log_path || strcmp(path, log_path) != 0) {
-        int fd = open_append(path, err, errlen);
-        if (fd < 0) {
-            rc = -1;
-        } else {
-            if (log_fd == STDERR_FILENO) {
-                log_fd = fd; /* from now on this descriptor number is ours for good */
-            } else {
-                dup2(fd, log_fd);
-                close(fd);
-            }
-            free(log_path);
-            log_path = strdup(path);
-        }
+    } else if (log_fd == STDERR_FILENO) {
+        log_fd = f->fd; /* from now on this descriptor number is ours for good */
+    } else {
+        dup2(f->fd, log_fd);
+        close(f->fd);
     }
+    free(log_path);
+    log_path = f->path;
     pthread_mutex_unlock(&reopen_lock);
-    return rc;
+    *f = (sp_access_log_file){.fd = -1};
+}
+
+void sp_access_log_discard(sp_access_log_file *f)
+{
+    if (f->change && f->fd >= 0)
+        close(f->fd);
+    free(f->path);
+    *f = (sp_access_log_file){.fd = -1};
 }
 
 int sp_access_log_reopen(char *err, size_t errlen)

@@ -47,8 +47,24 @@ void sp_access_format_request(sp_buf *out, const sp_access_request *e, const cha
 /* Appends one line (with its newline) for e to out; `time` is an RFC 3339 timestamp. */
 void sp_access_format(sp_buf *out, const sp_access_entry *e, const char *time, bool json);
 
-/* Sends access lines to path (NULL: stderr). Returns 0, or -1 with the reason in err. */
-int sp_access_log_open(const char *path, char *err, size_t errlen);
+/* Changing where access lines go takes two steps, so that a reload refused after its
+ * file was opened keeps writing to the old one: sp_access_log_open readies the new
+ * destination (the step that can fail) and sp_access_log_switch makes it the one in use
+ * (a step that cannot). A readied destination that is never switched to is dropped with
+ * sp_access_log_discard. These three and sp_access_log_reopen run on the main thread. */
+typedef struct sp_access_log_file {
+    bool change;               /* the switch moves the lines (false: the same path, or zeroed) */
+    int fd;                    /* the opened file; -1 for stderr */
+    char *path;                /* its path; NULL for stderr */
+} sp_access_log_file;
+
+/* Readies path (NULL: stderr) without sending any line there. Returns 0, or -1 with the
+ * reason in err. */
+int sp_access_log_open(const char *path, sp_access_log_file *out, char *err, size_t errlen);
+/* Sends access lines to f from now on, and takes it. */
+void sp_access_log_switch(sp_access_log_file *f);
+/* Closes f, readied but not switched to. */
+void sp_access_log_discard(sp_access_log_file *f);
 /* Reopens the file (SIGUSR1); a no-op for stderr. */
 int sp_access_log_reopen(char *err, size_t errlen);
 void sp_access_log_write(const sp_buf *line);

@@ -278,6 +278,32 @@ def test_reload_under_traffic(start_proxy, serve):
     sp.assert_clean(p)
 
 
+def test_a_refused_reload_keeps_writing_the_old_access_log(start_proxy, serve, tmp_path):
+    """A reload that names a new log.access file and is then refused by nftables (a
+    kernel route whose target does not resolve: refused after the file could be opened)
+    changes nothing: access lines keep going to the old file."""
+    backend = serve(sp.echo)
+    port = sp.free_port()
+    old, new = tmp_path / "old.log", tmp_path / "new.log"
+    p = start_proxy({"log": {"access": str(old)}, "routes": [route("a", port, "127.0.0.1", backend.port)]})
+    with p.connect(port) as c:
+        sp.roundtrip(c, b"before the reload")
+    sp.wait_until(lambda: old.exists() and old.read_text().count("\n") == 1, 5, msg="the first access line")
+    p.write_config({"log": {"access": str(new)}, "routes": [
+        route("a", port, "127.0.0.1", backend.port),
+        {"name": "kernel", "match": {"ports": sp.free_port()},
+         "action": {"type": "forward", "target": {"host": "no-such-host.invalid", "port": 9},
+                    "forwarding_engine": "nftables"}}]})
+    status, body = p.post_reload()
+    assert status == 422 and b'cannot resolve "no-such-host.invalid"' in body, (status, body)
+    assert p.stats()["config_generation"] == 1
+    with p.connect(port) as c:
+        sp.roundtrip(c, b"after the refused reload")
+    sp.wait_until(lambda: old.read_text().count("\n") == 2, 5, msg="the second access line in the old file")
+    assert not new.exists() or new.read_text() == ""
+    sp.assert_clean(p)
+
+
 def test_live_connection_keeps_its_generation(start_proxy, serve):
     old, new = serve(sp.echo), serve(sp.tag("new"))
     port, other = sp.free_port(), sp.free_port()
