@@ -82,7 +82,7 @@ static void add_domain(cfg_cx *cx, void *dst, int idx, const char *field, size_t
     const char *why = "invalid";
     if (sp_domain_pattern_parse(lua_tostring(cx->L, idx), &r->domains[r->ndomains], &why) != 0)
         cfg_fail(cx, field, "expected a domain, \"*.domain\" or \"*\", got string \"%s\" (%s)",
-             lua_tostring(cx->L, idx), why);
+                 lua_tostring(cx->L, idx), why);
     r->ndomains++;
 }
 
@@ -94,7 +94,7 @@ static void add_tls_version(cfg_cx *cx, void *dst, int idx, const char *field, s
     int v = sp_tls_version_parse(lua_tostring(cx->L, idx));
     if (v < 0)
         cfg_fail(cx, field, "expected \"TLSv1\", \"TLSv1.1\", \"TLSv1.2\" or \"TLSv1.3\", got string \"%s\"",
-             lua_tostring(cx->L, idx));
+                 lua_tostring(cx->L, idx));
     r->tls_versions[r->ntls_versions++] = (uint16_t)v;
 }
 
@@ -159,7 +159,7 @@ static void compile_match(cfg_cx *cx, sp_route *r, int t)
     cfg_ip_list(cx, t, "client_ip", "match.client_ip", &r->client_ip);
     cfg_for_each_string(cx, r, t, "domains", "match.domains", "a domain or a list of domains", add_domain);
     cfg_for_each_string(cx, r, t, "tls_version", "match.tls_version", "a TLS version or a list of them",
-                    add_tls_version);
+                        add_tls_version);
 }
 
 /* action.tls: { mode, certificate, min_version, upstream_verify, upstream_sni, upstream_ca_file } */
@@ -214,7 +214,7 @@ static void compile_tls(cfg_cx *cx, sp_route *r, int t)
     const char *ca = cfg_opt_string(cx, t, "action.tls", "upstream_ca_file");
     if ((verify >= 0 || sni || ca) && tls->mode != SP_TLS_REENCRYPT)
         cfg_fail(cx, verify >= 0 ? "action.tls.upstream_verify" : sni ? "action.tls.upstream_sni" : "action.tls.upstream_ca_file",
-             "only a \"terminate-and-reencrypt\" route has an upstream TLS leg");
+                 "only a \"terminate-and-reencrypt\" route has an upstream TLS leg");
     tls->upstream_verify = verify == 1 || ca != NULL;
     if (sni)
         tls->upstream_sni = cfg_strdup(sni);
@@ -374,7 +374,7 @@ static void compile_http_action(cfg_cx *cx, sp_route *r, int t)
         cfg_opt_uint(cx, rt, "action.redirect", "status", 999, &status);
         if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308)
             cfg_fail(cx, "action.redirect.status", "expected 301, 302, 303, 307 or 308, got number %llu",
-                 (unsigned long long)status);
+                     (unsigned long long)status);
         h->redirect_status = (int)status;
         lua_pop(L, 1);
     } else if (r->action == SP_ACTION_REDIRECT) {
@@ -430,7 +430,7 @@ static void compile_action(cfg_cx *cx, sp_route *r, int t)
         compile_tls(cx, r, lua_gettop(L));
         if (r->action == SP_ACTION_SOCKET_HANDLER && r->tls.mode != SP_TLS_PASSTHROUGH)
             cfg_fail(cx, "action.tls.mode", "a socket handler behind TLS termination is not supported by "
-                                        "this version of smartproxy yet");
+                                            "this version of smartproxy yet");
         lua_pop(L, 1);
     }
 
@@ -592,12 +592,12 @@ static void compile_route(cfg_cx *cx, sp_route *r, int t, int index)
             cfg_fail(cx, "action.protocol", "a socket handler reads the stream itself: it cannot be an HTTP route");
         if (r->tls.mode == SP_TLS_PASSTHROUGH)
             cfg_fail(cx, "action.tls.mode", "an HTTP route needs the requests: \"terminate\" or "
-                                        "\"terminate-and-reencrypt\", not \"passthrough\"");
+                                            "\"terminate-and-reencrypt\", not \"passthrough\"");
         if (r->half_open)
             cfg_fail(cx, "action.half_open", "applies to byte streams, not to HTTP routes");
         if (r->nft.enabled)
             cfg_fail(cx, "action.forwarding_engine", "the kernel forwards packets, not HTTP requests: "
-                                                 "an HTTP route needs \"node\"");
+                                                     "an HTTP route needs \"node\"");
     }
     char nft_field[160], nft_msg[400];
     if (sp_nft_check_route(r, nft_field, sizeof nft_field, nft_msg, sizeof nft_msg) != 0)
@@ -641,8 +641,8 @@ static void check_auto_certificates(cfg_cx *cx)
             if (r->domains[k].kind == SP_DOMAIN_WILDCARD && g->settings.acme.enabled &&
                 g->settings.cert_provision == LUA_NOREF)
                 cfg_fail(cx, "match.domains", "\"*.%s\": a wildcard certificate cannot be obtained with "
-                     "ACME HTTP-01 (put it in certificates.store or supply it from certificates.provision)",
-                     r->domains[k].name);
+                         "ACME HTTP-01 (put it in certificates.store or supply it from certificates.provision)",
+                         r->domains[k].name);
         }
         if (!names)
             cfg_fail(cx, "action.tls.certificate", "\"auto\" needs match.domains with names to get certificates for");
@@ -669,7 +669,7 @@ static void check_auto_certificates(cfg_cx *cx)
             }
     if (used && !heads)
         cfg_fail(cx, "acme.challenge_port", "port %u only has byte-stream routes, so its requests are never read: "
-             "give one of them domains or protocol = \"http\" (or use another port)", port);
+                 "give one of them domains or protocol = \"http\" (or use another port)", port);
     if (used)
         return;
     g->routes = realloc(g->routes, (g->nroutes + 1) * sizeof *g->routes);

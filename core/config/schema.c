@@ -215,12 +215,12 @@ static void add_ip_pattern(cfg_cx *cx, void *dst, int idx, const char *field, si
     const char *why = "invalid";
     if (sp_ip_pattern_parse(lua_tostring(cx->L, idx), &out->items[out->n], &why) != 0)
         cfg_fail(cx, field, "expected an IP address, CIDR or glob, got string \"%s\" (%s)",
-             lua_tostring(cx->L, idx), why);
+                 lua_tostring(cx->L, idx), why);
     out->n++;
 }
 
 void cfg_ip_list(cfg_cx *cx, int t, const char *key, const char *field, sp_ip_list *out)
 {
     cfg_for_each_string(cx, out, t, key, field, "an IP address, CIDR or glob, or a list of them",
-                    add_ip_pattern);
+                        add_ip_pattern);
 }

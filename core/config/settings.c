@@ -68,13 +68,13 @@ static void compile_limits(cfg_cx *cx, int t)
     cfg_opt_uint(cx, t, "limits", "max_header_bytes", 1 << 20, &s->max_header_bytes);
     if (s->max_header_bytes < 256)
         cfg_fail(cx, "limits.max_header_bytes", "expected at least 256, got number %llu",
-             (unsigned long long)s->max_header_bytes);
+                 (unsigned long long)s->max_header_bytes);
     cfg_opt_uint(cx, t, "limits", "max_body_bytes", UINT64_MAX >> 2, &s->max_body_bytes);
     cfg_opt_uint(cx, t, "limits", "upstream_keepalive", 100000, &s->upstream_keepalive);
     cfg_opt_uint(cx, t, "limits", "lua_memory", UINT64_MAX >> 2, &s->lua_memory);
     if (s->lua_memory && s->lua_memory < (16u << 20))
         cfg_fail(cx, "limits.lua_memory", "expected 0 (no cap) or at least 16777216 (16 MiB), got number %llu",
-             (unsigned long long)s->lua_memory);
+                 (unsigned long long)s->lua_memory);
     lua_getfield(cx->L, t, "lua_jit");
     if (lua_type(cx->L, -1) == LUA_TBOOLEAN)
         s->lua_jit = lua_toboolean(cx->L, -1);
@@ -152,7 +152,7 @@ static void compile_metrics(cfg_cx *cx, int t)
         /* Anyone who can reach it could read the figures and reload: only with a secret. */
         if (!addr.loopback && !token)
             cfg_fail(cx, "metrics.listen", "\"%s\" is not a loopback address; set metrics.token (a secret of "
-                 "16 to 200 characters) to serve the admin endpoint there, or listen on 127.0.0.1 or [::1]", l);
+                     "16 to 200 characters) to serve the admin endpoint there, or listen on 127.0.0.1 or [::1]", l);
         cx->g->settings.metrics_listen = cfg_strdup(l);
     }
     if (cfg_opt_table(cx, t, "metrics", "hosts")) {
@@ -186,7 +186,7 @@ static void compile_acme(cfg_cx *cx, int t)
     cfg_opt_uint(cx, t, "acme", "retry_interval", 86400, &a->retry_interval);
     if (a->renew_check_interval < 1 || a->retry_interval < 1)
         cfg_fail(cx, a->retry_interval < 1 ? "acme.retry_interval" : "acme.renew_check_interval",
-             "expected at least 1 (second)");
+                 "expected at least 1 (second)");
     a->enabled = true;
     a->challenge_port = (uint16_t)port;
     a->directory = cfg_strdup(dir);
@@ -232,7 +232,7 @@ static void compile_listen_addresses(cfg_cx *cx, int t)
             cfg_fail_type(cx, field, -1, "an IPv4 or IPv6 address");
         if (sp_ip_is_v4(&ip) && strchr(lua_tostring(cx->L, -1), ':'))
             cfg_fail(cx, field, "an IPv4-mapped address cannot be bound: write \"%s\" as IPv4",
-                 lua_tostring(cx->L, -1));
+                     lua_tostring(cx->L, -1));
         s->listen_addresses[s->nlisten_addresses++] = cfg_strdup(lua_tostring(cx->L, -1));
         lua_pop(cx->L, 1);
     }
