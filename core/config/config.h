@@ -12,10 +12,11 @@
  * connection's generation.
  *
  * The compiler is split by job: config/schema.h (the typed readers and SPEC 10 errors),
- * config/settings.h (global settings), config/routes.h (routes), config/nft_options.h
- * (kernel forwarding options), config/port_index.h (routes by port); config/describe.h
- * and config/print.h show a compiled generation. This file keeps the compile order,
- * the reference count and the one path that frees a generation. */
+ * config/settings.h (global settings), config/routes.h and config/route_action.h
+ * (routes), config/nft_options.h (kernel forwarding options), config/port_index.h
+ * (routes by port); config/describe.h and config/print.h show a compiled generation.
+ * This file keeps the compile order, the reference count and the one path that frees a
+ * generation. */
 #ifndef SP_CONFIG_CONFIG_H
 #define SP_CONFIG_CONFIG_H
 

@@ -1,10 +1,11 @@
 /* config/routes: a route as compiled from one entry of `routes` (match, action, security).
  *
- * routes.c reads the route list of the configuration table into sp_route values: match
- * (ports, client_ip, domains, tls_version, path, headers), action (type, targets, TLS,
- * PROXY header out, HTTP fields, kernel forwarding), security; then the checks that span
- * routes (duplicate names, kernel ports, certificate = "auto") and the implicit ACME
- * challenge route. Errors are SPEC 10 messages raised through config/schema.h.
+ * routes.c reads the route list of the configuration table into sp_route values: name,
+ * priority, match (ports, client_ip, domains, tls_version, path, headers), the action
+ * (through config/route_action.h: type, targets, TLS, PROXY header out, HTTP fields,
+ * kernel forwarding), security; then the checks that span routes (duplicate names,
+ * kernel ports, certificate = "auto") and the implicit ACME challenge route. Errors are
+ * SPEC 10 messages raised through config/schema.h.
  *
  * A compiled route is immutable once its generation is published, apart from the
  * per-worker fields noted below. */

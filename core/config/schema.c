@@ -207,6 +207,16 @@ size_t cfg_for_each_string(cfg_cx *cx, void *dst, int t, const char *key, const 
     return n;
 }
 
+uint16_t cfg_port_value(cfg_cx *cx, const char *field, int idx)
+{
+    if (lua_type(cx->L, idx) != LUA_TNUMBER)
+        cfg_fail_type(cx, field, idx, "a port, a range or a list");
+    double v = lua_tonumber(cx->L, idx);
+    if (!(v >= 1 && v <= 65535) || v != floor(v))
+        cfg_fail(cx, field, "expected a port from 1 to 65535, got number %.14g", v);
+    return (uint16_t)v;
+}
+
 static void add_ip_pattern(cfg_cx *cx, void *dst, int idx, const char *field, size_t n)
 {
     sp_ip_list *out = dst;

@@ -65,6 +65,9 @@ size_t cfg_for_each_string(cfg_cx *cx, void *dst, int t, const char *key, const 
                            const char *expected,
                            void (*each)(cfg_cx *, void *, int, const char *, size_t));
 
+/* The port number at idx (1 to 65535). */
+uint16_t cfg_port_value(cfg_cx *cx, const char *field, int idx);
+
 /* A string or a list of strings, each an IP pattern (address, CIDR or glob). */
 void cfg_ip_list(cfg_cx *cx, int t, const char *key, const char *field, sp_ip_list *out);
 
