@@ -1,7 +1,7 @@
 /* config/nft_options: what the configuration says about kernel forwarding, checked.
  *
- * The route compiler (config/routes.c) calls these three hooks and turns a non-zero
- * return into a SPEC 10 message ("file: route \"x\" (#i): FIELD: MESSAGE"):
+ * The route compiler (config/route_action.c, config/routes.c) calls these three hooks and
+ * turns a non-zero return into a SPEC 10 message ("file: route \"x\" (#i): FIELD: MESSAGE"):
  *
  *   sp_nft_parse_action  action.forwarding_engine and the action.nftables table
  *   sp_nft_check_route   what a kernel-forwarded route cannot have (domains, TLS, handler,
