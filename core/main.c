@@ -22,7 +22,9 @@
 #include "cli/explain.h"
 #include "cli/reload.h"
 #include "cli/watch.h"
+#include "config/describe.h"
 #include "config/load.h"
+#include "config/print.h"
 #include "lua/budget.h"
 #include "lua/memory.h"
 #include "lua/shared.h"
@@ -201,44 +203,43 @@ static void routes_json(void *ud, sp_json *j)
     sp_json_key(j, "routes");
     sp_json_arr_open(j);
     for (size_t i = 0; i < g->nroutes; i++) {
-        const sp_route *r = &g->routes[i];
+        sp_route_desc d;
+        sp_route_describe(&g->routes[i], &d);
         sp_json_obj_open(j);
         sp_json_key(j, "name");
-        sp_json_str(j, r->name);
+        sp_json_str(j, d.name);
         sp_json_key(j, "index");
-        sp_json_int(j, r->index);
+        sp_json_int(j, d.index);
         sp_json_key(j, "priority");
-        sp_json_int(j, r->priority);
+        sp_json_int(j, d.priority);
         sp_json_key(j, "ports");
         sp_json_arr_open(j);
-        for (size_t k = 0; k < r->nports; k++) {
+        for (size_t k = 0; k < d.nports; k++) {
             sp_json_arr_open(j);
-            sp_json_int(j, r->ports[k].from);
-            sp_json_int(j, r->ports[k].to);
+            sp_json_int(j, d.ports[k].from);
+            sp_json_int(j, d.ports[k].to);
             sp_json_arr_close(j);
         }
         sp_json_arr_close(j);
         sp_json_key(j, "action");
-        sp_json_str(j, r->action == SP_ACTION_BLOCK ? "block" : "forward");
-        if (r->nft.enabled) {
+        sp_json_str(j, d.action == SP_ACTION_BLOCK ? "block" : "forward");
+        if (d.kernel) {
             sp_json_key(j, "forwarding_engine");
             sp_json_str(j, "nftables");
         }
         sp_json_key(j, "targets");
         sp_json_arr_open(j);
-        for (size_t k = 0; k < r->ntargets; k++) {
-            const sp_target *t = &r->targets[k];
+        for (size_t k = 0; k < d.ntargets; k++) {
+            sp_target_desc t;
+            sp_target_describe(&d.targets[k], &t);
             sp_json_obj_open(j);
             sp_json_key(j, "host");
-            if (t->host)
-                sp_json_str(j, t->host);
-            else
-                sp_json_str(j, "<lua function>");
+            sp_json_str(j, t.host);
             sp_json_key(j, "port");
-            if (t->port_kind == SP_PORT_FIXED)
-                sp_json_int(j, t->port);
+            if (t.port_kind == SP_PORT_FIXED)
+                sp_json_int(j, t.port);
             else
-                sp_json_str(j, t->port_kind == SP_PORT_PRESERVE ? "preserve" : "<lua function>");
+                sp_json_str(j, t.port_word);
             sp_json_obj_close(j);
         }
         sp_json_arr_close(j);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "config/describe.h"
 #include "http/message.h"
 #include "http/path_pattern.h"
 #include "route/ip_pattern.h"
@@ -67,12 +68,14 @@ int sp_explain(const sp_gen *g, sp_explain_args *x)
     for (size_t i = 0; i < e->nroutes; i++) {
         const sp_route *r = e->routes[i];
         const char *why = sp_route_mismatch(r, &info);
+        sp_route_desc d;
+        sp_route_describe(r, &d);
         if (r == winner)
-            printf("  -> route \"%s\" (#%d, priority %d): wins\n", r->name, r->index, r->priority);
+            printf("  -> route \"%s\" (#%d, priority %d): wins\n", d.name, d.index, d.priority);
         else if (why)
-            printf("     route \"%s\" (#%d, priority %d): %s does not match\n", r->name, r->index, r->priority, why);
+            printf("     route \"%s\" (#%d, priority %d): %s does not match\n", d.name, d.index, d.priority, why);
         else
-            printf("     route \"%s\" (#%d, priority %d): matches, but a better route wins\n", r->name, r->index, r->priority);
+            printf("     route \"%s\" (#%d, priority %d): matches, but a better route wins\n", d.name, d.index, d.priority);
     }
     sp_http_msg_free(&msg);
     return 0;

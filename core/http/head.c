@@ -1,6 +1,7 @@
 /* head: request and response heads written by the proxy (see head.h). */
 #include "http/head.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 

@@ -1,5 +1,6 @@
-/* The config compiler (core/config/config.c) and the router (core/route/router.c):
- * Lua tables in, generations, port index, route choice and error messages out. */
+/* The config compiler (core/config/config.c and its modules) and the router
+ * (core/route/router.c): Lua tables in, generations, port index, route choice and error
+ * messages out. */
 #include "config/config.h"
 
 #include <lauxlib.h>

@@ -1,6 +1,6 @@
-/* Kernel forwarding: the options of action.nftables (core/nft/options.c) and the pure rule
+/* Kernel forwarding: the options of action.nftables (core/config/nft_options.c) and the pure rule
  * builder (core/nft/rules.c), from Lua config text to rules in nft's syntax. No netlink. */
-#include "nft/options.h"
+#include "config/nft_options.h"
 #include "nft/rules.h"
 
 #include <lauxlib.h>

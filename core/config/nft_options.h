@@ -1,7 +1,7 @@
-/* nft/options: what the configuration says about kernel forwarding, checked.
+/* config/nft_options: what the configuration says about kernel forwarding, checked.
  *
- * The config compiler (core/config/config.c) calls these three hooks and turns a non-zero
- * return into a SPEC 10 message ("file: route \"x\" (#i): FIELD: MESSAGE"):
+ * The route compiler (config/route_action.c, config/routes.c) calls these three hooks and
+ * turns a non-zero return into a SPEC 10 message ("file: route \"x\" (#i): FIELD: MESSAGE"):
  *
  *   sp_nft_parse_action  action.forwarding_engine and the action.nftables table
  *   sp_nft_check_route   what a kernel-forwarded route cannot have (domains, TLS, handler,
@@ -9,8 +9,8 @@
  *   sp_nft_check_ports   a kernel route's TCP ports must not also be served in user space
  *
  * Pure apart from reading the Lua table: no netlink here (see nft/nft.h for the probe). */
-#ifndef SP_NFT_OPTIONS_H
-#define SP_NFT_OPTIONS_H
+#ifndef SP_CONFIG_NFT_OPTIONS_H
+#define SP_CONFIG_NFT_OPTIONS_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
-/* Checks of kernel-forwarded routes; see options.h. */
-#include "nft/options.h"
+/* Checks of kernel-forwarded routes; see nft_options.h. */
+#include "config/nft_options.h"
 
 #include <ctype.h>
 #include <lauxlib.h>
@@ -7,6 +7,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "config/schema.h"
 
 __attribute__((format(printf, 6, 7)))
 static int bad(char *field, size_t fieldlen, const char *f, char *msg, size_t msglen, const char *fmt, ...)
