@@ -753,8 +753,7 @@ static void dispatch(sp_http *h)
         respond_local(h, 503, SP_HTTP_LOCAL_UNAVAILABLE, NULL, NULL, true); /* the route's limits */
         return;
     }
-    if ((r->ip_block_list.n && sp_ip_list_match(&r->ip_block_list, &c->info.client_ip)) ||
-        (r->ip_allow_list.n && !sp_ip_list_match(&r->ip_allow_list, &c->info.client_ip))) {
+    if (sp_ip_policy(&r->ip_allow_list, &r->ip_block_list, &c->info.client_ip) != SP_IP_ADMITTED) {
         respond_local(h, 403, SP_HTTP_LOCAL_BLOCKED, NULL, NULL, false);
         return;
     }

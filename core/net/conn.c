@@ -377,10 +377,11 @@ bool sp_conn_admit_route(sp_conn *c, const sp_route *r, bool abort_on_refusal)
 {
     sp_refused_reason why;
     sp_end_reason end;
-    if (r->ip_block_list.n && sp_ip_list_match(&r->ip_block_list, &c->info.client_ip)) {
+    sp_ip_verdict ip = sp_ip_policy(&r->ip_allow_list, &r->ip_block_list, &c->info.client_ip);
+    if (ip == SP_IP_BLOCKED) {
         why = SP_REFUSED_IP_BLOCKED;
         end = SP_END_IP_BLOCKED;
-    } else if (r->ip_allow_list.n && !sp_ip_list_match(&r->ip_allow_list, &c->info.client_ip)) {
+    } else if (ip == SP_IP_NOT_ALLOWED) {
         why = SP_REFUSED_IP_NOT_ALLOWED;
         end = SP_END_IP_NOT_ALLOWED;
     } else {
@@ -541,9 +542,9 @@ static bool plain_http_port(const sp_conn *c)
 static void begin_routing(sp_conn *c)
 {
     const sp_settings *st = &c->gen->settings;
-    if ((st->ip_block_list.n && sp_ip_list_match(&st->ip_block_list, &c->info.client_ip)) ||
-        (st->ip_allow_list.n && !sp_ip_list_match(&st->ip_allow_list, &c->info.client_ip))) {
-        bool blocked = st->ip_block_list.n && sp_ip_list_match(&st->ip_block_list, &c->info.client_ip);
+    sp_ip_verdict ip = sp_ip_policy(&st->ip_allow_list, &st->ip_block_list, &c->info.client_ip);
+    if (ip != SP_IP_ADMITTED) {
+        bool blocked = ip == SP_IP_BLOCKED;
         sp_counter_add(&c->w->counters.refused[blocked ? SP_REFUSED_IP_BLOCKED : SP_REFUSED_IP_NOT_ALLOWED], 1);
         sp_conn_abort(c, blocked ? SP_END_IP_BLOCKED : SP_END_IP_NOT_ALLOWED);
         return;

@@ -403,6 +403,15 @@ bool sp_ip_list_match(const sp_ip_list *l, const sp_ip *ip)
     return false;
 }
 
+sp_ip_verdict sp_ip_policy(const sp_ip_list *allow, const sp_ip_list *block, const sp_ip *ip)
+{
+    if (block->n && sp_ip_list_match(block, ip))
+        return SP_IP_BLOCKED;
+    if (allow->n && !sp_ip_list_match(allow, ip))
+        return SP_IP_NOT_ALLOWED;
+    return SP_IP_ADMITTED;
+}
+
 void sp_ip_list_free(sp_ip_list *l)
 {
     free(l->items);

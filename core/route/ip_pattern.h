@@ -76,4 +76,10 @@ bool sp_ip_list_match(const sp_ip_list *l, const sp_ip *ip);
 /* Frees the items and leaves an empty list. */
 void sp_ip_list_free(sp_ip_list *l);
 
+/* The allow/block policy every check applies (global security, a route's security on
+ * accept and per HTTP request): the block list wins, then a non-empty allow list must
+ * match; empty lists say nothing. */
+typedef enum { SP_IP_ADMITTED = 0, SP_IP_BLOCKED, SP_IP_NOT_ALLOWED } sp_ip_verdict;
+sp_ip_verdict sp_ip_policy(const sp_ip_list *allow, const sp_ip_list *block, const sp_ip *ip);
+
 #endif

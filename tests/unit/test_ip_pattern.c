@@ -663,6 +663,22 @@ TEST(list)
     sp_ip_list_free(&l);
 }
 
+TEST(policy_block_wins_then_allow)
+{
+    sp_ip_list allow = {0}, block = {0};
+    sp_ip a = ip_of("10.1.2.3"), b = ip_of("10.9.9.9"), other = ip_of("192.0.2.1");
+    CHECK(sp_ip_policy(&allow, &block, &a) == SP_IP_ADMITTED); /* no lists: everyone */
+    REQUIRE(sp_ip_list_add(&allow, "10.0.0.0/8", NULL) == 0);
+    REQUIRE(sp_ip_list_add(&block, "10.9.9.9", NULL) == 0);
+    CHECK(sp_ip_policy(&allow, &block, &a) == SP_IP_ADMITTED);
+    CHECK(sp_ip_policy(&allow, &block, &b) == SP_IP_BLOCKED); /* listed in both: block wins */
+    CHECK(sp_ip_policy(&allow, &block, &other) == SP_IP_NOT_ALLOWED);
+    sp_ip_list_free(&allow);
+    CHECK(sp_ip_policy(&allow, &block, &other) == SP_IP_ADMITTED); /* only a block list */
+    CHECK(sp_ip_policy(&allow, &block, &b) == SP_IP_BLOCKED);
+    sp_ip_list_free(&block);
+}
+
 int main(int argc, char **argv)
 {
     static const unit_test tests[] = {
@@ -686,6 +702,7 @@ int main(int argc, char **argv)
         UNIT(pattern_any),
         UNIT(pattern_rejects_with_reason),
         UNIT(list),
+        UNIT(policy_block_wins_then_allow),
     };
     return unit_main(tests, UNIT_COUNT(tests), argc, argv);
 }
