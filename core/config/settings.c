@@ -5,6 +5,7 @@
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "admin/guard.h"
@@ -13,26 +14,25 @@
 
 static void compile_timeouts(cfg_cx *cx, int t)
 {
-    static const char *const keys[] = {"connect", "initial_data", "http_idle", "upstream_response",
-                                       "proxy_header", "inactivity", "max_lifetime",
-                                       "graceful_shutdown", "upstream_idle", "lua_hog_warning",
-                                       "lua_budget", "config_load", "request_body", NULL};
-    sp_timeouts *to = &cx->g->settings.timeouts;
+    /* every timeout is a number of milliseconds up to a year: one table reads them all */
+    static const struct { const char *name; size_t offset; } fields[] = {
+#define TIMEOUT(f) {#f, offsetof(sp_timeouts, f)}
+        TIMEOUT(connect), TIMEOUT(initial_data), TIMEOUT(http_idle), TIMEOUT(upstream_response),
+        TIMEOUT(proxy_header), TIMEOUT(inactivity), TIMEOUT(max_lifetime), TIMEOUT(graceful_shutdown),
+        TIMEOUT(upstream_idle), TIMEOUT(lua_hog_warning), TIMEOUT(lua_budget), TIMEOUT(config_load),
+        TIMEOUT(request_body),
+#undef TIMEOUT
+    };
+    enum { N = sizeof fields / sizeof fields[0] };
+    const char *keys[N + 1];
+    for (size_t i = 0; i < N; i++)
+        keys[i] = fields[i].name;
+    keys[N] = NULL;
     cfg_check_keys(cx, t, "timeouts", keys);
     const uint64_t max = 365ull * 24 * 3600 * 1000;
-    cfg_opt_uint(cx, t, "timeouts", "connect", max, &to->connect);
-    cfg_opt_uint(cx, t, "timeouts", "initial_data", max, &to->initial_data);
-    cfg_opt_uint(cx, t, "timeouts", "http_idle", max, &to->http_idle);
-    cfg_opt_uint(cx, t, "timeouts", "upstream_response", max, &to->upstream_response);
-    cfg_opt_uint(cx, t, "timeouts", "proxy_header", max, &to->proxy_header);
-    cfg_opt_uint(cx, t, "timeouts", "inactivity", max, &to->inactivity);
-    cfg_opt_uint(cx, t, "timeouts", "max_lifetime", max, &to->max_lifetime);
-    cfg_opt_uint(cx, t, "timeouts", "graceful_shutdown", max, &to->graceful_shutdown);
-    cfg_opt_uint(cx, t, "timeouts", "upstream_idle", max, &to->upstream_idle);
-    cfg_opt_uint(cx, t, "timeouts", "lua_hog_warning", max, &to->lua_hog_warning);
-    cfg_opt_uint(cx, t, "timeouts", "lua_budget", max, &to->lua_budget);
-    cfg_opt_uint(cx, t, "timeouts", "config_load", max, &to->config_load);
-    cfg_opt_uint(cx, t, "timeouts", "request_body", max, &to->request_body);
+    for (size_t i = 0; i < N; i++)
+        cfg_opt_uint(cx, t, "timeouts", fields[i].name, max,
+                     (uint64_t *)((char *)&cx->g->settings.timeouts + fields[i].offset));
 }
 
 static void compile_keep_alive(cfg_cx *cx, int t)
