@@ -150,6 +150,24 @@ bool sp_http_list_has(const char *v, size_t len, const char *token)
     return false;
 }
 
+/* Does the last coding of the last Transfer-Encoding field, as stored (trimmed), say
+ * chunked? */
+static bool stored_te_ends_in_chunked(const sp_http_head *h)
+{
+    const sp_http_field *last = NULL;
+    for (size_t i = 0; i < h->nfields; i++)
+        if (sp_http_name_is(h, &h->fields[i], "transfer-encoding"))
+            last = &h->fields[i];
+    if (!last)
+        return false;
+    const char *v = sp_http_value(h, last);
+    const char *comma = strrchr(v, ',');
+    const char *coding = comma ? comma + 1 : v;
+    while (*coding == ' ' || *coding == '\t')
+        coding++;
+    return strcasecmp(coding, "chunked") == 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     sp_http_msg *m = msg_of(p);
@@ -162,6 +180,11 @@ static int on_headers_complete(llhttp_t *p)
     h->content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1;
     h->upgrade = p->upgrade != 0;
     h->keep_alive = llhttp_should_keep_alive(p) != 0;
+    /* The head the proxy writes carries the stored values, trimmed of trailing whitespace
+     * (on_value_complete). llhttp does not read "chunked<TAB>" as chunked: such a message
+     * would be framed one way here and the other way by the next hop. */
+    if ((p->flags & F_TRANSFER_ENCODING) && !h->chunked && stored_te_ends_in_chunked(h))
+        return fail(p, "ambiguous Transfer-Encoding");
     if (p->type == HTTP_REQUEST) {
         int hosts;
         sp_http_find(h, "host", &hosts);

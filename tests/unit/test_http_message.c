@@ -132,6 +132,30 @@ TEST(head_too_large_is_431)
     sp_http_msg_free(&m);
 }
 
+/* A response whose Transfer-Encoding ends in "chunked" plus trailing whitespace: llhttp
+ * does not read it as chunked (so the body would run to the close), while the head the
+ * proxy writes carries the trimmed value, which the client reads as chunked. Refused
+ * (502) rather than framed two ways. Found by the HTTP fuzzer's rewrite check. */
+TEST(response_te_read_two_ways_is_refused)
+{
+    static const char *const bad[] = {
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nConnection: keep-alive, Transfer-Encoding\r\nTransfer-Encoding: chunked\t\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\t \r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sp_http_msg m;
+        size_t used;
+        sp_http_msg_init(&m, false, 65536);
+        sp_msg_event ev = feed_all(&m, bad[i], 0, &used);
+        if (ev != SP_MSG_ERROR)
+            fprintf(stderr, "    not refused #%zu (chunked=%d)\n", i, m.head.chunked);
+        CHECK(ev == SP_MSG_ERROR);
+        CHECK_EQ_INT(m.error_status, 502);
+        sp_http_msg_free(&m);
+    }
+}
+
 /* Each of these could be read two ways by two servers: refused. */
 TEST(smuggling_vectors_are_refused)
 {
@@ -206,6 +230,7 @@ int main(int argc, char **argv)
     static const unit_test tests[] = {
         UNIT(simple_get_head_and_fields), UNIT(body_bytes_are_counted_not_copied),
         UNIT(response_to_head_has_no_body), UNIT(until_close_response), UNIT(head_too_large_is_431),
+        UNIT(response_te_read_two_ways_is_refused),
         UNIT(smuggling_vectors_are_refused), UNIT(valid_variants_are_accepted),
     };
     return unit_main(tests, UNIT_COUNT(tests), argc, argv);
