@@ -756,7 +756,7 @@ sp_conn *sp_conn_new_background(sp_worker *w, sp_gen *g, const sp_route *route)
     return c;
 }
 
-void sp_conns_close_idle_http(sp_worker *w)
+void sp_conns_stop_idle(sp_worker *w)
 {
     for (sp_conn *c = w->conns; c; c = c->next)
         if (sp_app_active(c) && c->app->worker_stopping)

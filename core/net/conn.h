@@ -27,7 +27,7 @@ void sp_conn_abort(sp_conn *c, sp_end_reason reason);
 /* The worker stops gracefully: each connection's application ends what only waits for
  * more (HTTP connections between requests close; a stopping worker drains only
  * exchanges in progress). */
-void sp_conns_close_idle_http(sp_worker *w);
+void sp_conns_stop_idle(sp_worker *w);
 
 /* Ends every live connection of the worker now. */
 void sp_conns_abort_all(sp_worker *w, sp_end_reason reason);
