@@ -33,6 +33,7 @@
 #include "net/ip_table.h"
 #include "net/route_limits.h"
 #include "nft/nft.h"
+#include "session/apps.h"
 #include "tls/context.h"
 #include "util/access_log.h"
 #include "util/log.h"
@@ -583,6 +584,7 @@ int main(int argc, char **argv)
     a.process.nworkers = a.nworkers;
     int status = 0;
     int started = 0;
+    sp_session_install(); /* net/ starts HTTP and Lua through it */
     for (int i = 0; i < a.nworkers; i++) {
         a.counters[i] = &a.workers[i].counters;
         a.workers[i].exit_hook = worker_exit_hook;

@@ -15,7 +15,6 @@
 #include "http/path_pattern.h"
 #include "http/pool.h"
 #include "http/rate_limit.h"
-#include "lua/task.h"
 #include "net/conn_impl.h"
 #include "net/route_limits.h"
 #include "util/access_log.h"
@@ -27,7 +26,7 @@ typedef enum {
     P_EXCHANGE,     /* the request goes out (head, then body) and the response comes back */
 } http_phase;
 
-struct sp_http {
+typedef struct sp_http {
     sp_conn *c;
     http_phase phase;
     sp_http_msg req, resp;
@@ -65,9 +64,10 @@ struct sp_http {
     /* the upstream connection in c->target */
     char key[600];             /* its pool key; "" when there is none */
     bool poolable;
-};
+} sp_http;
 
 static void parse_client(sp_http *h);
+static const sp_app_ops http_app;
 static void respond_local(sp_http *h, int status, sp_http_local why, const char *extra, const char *body, bool close);
 
 /* ---- small helpers ---- */
@@ -184,16 +184,11 @@ static void pool_target(sp_http *h)
     drop_target(h);
 }
 
-void sp_http_release_target(sp_conn *c)
-{
-    if (c->http)
-        pool_target(c->http);
-}
+/* The connection starts its flushed close: an idle upstream connection outlives its client. */
+static void http_closing(sp_conn *c) { pool_target(c->app_ctx); }
 
-void sp_http_free(sp_http *h)
+static void http_free(sp_http *h)
 {
-    if (!h)
-        return;
     sp_http_msg_free(&h->req);
     sp_http_msg_free(&h->resp);
     sp_buf_free(&h->in);
@@ -203,17 +198,29 @@ void sp_http_free(sp_http *h)
     free(h);
 }
 
+static void http_release(sp_conn *c) { http_free(c->app_ctx); }
+
+/* A stream route took the connection from its first request: the session goes. */
+static void session_end(sp_conn *c)
+{
+    sp_http *h = c->app_ctx;
+    c->app = NULL;
+    c->app_ctx = NULL;
+    http_free(h);
+}
+
 static sp_http *session(sp_conn *c)
 {
-    if (c->http)
-        return c->http;
+    if (c->app == &http_app)
+        return c->app_ctx;
     sp_http *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;
     h->c = c;
     sp_http_msg_init(&h->req, true, c->gen->settings.max_header_bytes);
     sp_http_msg_init(&h->resp, false, 65536);
-    c->http = h;
+    c->app = &http_app;
+    c->app_ctx = h;
     return h;
 }
 
@@ -600,17 +607,17 @@ static void acquire_target(sp_http *h)
     sp_connect_dest(c);
 }
 
-void sp_http_target_ready(sp_conn *c)
+static void http_target_ready(sp_conn *c)
 {
-    sp_http *h = c->http;
+    sp_http *h = c->app_ctx;
     sp_conn_set_state(c, SP_STATE_HTTP);
     if (h->phase == P_CONNECT)
         start_exchange(h);
 }
 
-void sp_http_target_failed(sp_conn *c, sp_end_reason why)
+static void http_target_failed(sp_conn *c, sp_end_reason why)
 {
-    sp_http *h = c->http;
+    sp_http *h = c->app_ctx;
     sp_conn_set_state(c, SP_STATE_HTTP);
     drop_target(h);
     h->phase = P_HEAD; /* the request was not sent: answer it here */
@@ -721,9 +728,7 @@ static void dispatch(sp_http *h)
         snprintf(c->domain, sizeof c->domain, "%s", h->domain);
         c->info.domain = c->domain;
         c->info.domain_len = strlen(c->domain);
-        sp_http *gone = c->http;
-        c->http = NULL;
-        sp_http_free(gone);
+        session_end(c);
         sp_conn_route_stream(c, r);
         return;
     }
@@ -807,7 +812,7 @@ static void dispatch(sp_http *h)
     c->info.path_len = (size_t)plen;
     c->info.path_pattern = r->http.has_path ? &r->http.path : NULL;
     acquire_target(h);
-    if (c->http != h)
+    if (c->app_ctx != h)
         return;
     /* the request's view ends with the target's choice: the connection's domain is its
      * SNI again (logs, the upstream SNI of a re-encrypting route) */
@@ -854,8 +859,7 @@ static bool stream_fallback(sp_http *h)
     const sp_route *r = sp_route_select(c->gen, c->info.server_port, &info);
     if (!r || r->is_http)
         return false;
-    c->http = NULL;
-    sp_http_free(h);
+    session_end(c);
     sp_conn_route_stream(c, r);
     return true;
 }
@@ -891,7 +895,7 @@ static void parse_client(sp_http *h)
             }
             /* a head (and, for bodiless requests, the whole request) */
             dispatch(h);
-            if (c->http != h)
+            if (c->app_ctx != h)
                 return; /* a stream route took the connection: the session is gone */
             continue;
         }
@@ -1170,9 +1174,9 @@ static void target_ended(sp_http *h, bool error, sp_end_reason reason)
 
 /* ---- entry points from the connection ---- */
 
-void sp_http_input(sp_conn *c, sp_side *from, void *buf, size_t len)
+static void http_input(sp_conn *c, sp_side *from, void *buf, size_t len)
 {
-    sp_http *h = c->http;
+    sp_http *h = c->app_ctx;
     if (from == &c->target) {
         bool taken = false;
         target_bytes(h, buf, len, &taken);
@@ -1191,9 +1195,9 @@ void sp_http_input(sp_conn *c, sp_side *from, void *buf, size_t len)
     parse_client(h);
 }
 
-void sp_http_side_ended(sp_conn *c, sp_side *from, bool error, sp_end_reason reason)
+static void http_side_ended(sp_conn *c, sp_side *from, bool error, sp_end_reason reason)
 {
-    sp_http *h = c->http;
+    sp_http *h = c->app_ctx;
     if (from == &c->target) {
         target_ended(h, error, reason);
         return;
@@ -1214,9 +1218,9 @@ void sp_http_side_ended(sp_conn *c, sp_side *from, bool error, sp_end_reason rea
     sp_conn_abort(c, SP_END_CLIENT_CLOSED); /* in the middle of a request */
 }
 
-void sp_http_drained(sp_conn *c, sp_side *to)
+static void http_drained(sp_conn *c, sp_side *to)
 {
-    sp_http *h = c->http;
+    sp_http *h = c->app_ctx;
     if (c->state != SP_STATE_HTTP || h->phase != P_EXCHANGE)
         return;
     if (to == &c->target && !h->req_sent)
@@ -1225,10 +1229,13 @@ void sp_http_drained(sp_conn *c, sp_side *to)
         sp_pipe_resume(c, &c->target);
 }
 
-bool sp_http_idle(const sp_conn *c)
+/* The worker stops gracefully: a connection between requests, nothing of the next one
+ * read, closes now. */
+static void http_worker_stopping(sp_conn *c)
 {
-    const sp_http *h = c->http;
-    return h && c->state == SP_STATE_HTTP && h->phase == P_HEAD && in_len(h) == 0 && !h->req.head_bytes;
+    const sp_http *h = c->app_ctx;
+    if (h->phase == P_HEAD && in_len(h) == 0 && !h->req.head_bytes)
+        sp_conn_close(c, SP_END_SHUTDOWN);
 }
 
 /* ---- starting ---- */
@@ -1269,9 +1276,9 @@ void sp_http_begin_tls(sp_conn *c)
 
 /* ---- time ---- */
 
-uint64_t sp_http_deadline(sp_conn *c)
+static uint64_t http_deadline(sp_conn *c)
 {
-    sp_http *h = c->http;
+    sp_http *h = c->app_ctx;
     const sp_timeouts *t = &c->gen->settings.timeouts;
     uint64_t due = UINT64_MAX;
     if (h->phase == P_HEAD) {
@@ -1292,12 +1299,12 @@ uint64_t sp_http_deadline(sp_conn *c)
     return due;
 }
 
-void sp_http_timeout(sp_conn *c)
+static void http_timeout(sp_conn *c)
 {
-    sp_http *h = c->http;
+    sp_http *h = c->app_ctx;
     const sp_timeouts *t = &c->gen->settings.timeouts;
     uint64_t now = uv_now(&c->w->loop);
-    if (now < sp_http_deadline(c)) {
+    if (now < http_deadline(c)) {
         sp_conn_arm_timer(c); /* activity moved the deadline */
         return;
     }
@@ -1325,3 +1332,19 @@ void sp_http_timeout(sp_conn *c)
     }
     sp_conn_abort(c, SP_END_INACTIVITY_TIMEOUT);
 }
+
+/* ---- the seam: what the connection calls ---- */
+
+static const sp_app_ops http_app = {
+    .state = SP_STATE_HTTP,
+    .input = http_input,
+    .drained = http_drained,
+    .side_ended = http_side_ended,
+    .deadline = http_deadline,
+    .timeout = http_timeout,
+    .worker_stopping = http_worker_stopping,
+    .target_ready = http_target_ready,
+    .target_failed = http_target_failed,
+    .closing = http_closing,
+    .release = http_release,
+};

@@ -12,6 +12,7 @@
 #include "lua/memory.h"
 #include "lua/shared.h"
 #include "lua/task.h"
+#include "net/app.h"
 #include "net/conn_impl.h"
 #include "util/log.h"
 #include "util/metric.h"
@@ -184,6 +185,8 @@ static void on_task_timer(uv_timer_t *timer)
     }
 }
 
+static const sp_app_ops task_app;
+
 static sp_task *task_new(sp_conn *c)
 {
     lua_State *L = c->gen->L;
@@ -196,7 +199,8 @@ static sp_task *task_new(sp_conn *c)
      * every connection of its worker, so such a resume is reported (0: never). */
     t->hog_warn_ms = c->gen->settings.timeouts.lua_hog_warning ? c->gen->settings.timeouts.lua_hog_warning
                                                                 : UINT64_MAX;
-    c->task = t;
+    c->app = &task_app;
+    c->app_ctx = t;
     t->co = lua_newthread(L);
     lua_pushlightuserdata(L, t);
     lua_rawset(L, LUA_REGISTRYINDEX); /* registry[co] = task; pops both */
@@ -206,8 +210,19 @@ static sp_task *task_new(sp_conn *c)
     return t;
 }
 
-void sp_task_start_function(sp_conn *c, int fn_ref)
+/* Background tasks are connections without a client; this names them in logs. */
+static const sp_route background_route = {.name = "(background)", .handler = LUA_NOREF};
+
+/* Runs the function at registry reference fn_ref (in g's state) as a background task of
+ * worker w (sp.timer, sp.every); takes the reference. */
+static void start_background(sp_worker *w, sp_gen *g, int fn_ref)
 {
+    sp_conn *c = sp_conn_new_background(w, g, &background_route);
+    if (!c) {
+        luaL_unref(g->L, LUA_REGISTRYINDEX, fn_ref);
+        return;
+    }
+    sp_conn_set_state(c, SP_STATE_LUA);
     sp_task *t = task_new(c);
     if (!t) {
         luaL_unref(c->gen->L, LUA_REGISTRYINDEX, fn_ref);
@@ -243,16 +258,20 @@ void sp_task_start(sp_conn *c)
     sp_task_resume(t, 2);
 }
 
-void sp_task_abort(sp_task *t)
+/* The connection ends now: close every handle of the task. */
+static void task_abort(sp_conn *c)
 {
+    sp_task *t = c->app_ctx;
     t->done = true;
     for (sp_cosock *s = t->socks; s; s = s->next)
         sp_cosock_close(s);
     close_timer(t);
 }
 
-void sp_task_free(sp_task *t)
+/* The connection is released: free what is left. */
+static void task_release(sp_conn *c)
 {
+    sp_task *t = c->app_ctx;
     while (t->socks) {
         sp_cosock *s = t->socks;
         t->socks = s->next;
@@ -269,6 +288,21 @@ void sp_task_free(sp_task *t)
     }
     free(t);
 }
+
+/* The worker stops gracefully: a handler waiting for the next request head between
+ * requests is answered (see sp_cosock_retry_read). */
+static void task_worker_stopping(sp_conn *c) { sp_cosock_retry_read(c->app_ctx); }
+
+/* The seam: what the connection calls. A task reads and writes its sockets itself, so
+ * the connection only keeps its stream timers and tells it of the end. */
+static const sp_app_ops task_app = {
+    .state = SP_STATE_LUA,
+    .deadline = sp_conn_stream_deadline,
+    .timeout = sp_conn_stream_timeout,
+    .worker_stopping = task_worker_stopping,
+    .abort = task_abort,
+    .release = task_release,
+};
 
 /* ---- smartproxy.core ---- */
 
@@ -556,7 +590,7 @@ static int core_spawn(lua_State *L)
     sp_gen *g = registry_ptr(L, GEN_KEY);
     sp_worker *w = registry_ptr(L, WORKER_KEY);
     if (g && w && !w->stopping) {
-        sp_conn_start_background(w, g, luaL_ref(L, LUA_REGISTRYINDEX));
+        start_background(w, g, luaL_ref(L, LUA_REGISTRYINDEX));
         return 0;
     }
     lua_getfield(L, LUA_REGISTRYINDEX, SPAWNS_KEY);
@@ -581,7 +615,7 @@ void sp_lua_start_spawns(void *worker, sp_gen *g)
         int n = (int)lua_objlen(L, -1);
         for (int i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, i);
-            sp_conn_start_background(worker, g, luaL_ref(L, LUA_REGISTRYINDEX));
+            start_background(worker, g, luaL_ref(L, LUA_REGISTRYINDEX));
         }
     }
     lua_pop(L, 1);

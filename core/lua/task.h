@@ -1,8 +1,9 @@
 /* task: a socket handler's coroutine and everything it holds (sockets, timers).
  *
- * A task belongs to exactly one connection and dies with it: sp_task_abort closes its
- * handles through the connection's close path (so the connection's handle count covers
- * them) and sp_task_free releases the rest when the connection is released. Lua sees
+ * A task belongs to exactly one connection and dies with it: it is the connection's
+ * application (net/app.h), whose abort closes its handles through the connection's close
+ * path (so the connection's handle count covers them) and whose release frees the rest
+ * when the connection is released. Lua sees
  * sockets as userdata pointing at a cosocket; when the cosocket goes, the pointer is
  * cleared and every method answers nil, "closed".
  *
@@ -79,16 +80,9 @@ struct sp_task {
 /* Starts the route's handler for connection c on its client socket; the bytes read while
  * routing are the first the handler reads. */
 void sp_task_start(sp_conn *c);
-/* Starts the function at registry reference fn_ref as the task of a background
- * connection (no client socket); takes the reference. */
-void sp_task_start_function(sp_conn *c, int fn_ref);
 /* A worker installed generation g: runs the tasks its config spawned while loading,
  * and lets later sp.spawn calls start at once. */
 void sp_lua_start_spawns(void *worker, sp_gen *g);
-/* The connection is ending: close every handle of the task now. */
-void sp_task_abort(sp_task *t);
-/* The connection is released: free what is left. */
-void sp_task_free(sp_task *t);
 
 /* Installs package.preload["smartproxy.core"] in a fresh Lua state. */
 void sp_lua_open_core(lua_State *L);

@@ -2,14 +2,11 @@
 #include "net/conn_impl.h"
 
 #include <ctype.h>
-#include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "http/proxy.h"
-#include "lua/task.h"
 #include "proto/client_hello.h"
 #include "net/ip_table.h"
 #include "net/route_limits.h"
@@ -19,6 +16,10 @@
 
 static void on_handle_closed(uv_handle_t *h);
 static void on_timer(uv_timer_t *timer);
+
+static const sp_app_starters *starters; /* set once at startup, read by every worker */
+
+void sp_conn_install_apps(const sp_app_starters *s) { starters = s; }
 
 /* ---- state and cleanup ---- */
 
@@ -55,9 +56,8 @@ void sp_conn_release(sp_conn *c)
     sp_tls_free(&c->target.tls);
     sp_buf_free(&c->sniffed);
     sp_target_choice_clear(&c->dest);
-    if (c->task)
-        sp_task_free(c->task); /* before the generation: it holds references in its state */
-    sp_http_free(c->http);
+    if (c->app)
+        c->app->release(c); /* before the generation: a Lua task holds references in its state */
     if (c->ip_admitted)
         sp_ip_table_release(w->process->ips, &c->info.client_ip, uv_now(&w->loop));
     if (c->route_counter)
@@ -136,8 +136,8 @@ void sp_conn_abort(sp_conn *c, sp_end_reason reason)
         sp_conn_close_handle(c, (uv_handle_t *)&c->attempt->tcp);
         c->attempt = NULL;
     }
-    if (c->task)
-        sp_task_abort(c->task);
+    if (c->app && c->app->abort)
+        c->app->abort(c);
     close_side(c, &c->client);
     close_side(c, &c->target);
     sp_conn_close_handle(c, (uv_handle_t *)&c->timer);
@@ -156,8 +156,8 @@ void sp_conn_tls_failed(sp_conn *c, sp_side *s)
     sp_counter_add(client ? &c->w->counters.tls_failures[f] : &c->w->counters.upstream_tls_failures[f], 1);
     sp_debug("conn=%llu route=%s: %s TLS handshake failed: %s", (unsigned long long)c->id,
              c->route ? c->route->name : "-", client ? "client" : "upstream", sp_tls_failure_name(f));
-    if (!client && c->http) {
-        sp_http_target_failed(c, SP_END_UPSTREAM_TLS_FAILED); /* 502 for this request */
+    if (!client && c->app && c->app->target_failed) {
+        c->app->target_failed(c, SP_END_UPSTREAM_TLS_FAILED); /* HTTP: 502 for this request */
         return;
     }
     sp_conn_abort(c, client ? SP_END_TLS_HANDSHAKE_FAILED : SP_END_UPSTREAM_TLS_FAILED);
@@ -216,7 +216,8 @@ void sp_conn_close(sp_conn *c, sp_end_reason reason)
     record_end(c, reason);
     if (c->state == SP_STATE_CLOSING)
         return;
-    sp_http_release_target(c); /* an idle upstream connection outlives its client */
+    if (c->app && c->app->closing)
+        c->app->closing(c); /* an idle upstream connection outlives its client */
     sp_conn_set_state(c, SP_STATE_CLOSING);
     c->closing_deadline_ms = uv_now(&c->w->loop) + SP_FLUSH_LIMIT_MS;
     sp_side *sides[2] = {&c->client, &c->target};
@@ -276,14 +277,43 @@ static uint64_t handshake_deadline(const sp_conn *c)
     return UINT64_MAX;
 }
 
-/* One timer per connection, armed for the nearest deadline of the current state.
- * Activity does not re-arm it: when it fires early relative to the latest activity it is
- * simply armed again for the remainder, which keeps the hot path free of timer calls. */
+uint64_t sp_conn_stream_deadline(sp_conn *c)
+{
+    const sp_timeouts *t = &c->gen->settings.timeouts;
+    uint64_t due = UINT64_MAX;
+    if (stream_inactivity(c))
+        due = c->last_activity_ms + stream_inactivity(c);
+    if (t->max_lifetime && c->started_ms + t->max_lifetime < due)
+        due = c->started_ms + t->max_lifetime;
+    return due;
+}
+
+void sp_conn_stream_timeout(sp_conn *c)
+{
+    const sp_timeouts *t = &c->gen->settings.timeouts;
+    uint64_t now = uv_now(&c->w->loop);
+    if (t->max_lifetime && now >= c->started_ms + t->max_lifetime) {
+        sp_conn_abort(c, SP_END_MAX_LIFETIME);
+        return;
+    }
+    if (stream_inactivity(c) && now >= c->last_activity_ms + stream_inactivity(c)) {
+        sp_conn_abort(c, SP_END_INACTIVITY_TIMEOUT);
+        return;
+    }
+    sp_conn_arm_timer(c);
+}
+
+/* One timer per connection, armed for the nearest deadline of the current state (the
+ * application's own, while it drives the connection). Activity does not re-arm it: when
+ * it fires early relative to the latest activity it is simply armed again for the
+ * remainder, which keeps the hot path free of timer calls. */
 void sp_conn_arm_timer(sp_conn *c)
 {
     const sp_timeouts *t = &c->gen->settings.timeouts;
     uint64_t now = uv_now(&c->w->loop), due = UINT64_MAX;
-    switch (c->state) {
+    if (sp_app_active(c))
+        due = c->app->deadline(c);
+    else switch (c->state) {
     case SP_STATE_CONNECTING:
         if (t->connect)
             due = c->phase_started_ms + t->connect;
@@ -297,17 +327,10 @@ void sp_conn_arm_timer(sp_conn *c)
             due = c->started_ms + t->proxy_header;
         break;
     case SP_STATE_PIPING:
-    case SP_STATE_LUA:
-        if (stream_inactivity(c))
-            due = c->last_activity_ms + stream_inactivity(c);
-        if (t->max_lifetime && c->started_ms + t->max_lifetime < due)
-            due = c->started_ms + t->max_lifetime;
+        due = sp_conn_stream_deadline(c);
         break;
     case SP_STATE_CLOSING:
         due = c->closing_deadline_ms;
-        break;
-    case SP_STATE_HTTP:
-        due = sp_http_deadline(c);
         break;
     default:
         break;
@@ -330,6 +353,10 @@ static void on_timer(uv_timer_t *timer)
         sp_conn_tls_failed(c, &c->client);
         return;
     }
+    if (sp_app_active(c)) {
+        c->app->timeout(c);
+        return;
+    }
     switch (c->state) {
     case SP_STATE_CONNECTING:
         if (now >= c->phase_started_ms + t->connect)
@@ -345,22 +372,10 @@ static void on_timer(uv_timer_t *timer)
                                     SP_END_PROXY_HEADER_TIMEOUT);
         return;
     case SP_STATE_PIPING:
-    case SP_STATE_LUA:
-        if (t->max_lifetime && now >= c->started_ms + t->max_lifetime) {
-            sp_conn_abort(c, SP_END_MAX_LIFETIME);
-            return;
-        }
-        if (stream_inactivity(c) && now >= c->last_activity_ms + stream_inactivity(c)) {
-            sp_conn_abort(c, SP_END_INACTIVITY_TIMEOUT);
-            return;
-        }
-        sp_conn_arm_timer(c);
+        sp_conn_stream_timeout(c);
         return;
     case SP_STATE_CLOSING:
         sp_conn_abort(c, c->reason);
-        return;
-    case SP_STATE_HTTP:
-        sp_http_timeout(c);
         return;
     default:
         return;
@@ -417,7 +432,7 @@ static void act(sp_conn *c)
         return;
     }
     if (r->action == SP_ACTION_SOCKET_HANDLER) { /* the config refuses them behind termination */
-        sp_task_start(c);
+        starters->socket_handler(c);
         return;
     }
     if (r->tls.mode == SP_TLS_TERMINATE || r->tls.mode == SP_TLS_REENCRYPT) {
@@ -451,7 +466,7 @@ void sp_conn_route_stream(sp_conn *c, const sp_route *r)
 void sp_conn_connect_target(sp_conn *c)
 {
     if (c->route->is_http) { /* after the client's TLS handshake: requests follow */
-        sp_http_begin_tls(c);
+        starters->http_after_handshake(c);
         return;
     }
     sp_conn_set_state(c, SP_STATE_CONNECTING);
@@ -510,7 +525,7 @@ void sp_conn_sniffed(sp_conn *c)
     case SP_CH_NOT_TLS: {
         const sp_port_entry *e = sp_gen_port(c->gen, c->info.server_port);
         if (e && e->http_head) { /* a request head: Host (and path, headers) route it */
-            sp_http_sniffed(c);
+            starters->http_sniffed(c);
             return;
         }
         break; /* routes without domains take it */
@@ -717,43 +732,35 @@ void sp_conn_accept(sp_worker *w, int fd, const struct sockaddr *peer, uint16_t 
 
 /* ---- background tasks ---- */
 
-static const sp_route background_route = {.name = "(background)", .handler = LUA_NOREF};
-
-void sp_conn_start_background(sp_worker *w, sp_gen *g, int fn_ref)
+sp_conn *sp_conn_new_background(sp_worker *w, sp_gen *g, const sp_route *route)
 {
     sp_conn *c = calloc(1, sizeof *c);
-    if (!c) {
-        luaL_unref(g->L, LUA_REGISTRYINDEX, fn_ref);
-        return;
-    }
+    if (!c)
+        return NULL;
     c->w = w;
     c->gen = g;
     sp_gen_ref(g);
     c->background = true;
     c->id = atomic_fetch_add(&w->process->next_conn_id, 1) + 1;
-    c->route = &background_route;
-    c->info.route_name = background_route.name;
+    c->route = route;
+    c->info.route_name = route->name;
     c->info.domain = "";
     c->handles = 1; /* the timer */
     uv_timer_init(&w->loop, &c->timer);
     c->timer.data = c;
     c->started_ms = c->last_activity_ms = c->phase_started_ms = uv_now(&w->loop);
-    c->state = SP_STATE_LUA;
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
     w->conns = c;
-    sp_task_start_function(c, fn_ref);
+    return c;
 }
 
-void sp_conns_close_idle_http(sp_worker *w)
+void sp_conns_stop_idle(sp_worker *w)
 {
-    for (sp_conn *c = w->conns; c; c = c->next) {
-        if (sp_http_idle(c))
-            sp_conn_close(c, SP_END_SHUTDOWN);
-        else if (c->state == SP_STATE_LUA && c->task)
-            sp_cosock_retry_read(c->task);
-    }
+    for (sp_conn *c = w->conns; c; c = c->next)
+        if (sp_app_active(c) && c->app->worker_stopping)
+            c->app->worker_stopping(c);
 }
 
 void sp_conns_end_background(sp_worker *w, const sp_gen *keep)

@@ -24,17 +24,19 @@ void sp_conn_accept(sp_worker *w, int fd, const struct sockaddr *peer, uint16_t 
 /* Ends a connection now (graceful stop deadline, worker shutdown). */
 void sp_conn_abort(sp_conn *c, sp_end_reason reason);
 
-/* Closes HTTP connections that wait between requests (a stopping worker drains only
+/* The worker stops gracefully: each connection's application ends what only waits for
+ * more (HTTP connections between requests close; a stopping worker drains only
  * exchanges in progress). */
-void sp_conns_close_idle_http(sp_worker *w);
+void sp_conns_stop_idle(sp_worker *w);
 
 /* Ends every live connection of the worker now. */
 void sp_conns_abort_all(sp_worker *w, sp_end_reason reason);
 
-/* Runs the Lua function at registry reference fn_ref (in g's state) as a background task
- * (sp.timer, sp.every): a coroutine with no client, not counted as a connection, ended
- * when its generation stops being current or the worker stops. Takes the reference. */
-void sp_conn_start_background(sp_worker *w, sp_gen *g, int fn_ref);
+/* A connection with no client for a background task (sp.timer, sp.every; its
+ * application is started by the caller): not counted as a connection, ended when its
+ * generation stops being current or the worker stops. `route` names it in logs and must
+ * outlive it. NULL when out of memory. */
+sp_conn *sp_conn_new_background(sp_worker *w, sp_gen *g, const sp_route *route);
 /* Ends the background tasks of every generation but `keep` (NULL: all). */
 void sp_conns_end_background(sp_worker *w, const sp_gen *keep);
 

@@ -4,13 +4,15 @@
  *   connect.c  resolve and connect to a target, candidate after candidate
  *   pipe.c     move bytes both ways (plain or through TLS) with backpressure
  *
- * Private to the connection's modules (core/net, and core/lua for socket handlers):
- * everything else sees only net/conn.h. */
+ * Private to the connection's modules and the applications that serve connections
+ * (core/http, core/lua, through the seam in net/app.h): everything else sees only
+ * net/conn.h. */
 #ifndef SP_NET_CONN_IMPL_H
 #define SP_NET_CONN_IMPL_H
 
 #include <netdb.h>
 
+#include "net/app.h"
 #include "net/conn.h"
 #include "net/target.h"
 #include "route/router.h"
@@ -77,8 +79,8 @@ struct sp_conn {
     sp_attempt *attempt;      /* the connect in flight, or NULL */
     uint64_t attempt_started_ns;
 
-    struct sp_task *task;     /* socket-handler routes: the Lua handler and its sockets */
-    struct sp_http *http;     /* HTTP routes: the request-by-request session */
+    const sp_app_ops *app;    /* the application serving the connection; NULL: a plain pipe */
+    void *app_ctx;            /* its state (the HTTP session, the Lua task), freed by app->release */
     bool background;          /* sp.timer/sp.every: no client, not a proxied connection */
 
     sp_conn_info info;        /* addresses and names, for routing, Lua and logs */
@@ -94,6 +96,10 @@ struct sp_conn {
     uint64_t started_ms, last_activity_ms, phase_started_ms, closing_deadline_ms;
 };
 
+/* The connection is in its application's own state: net/ hands the app its bytes, the
+ * ends of its sides, its drained queues and its timer. */
+static inline bool sp_app_active(const sp_conn *c) { return c->app && c->state == c->app->state; }
+
 /* conn.c */
 void sp_conn_set_state(sp_conn *c, sp_conn_state s);
 /* Frees the connection once no close callback or DNS lookup is outstanding. */
@@ -107,6 +113,10 @@ void sp_conn_proxy_header_input(sp_conn *c);
 /* A trusted proxy's header is missing, malformed or late: count, log, close. */
 void sp_conn_proxy_header_failed(sp_conn *c, const char *why, sp_end_reason reason);
 void sp_conn_arm_timer(sp_conn *c);
+/* A byte stream's deadline (inactivity, max_lifetime) and its expiry: the pipe's, and
+ * an application's that moves bytes as they come (a socket handler). */
+uint64_t sp_conn_stream_deadline(sp_conn *c);
+void sp_conn_stream_timeout(sp_conn *c);
 /* Ends after flushing what is queued to each side (bounded by SP_FLUSH_LIMIT_MS). */
 void sp_conn_close(sp_conn *c, sp_end_reason reason);
 /* Checks route r's security (block/allow lists, connection limits) and counts the

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/proxy.h"
 #include "net/conn_impl.h"
 #include "proto/proxy_protocol.h"
 #include "util/log.h"
@@ -165,11 +164,12 @@ void sp_connect_timed_out(sp_conn *c)
     }
 }
 
-/* Every candidate failed: the client is closed (streams) or answered 502/504 (HTTP). */
+/* Every candidate failed: the client is closed (streams), or the application answers
+ * (HTTP: 502/504). */
 static void give_up(sp_conn *c, sp_end_reason why)
 {
-    if (c->http)
-        sp_http_target_failed(c, why);
+    if (c->app && c->app->target_failed)
+        c->app->target_failed(c, why);
     else
         sp_conn_abort(c, why);
 }

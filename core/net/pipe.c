@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/proxy.h"
 #include "net/conn_impl.h"
 #include "util/log.h"
 
@@ -55,8 +54,8 @@ static sp_end_reason error_reason(sp_conn *c, sp_side *s, int err)
  * queue; after, its socket queue below the high-water mark. */
 static bool has_room(sp_conn *c, sp_side *to)
 {
-    if (c->state == SP_STATE_HTTP)
-        return true; /* the HTTP session buffers and pauses reads itself */
+    if (sp_app_active(c))
+        return true; /* the application buffers and pauses reads itself */
     if (to == &c->target && !c->target_ready)
         return c->nearly < SP_EARLY_BUFS;
     return to->queued <= SP_HIGH_WATER;
@@ -88,8 +87,8 @@ static void on_write(uv_write_t *req, int status)
         return;
     if (c->state == SP_STATE_PIPING)
         sp_pipe_resume(c, peer_of(c, to));
-    else if (c->state == SP_STATE_HTTP)
-        sp_http_drained(c, to);
+    else if (sp_app_active(c) && c->app->drained)
+        c->app->drained(c, to);
 }
 
 void sp_side_count_written(sp_conn *c, sp_side *to, size_t len)
@@ -242,8 +241,8 @@ static void on_eof(sp_conn *c, sp_side *from)
         sp_conn_tls_failed(c, from);
         return;
     }
-    if (c->state == SP_STATE_HTTP) {
-        sp_http_side_ended(c, from, false, SP_END_CLIENT_CLOSED);
+    if (sp_app_active(c) && c->app->side_ended) {
+        c->app->side_ended(c, from, false, SP_END_CLIENT_CLOSED);
         return;
     }
     if (c->state == SP_STATE_PROXY_HEADER) {
@@ -327,8 +326,8 @@ void sp_pipe_tls_pump(sp_conn *c, sp_side *s)
                 on_eof(c, s);
             return;
         }
-        if (c->state == SP_STATE_HTTP)
-            sp_http_input(c, s, buf, (size_t)n);
+        if (sp_app_active(c) && c->app->input)
+            c->app->input(c, s, buf, (size_t)n);
         else
             deliver(c, to, buf, (size_t)n);
     }
@@ -354,8 +353,8 @@ void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             return; /* EAGAIN */
         if (nread == UV_EOF)
             on_eof(c, from);
-        else if (c->state == SP_STATE_HTTP && nread != UV_ENOBUFS)
-            sp_http_side_ended(c, from, true, error_reason(c, from, (int)nread));
+        else if (nread != UV_ENOBUFS && sp_app_active(c) && c->app->side_ended)
+            c->app->side_ended(c, from, true, error_reason(c, from, (int)nread));
         else if (nread == UV_ENOBUFS)
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
         else if (from->tls.ssl && !from->tls.established) {
@@ -384,8 +383,8 @@ void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         sp_bufpool_put(&c->w->pool, buf->base);
         return;
     }
-    if (c->state == SP_STATE_HTTP) {
-        sp_http_input(c, from, buf->base, (size_t)nread);
+    if (sp_app_active(c) && c->app->input) {
+        c->app->input(c, from, buf->base, (size_t)nread);
         return;
     }
     if (to->shut || (!to->tcp && to != &c->target)) { /* nowhere to send it: the peer is gone */
@@ -399,8 +398,8 @@ void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 void sp_pipe_start(sp_conn *c)
 {
-    if (c->http) {
-        sp_http_target_ready(c);
+    if (c->app && c->app->target_ready) {
+        c->app->target_ready(c);
         return;
     }
     sp_conn_set_state(c, SP_STATE_PIPING);

@@ -1,35 +1,21 @@
 #include "net/target.h"
 
 #include <arpa/inet.h>
-#include <lauxlib.h>
-#include <lua.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lua/ctx.h"
+static const sp_target_fns *target_fns; /* set once at startup, read by every worker */
+
+void sp_target_install_fns(const sp_target_fns *fns) { target_fns = fns; }
 
 int sp_target_choose(sp_gen *g, const sp_target *t, const sp_conn_info *info,
                      sp_target_choice *out, char *err, size_t errlen)
 {
-    lua_State *L = g->L;
-    if (t->host) {
+    if (t->host)
         out->host = strdup(t->host);
-    } else {
-        if (sp_lua_call_ctx(L, t->host_fn, info, g->settings.timeouts.lua_budget, err, errlen) != 0)
-            return -1;
-        size_t len;
-        const char *h = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-        if (!h || len == 0 || len > 253) {
-            snprintf(err, errlen, "target.host function returned %s, expected a host name or address",
-                     luaL_typename(L, -1));
-            lua_pop(L, 1);
-            return -1;
-        }
-        out->host = strdup(h);
-        lua_pop(L, 1);
-    }
+    else if (target_fns->host(g, t->host_fn, info, &out->host, err, errlen) != 0)
+        return -1;
     if (!out->host) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -37,20 +23,10 @@ int sp_target_choose(sp_gen *g, const sp_target *t, const sp_conn_info *info,
     switch (t->port_kind) {
     case SP_PORT_FIXED: out->port = t->port; break;
     case SP_PORT_PRESERVE: out->port = info->server_port; break;
-    case SP_PORT_FUNCTION: {
-        if (sp_lua_call_ctx(L, t->port_fn, info, g->settings.timeouts.lua_budget, err, errlen) != 0)
+    case SP_PORT_FUNCTION:
+        if (target_fns->port(g, t->port_fn, info, &out->port, err, errlen) != 0)
             return -1;
-        double p = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || p < 1 || p > 65535 || p != floor(p)) {
-            snprintf(err, errlen, "target.port function returned %s, expected a port from 1 to 65535",
-                     lua_type(L, -1) == LUA_TNUMBER ? "an out-of-range number" : luaL_typename(L, -1));
-            lua_pop(L, 1);
-            return -1;
-        }
-        out->port = (uint16_t)p;
-        lua_pop(L, 1);
         break;
-    }
     }
     snprintf(out->port_text, sizeof out->port_text, "%u", out->port);
     return 0;

@@ -116,7 +116,7 @@ static void begin_stop(sp_worker *w, uint64_t drain_ms)
     w->stopping = true;
     sp_listeners_close_all(w);
     sp_conns_end_background(w, NULL);
-    sp_conns_close_idle_http(w);
+    sp_conns_stop_idle(w);
     /* idle upstream connections carry no request; a backend draining its own keep-alive
      * connections (maybe a handler of this very proxy) should not wait for them */
     sp_http_pool_close(w->http_pool);
