@@ -10,6 +10,8 @@
 
 typedef struct state_memory {
     uint64_t used, limit; /* touched only by the thread that runs the state */
+    lua_Alloc inner;      /* LuaJIT's own allocator, which does the work */
+    void *inner_ud;
 } state_memory;
 
 static _Atomic uint64_t memory_errors;
@@ -18,9 +20,8 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     state_memory *m = ud;
     if (nsize == 0) {
-        free(ptr);
         m->used -= osize;
-        return NULL;
+        return m->inner(m->inner_ud, ptr, osize, 0);
     }
     /* LuaJIT passes the old size of a block (0 for a new one). Growth past the cap fails
      * only inside a run (a resume or pcall), where LuaJIT turns it into an error the run
@@ -28,7 +29,7 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
      * and a refusal there would abort the process. */
     if (m->limit && nsize > osize && m->used - osize + nsize > m->limit && sp_lua_budget_in_run())
         return NULL;
-    void *p = realloc(ptr, nsize);
+    void *p = m->inner(m->inner_ud, ptr, osize, nsize);
     if (p)
         m->used = m->used - osize + nsize;
     return p;
@@ -41,15 +42,21 @@ static state_memory *memory_of(lua_State *L)
     return lua_getallocf(L, &ud) == capped_alloc ? ud : NULL;
 }
 
+/* The state keeps LuaJIT's own allocator (much faster than malloc for Lua's small
+ * objects) behind the counting wrapper; what it allocated before the wrapper went in is
+ * what the GC counts. */
 lua_State *sp_lua_state_new(uint64_t limit)
 {
     state_memory *m = calloc(1, sizeof *m);
-    if (!m)
-        return NULL;
-    m->limit = limit;
-    lua_State *L = lua_newstate(capped_alloc, m);
-    if (!L)
+    lua_State *L = m ? luaL_newstate() : NULL;
+    if (!L) {
         free(m);
+        return NULL;
+    }
+    m->limit = limit;
+    m->inner = lua_getallocf(L, &m->inner_ud);
+    m->used = (uint64_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (uint64_t)lua_gc(L, LUA_GCCOUNTB, 0);
+    lua_setallocf(L, capped_alloc, m);
     return L;
 }
 
@@ -71,6 +78,8 @@ void sp_lua_state_close(lua_State *L)
     if (!L)
         return;
     state_memory *m = memory_of(L);
+    if (m) /* LuaJIT frees its whole heap at once when it sees its own allocator */
+        lua_setallocf(L, m->inner, m->inner_ud);
     lua_close(L);
     free(m);
 }
