@@ -285,10 +285,9 @@ static int provision(domain *d, sp_cert_pair **pair)
     int tb = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, g->settings.cert_provision);
     lua_pushstring(L, d->name);
-    sp_lua_budget *budget = sp_lua_budget_current();
-    sp_lua_budget_enter(budget, L, g->settings.timeouts.lua_budget);
+    sp_lua_budget_enter(L, g->settings.timeouts.lua_budget);
     int failed = lua_pcall(L, 1, 1, tb);
-    sp_lua_budget_leave(budget, NULL);
+    sp_lua_budget_leave(NULL);
     if (failed) {
         snprintf(d->last_error, sizeof d->last_error, "certificates.provision failed: %s", lua_tostring(L, -1));
         sp_error("certificate for %s: %s", d->name, d->last_error);

@@ -265,12 +265,10 @@ sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **
         snprintf(err, errlen, "%s", lua_tostring(L, -1)); /* "file:line: message" */
         goto fail;
     }
-    sp_lua_budget *budget = sp_lua_budget_current();
-    uint64_t limit = atomic_load(&load_time_ms);
-    sp_lua_budget_enter(budget, L, limit);
+    sp_lua_budget_enter(L, atomic_load(&load_time_ms));
     int rc = lua_pcall(L, 0, 1, 0);
     bool too_long;
-    sp_lua_budget_leave(budget, &too_long);
+    sp_lua_budget_leave(&too_long);
     if (rc != 0) {
         if (too_long)
             snprintf(err, errlen, "%s (timeouts.config_load: a configuration must finish loading)",

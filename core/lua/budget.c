@@ -32,8 +32,6 @@ uint64_t sp_coarse_ms(void)
 
 uint64_t sp_lua_budget_exceeded(void) { return atomic_load_explicit(&exceeded_total, memory_order_relaxed); }
 
-sp_lua_budget *sp_lua_budget_current(void) { return current; }
-
 bool sp_lua_budget_in_run(void) { return depth > 0; }
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
@@ -154,36 +152,32 @@ void sp_lua_budget_unregister(sp_lua_budget *b)
         current = NULL;
 }
 
-uint64_t sp_lua_budget_enter(sp_lua_budget *b, lua_State *L, uint64_t limit_ms)
+/* Runs on every resume: the owning thread is the only writer of its budget, so plain
+ * increments and release stores suffice (no locked instruction on the hot path); the
+ * watchdog reads with acquire. */
+void sp_lua_budget_enter(lua_State *L, uint64_t limit_ms)
 {
-    if (!b) {
-        depth++;
-        return sp_coarse_ms();
-    }
-    if (depth++)
-        return atomic_load_explicit(&b->started_ms, memory_order_relaxed);
-    uint64_t now = sp_coarse_ms();
+    sp_lua_budget *b = current;
+    if (depth++ || !b)
+        return;
     b->L = L;
     b->hooked = b->fired = 0;
-    atomic_fetch_add(&b->run, 1);
-    atomic_store(&b->limit_ms, limit_ms);
-    atomic_store(&b->started_ms, now ? now : 1);
-    return now;
+    atomic_store_explicit(&b->run, atomic_load_explicit(&b->run, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&b->limit_ms, limit_ms, memory_order_relaxed);
+    uint64_t now = sp_coarse_ms();
+    atomic_store_explicit(&b->started_ms, now ? now : 1, memory_order_release);
 }
 
-uint64_t sp_lua_budget_leave(sp_lua_budget *b, bool *exceeded)
+uint64_t sp_lua_budget_leave(bool *exceeded)
 {
+    sp_lua_budget *b = current;
     if (exceeded)
         *exceeded = false;
-    if (!b) {
-        depth--;
+    if (--depth || !b)
         return 0;
-    }
-    uint64_t started = atomic_load_explicit(&b->started_ms, memory_order_relaxed);
-    uint64_t took = sp_coarse_ms() - started;
-    if (--depth)
-        return took;
-    atomic_store(&b->started_ms, 0); /* from here on the signal handler does nothing */
+    uint64_t took = sp_coarse_ms() - atomic_load_explicit(&b->started_ms, memory_order_relaxed);
+    atomic_store_explicit(&b->started_ms, 0, memory_order_release); /* the signal handler now does nothing */
     if (b->hooked) {
         lua_sethook(b->L, NULL, 0, 0);
         b->hooked = 0;

@@ -38,14 +38,12 @@ typedef struct sp_lua_budget {
  * Returns 0, or -1 when the watchdog thread or its signal cannot be set up. */
 int sp_lua_budget_register(sp_lua_budget *b, const char *owner);
 void sp_lua_budget_unregister(sp_lua_budget *b);
-/* The calling thread's budget, or NULL (a thread that never registered one). */
-sp_lua_budget *sp_lua_budget_current(void);
-
-/* Brackets one entry into L. enter returns the coarse time it began (ms); leave returns
- * how long the run took, and sets *exceeded when the budget cut it. Nesting is not
- * supported: an inner enter while a run is open is ignored (and its leave too). */
-uint64_t sp_lua_budget_enter(sp_lua_budget *b, lua_State *L, uint64_t limit_ms);
-uint64_t sp_lua_budget_leave(sp_lua_budget *b, bool *exceeded);
+/* Brackets one entry into L on the calling thread, bounded by that thread's registered
+ * budget (limit_ms 0: unbounded). leave returns how long the run took (0 on a thread
+ * without a budget) and sets *exceeded when the budget cut it. An enter inside an open
+ * run only counts depth: the outer run is the one bounded. */
+void sp_lua_budget_enter(lua_State *L, uint64_t limit_ms);
+uint64_t sp_lua_budget_leave(bool *exceeded);
 
 /* True while this thread is inside a bracketed run (protected Lua code). */
 bool sp_lua_budget_in_run(void);

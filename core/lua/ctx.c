@@ -130,10 +130,9 @@ int sp_lua_call_ctx(lua_State *L, int ref, const sp_conn_info *info, uint64_t bu
     int base = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     sp_lua_push_ctx(L, info);
-    sp_lua_budget *budget = sp_lua_budget_current();
-    sp_lua_budget_enter(budget, L, budget_ms);
+    sp_lua_budget_enter(L, budget_ms);
     int rc = lua_pcall(L, 1, 1, base);
-    sp_lua_budget_leave(budget, NULL);
+    sp_lua_budget_leave(NULL);
     if (rc != 0) {
         if (rc == LUA_ERRMEM)
             sp_lua_memory_error_seen();

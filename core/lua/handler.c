@@ -110,11 +110,10 @@ void sp_task_resume(sp_task *t, int nargs)
     t->wait = SP_WAIT_NONE;
     t->waiting_on = NULL;
     t->deadline_ms = 0; /* the timer, if armed, finds nothing to do */
-    sp_lua_budget *budget = sp_lua_budget_current();
-    sp_lua_budget_enter(budget, t->L, c->gen->settings.timeouts.lua_budget);
+    sp_lua_budget_enter(t->L, c->gen->settings.timeouts.lua_budget);
     int rc = lua_resume(t->co, nargs);
     bool cut;
-    uint64_t ms = sp_lua_budget_leave(budget, &cut);
+    uint64_t ms = sp_lua_budget_leave(&cut);
     if (ms)
         uv_update_time(&c->w->loop); /* durations and timers after a long run count it */
     if (ms >= t->hog_warn_ms && !cut)

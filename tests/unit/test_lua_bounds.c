@@ -21,9 +21,9 @@ static int run(const char *code, uint64_t limit_ms, bool *cut, uint64_t *took, c
     if (luaL_loadstring(L, code) != 0)
         return -1;
     sp_lua_budget_mark_user_code(L);
-    sp_lua_budget_enter(&budget, L, limit_ms);
+    sp_lua_budget_enter(L, limit_ms);
     int rc = lua_pcall(L, 0, 0, 0);
-    *took = sp_lua_budget_leave(&budget, cut);
+    *took = sp_lua_budget_leave(cut);
     snprintf(msg, msglen, "%s", rc ? lua_tostring(L, -1) : "");
     sp_lua_state_close(L);
     return rc;
@@ -69,9 +69,9 @@ TEST(memory_is_capped_inside_runs)
     REQUIRE(L != NULL);
     luaL_openlibs(L);
     REQUIRE(luaL_loadstring(L, "local s = 'x' while true do s = s .. s end") == 0);
-    sp_lua_budget_enter(&budget, L, 0);
+    sp_lua_budget_enter(L, 0);
     int rc = lua_pcall(L, 0, 0, 0);
-    sp_lua_budget_leave(&budget, NULL);
+    sp_lua_budget_leave(NULL);
     CHECK(rc == LUA_ERRMEM);
     CHECK(sp_lua_state_memory(L) <= 32u << 20);
     lua_settop(L, 0);
@@ -79,9 +79,9 @@ TEST(memory_is_capped_inside_runs)
     CHECK(sp_lua_state_memory(L) < 16u << 20); /* LuaJIT keeps a string buffer, halved per cycle */
     /* the state still works after the error */
     REQUIRE(luaL_loadstring(L, "return #string.rep('a', 1000)") == 0);
-    sp_lua_budget_enter(&budget, L, 0);
+    sp_lua_budget_enter(L, 0);
     CHECK(lua_pcall(L, 0, 1, 0) == 0 && lua_tointeger(L, -1) == 1000);
-    sp_lua_budget_leave(&budget, NULL);
+    sp_lua_budget_leave(NULL);
     sp_lua_state_close(L);
 }
 
