@@ -2,7 +2,6 @@
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <malloc.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -86,8 +85,7 @@ void sp_lua_state_close(lua_State *L)
 
 void sp_lua_state_reclaim(lua_State *L)
 {
-    lua_gc(L, LUA_GCCOLLECT, 0);
-    malloc_trim(0);
+    lua_gc(L, LUA_GCCOLLECT, 0); /* LuaJIT's allocator unmaps the large blocks it frees */
 }
 
 uint64_t sp_lua_memory_errors(void) { return atomic_load_explicit(&memory_errors, memory_order_relaxed); }

@@ -21,8 +21,9 @@ void sp_lua_state_set_limit(lua_State *L, uint64_t limit);
 uint64_t sp_lua_state_memory(lua_State *L);
 /* Closes a state (made by sp_lua_state_new or not) and frees its accounting. */
 void sp_lua_state_close(lua_State *L);
-/* After a memory error: collects the state's garbage and hands free heap pages back to
- * the system, so the resident size falls back instead of staying at the cap. */
+/* After a memory error: collects the state's garbage at once (LuaJIT's allocator gives
+ * the large blocks back to the system), so the resident size falls back instead of
+ * staying at the cap until the next cycle. */
 void sp_lua_state_reclaim(lua_State *L);
 
 /* Memory errors in every state so far (process-wide, for the metrics). */
