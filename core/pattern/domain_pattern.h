@@ -57,4 +57,10 @@ int sp_domain_pattern_specificity(const sp_domain_pattern *p);
  * returned whole, so that it matches nothing but "*". */
 size_t sp_host_without_port(const char *host, size_t len, const char **name);
 
+/* True for names under the special-use domain "invalid" (RFC 6761 6.4: resolvers answer
+ * them negatively at once, without asking a server). Every resolve site checks this
+ * first, so a route to "x.invalid" fails like a name that does not exist and no query
+ * leaves the machine. A trailing dot and any letter case are accepted. */
+bool sp_name_is_invalid(const char *host);
+
 #endif
