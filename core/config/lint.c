@@ -31,6 +31,8 @@ static bool pattern_covers(const sp_domain_pattern *p, const sp_domain_pattern *
         return false;
     if (p->kind == d->kind && p->len == d->len && memcmp(p->name, d->name, p->len) == 0)
         return true;
+    if (p->kind == SP_DOMAIN_GLOB)
+        return d->kind == SP_DOMAIN_EXACT && sp_domain_pattern_match(p, d->name, d->len);
     /* a wildcard covers a name below its suffix, and a wildcard of a deeper suffix */
     return p->kind == SP_DOMAIN_WILDCARD && d->len > p->len + 1 &&
            d->name[d->len - p->len - 1] == '.' && memcmp(d->name + d->len - p->len, p->name, p->len) == 0;

@@ -90,6 +90,11 @@ TEST(higher_priority_wildcard_shadows_names_below_it)
     CHECK_EQ_INT(s.n, 2);
     CHECK(has(&s, "x", "never wins"));
     CHECK(has(&s, "deep", "never wins"));
+    s = lint("R{ name = 'glob', priority = 2, match = { ports = 1000, domains = 'api-*.example.com' } },"
+             "R{ name = 'eu', priority = 1, match = { ports = 1000, domains = 'api-eu.example.com' } },"
+             "R{ name = 'www', priority = 1, match = { ports = 1000, domains = 'www.example.com' } }");
+    CHECK_EQ_INT(s.n, 1);
+    CHECK(has(&s, "eu", "never wins"));
 }
 
 TEST(conditions_of_the_first_route_let_others_through)
