@@ -496,6 +496,12 @@ void sp_route_free(sp_route *r, lua_State *unref_in)
     free(r->tls.key);
     free(r->tls.upstream_sni);
     free(r->tls.upstream_ca_file);
+    free(r->tls.groups);
+    free(r->tls.sigalgs);
+    free(r->tls.client_ca);
+    free(r->tls.client_crl);
+    free(r->tls.upstream_cert);
+    free(r->tls.upstream_key);
     SSL_CTX_free(r->tls.server_ctx);
     SSL_CTX_free(r->tls.client_ctx);
     for (size_t k = 0; k < r->ntargets; k++)
