@@ -15,9 +15,10 @@
  * (sniffing, connecting, a tunnel after an Upgrade or sp.pipe) net/ runs them itself and
  * only tells the app about its target and the connection's end.
  *
- * Who may end the connection, and how the caller learns it: every app operation and
- * session hook may end the connection (sp_conn_close, sp_conn_abort), so net/ calls them
- * last, touching the connection no more in that callback; net/'s own functions that
+ * Who may end the connection, and how the caller learns it: every session hook and every
+ * app operation but deadline, closing, abort and release (which run while it ends) may
+ * end the connection (sp_conn_close, sp_conn_abort), so net/ calls them last, touching
+ * the connection no more in that callback; net/'s own functions that
  * may end it (writes, the TLS pump, the start of piping) say so by returning false. The
  * one place net/ goes on after an app operation is the TLS pump handing an active app
  * its plaintext record by record: it stops once the connection has ended. */
