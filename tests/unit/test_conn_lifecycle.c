@@ -42,13 +42,24 @@ static uv_timer_t tick; /* wakes the loop so waits can poll plain sockets */
 
 /* ---- loopback sockets ---- */
 
-static int listen_on(uint16_t *port, int backlog)
+static struct sockaddr_in loopback(uint16_t port)
+{
+    return (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+}
+
+/* A non-blocking socket, listening on an ephemeral loopback port (in *port) or, when
+ * backlog < 0, connected to *port. -1 on failure. */
+static int loopback_socket(uint16_t *port, int backlog)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = loopback(backlog < 0 ? *port : 0);
     socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, backlog) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+    bool ok = fd >= 0 && (backlog < 0 ? connect(fd, (struct sockaddr *)&a, sizeof a) == 0
+                                      : bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+                                        listen(fd, backlog) == 0 &&
+                                        getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    if (!ok) {
         if (fd >= 0)
             close(fd);
         return -1;
@@ -58,20 +69,8 @@ static int listen_on(uint16_t *port, int backlog)
     return fd;
 }
 
-/* A connected client socket to a loopback port (non-blocking once connected). */
-static int connect_to(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    return fd;
-}
+static int listen_on(uint16_t *port, int backlog) { return loopback_socket(port, backlog); }
+static int connect_to(uint16_t port) { return loopback_socket(&port, -1); }
 
 static void close_with_reset(int fd)
 {
@@ -163,18 +162,21 @@ static bool peer_got(void *arg)
     return strstr(w->p->got, w->text) != NULL;
 }
 
-/* The target accepts its one connection from the proxy. */
-typedef struct target_listener {
+/* A target on loopback: the listener, and the connection the proxy makes to it. */
+typedef struct target {
     int lfd;
-    int fd;
-} target_listener;
+    peer conn;
+} target;
 
 static bool target_accepted(void *arg)
 {
-    target_listener *t = arg;
-    if (t->fd < 0)
-        t->fd = accept(t->lfd, NULL, NULL);
-    return t->fd >= 0;
+    target *t = arg;
+    if (t->conn.fd < 0) {
+        t->conn.fd = accept(t->lfd, NULL, NULL);
+        if (t->conn.fd >= 0)
+            fcntl(t->conn.fd, F_SETFL, O_NONBLOCK);
+    }
+    return t->conn.fd >= 0;
 }
 
 /* ---- the fake application ---- */
@@ -342,7 +344,7 @@ static uint64_t ended_total(void)
 }
 
 /* Each case starts from defaults; what it changes it sets after this. */
-static void fresh_case(begin_mode m, uint16_t target_port)
+static void fresh_case(begin_mode m)
 {
     mode = m;
     memset(&calls, 0, sizeof calls);
@@ -355,7 +357,7 @@ static void fresh_case(begin_mode m, uint16_t target_port)
     t->proxy_header = 5000;
     G.settings.accept_proxy_protocol = false;
     R.half_open = false;
-    T.port = target_port;
+    T.port = 0;
     R.rr_next = 0;
 }
 
@@ -374,6 +376,31 @@ static int accept_client(void)
     }
     sp_conn_accept(&W, fd, (struct sockaddr *)&peer_addr, proxy_port, NULL);
     return cfd;
+}
+
+/* Opens a target that the route's one candidate names. */
+static bool target_open(target *t)
+{
+    memset(t, 0, sizeof *t);
+    t->conn.fd = -1;
+    t->lfd = listen_on(&T.port, 8);
+    return t->lfd >= 0;
+}
+
+static void target_close(target *t)
+{
+    if (t->conn.fd >= 0)
+        close(t->conn.fd);
+    close(t->lfd);
+}
+
+/* A client through the proxy to target t, once the bytes flow both ways. */
+static bool pipe_client(target *t, peer *client)
+{
+    memset(client, 0, sizeof *client);
+    client->fd = accept_client();
+    sp_conn_state connecting = SP_STATE_CONNECTING;
+    return client->fd >= 0 && run_until(target_accepted, t) && run_until(newest_left_state, &connecting);
 }
 
 /* After a case: the connection ended with `why`, counted once, and left nothing open. */
@@ -396,12 +423,22 @@ static void expect_ended(sp_end_reason why, uint64_t ended_before, uint64_t why_
 #define BEFORE(why) uint64_t ended_before = ended_total(), why_before = sp_counter_get(&W.counters.ended[why])
 #define AFTER(why) expect_ended(why, ended_before, why_before)
 
+/* A client accepted (as the case says) whose connection ends with `why` on its own. */
+static void ends_by_itself(sp_end_reason why)
+{
+    BEFORE(why);
+    int cfd = accept_client();
+    REQUIRE(cfd >= 0);
+    AFTER(why);
+    close(cfd);
+}
+
 /* ---- the cases ---- */
 
 /* Accept, the app's input (an echo), the client's FIN: a flushed close, one release. */
 TEST(accept_echo_client_closes)
 {
-    fresh_case(BEGIN_APP, 0);
+    fresh_case(BEGIN_APP);
     BEFORE(SP_END_CLIENT_CLOSED);
     peer client = {.fd = accept_client()};
     REQUIRE(client.fd >= 0);
@@ -424,228 +461,178 @@ TEST(accept_echo_client_closes)
 /* A client that sends nothing while its first bytes are awaited. */
 TEST(initial_data_timeout)
 {
-    fresh_case(BEGIN_SNIFF, 0);
+    fresh_case(BEGIN_SNIFF);
     G.settings.timeouts.initial_data = 30;
-    BEFORE(SP_END_INITIAL_DATA_TIMEOUT);
-    peer client = {.fd = accept_client()};
-    REQUIRE(client.fd >= 0);
-    CHECK_EQ_INT(sp_counter_get(&W.counters.by_state[SP_STATE_SNIFFING]), 1);
-    AFTER(SP_END_INITIAL_DATA_TIMEOUT);
+    ends_by_itself(SP_END_INITIAL_DATA_TIMEOUT);
     CHECK_EQ_INT(sniffed_calls, 0);
-    close(client.fd);
 }
 
 /* The first bytes reach the session's sniff hook, all kept in c->sniffed. */
 TEST(sniffed_bytes_reach_the_session)
 {
-    fresh_case(BEGIN_SNIFF, 0);
+    fresh_case(BEGIN_SNIFF);
     BEFORE(SP_END_SHUTDOWN);
-    peer client = {.fd = accept_client()};
-    REQUIRE(client.fd >= 0);
-    REQUIRE(send(client.fd, "GET", 3, 0) == 3);
-    sp_conn *c = last_conn;
+    int cfd = accept_client();
+    REQUIRE(cfd >= 0);
+    REQUIRE(send(cfd, "GET", 3, 0) == 3);
     CHECK(run_until(session_sniffed, NULL));
-    CHECK_EQ_INT(c->sniffed.len, 3);
-    sp_conn_abort(c, SP_END_SHUTDOWN);
+    CHECK_EQ_INT(last_conn->sniffed.len, 3);
+    sp_conn_abort(last_conn, SP_END_SHUTDOWN);
     AFTER(SP_END_SHUTDOWN);
-    close(client.fd);
+    close(cfd);
 }
 
 /* A piped stream where nothing moves for timeouts.inactivity. */
 TEST(inactivity_timeout)
 {
-    uint16_t tport;
-    target_listener target = {.lfd = listen_on(&tport, 8), .fd = -1};
-    REQUIRE(target.lfd >= 0);
-    fresh_case(BEGIN_PIPE, tport);
+    fresh_case(BEGIN_PIPE);
     G.settings.timeouts.inactivity = 40;
+    target t;
+    REQUIRE(target_open(&t));
     BEFORE(SP_END_INACTIVITY_TIMEOUT);
-    peer client = {.fd = accept_client()};
-    REQUIRE(client.fd >= 0);
-    CHECK(run_until(target_accepted, &target));
+    peer client;
+    CHECK(pipe_client(&t, &client));
     AFTER(SP_END_INACTIVITY_TIMEOUT);
     close(client.fd);
-    close(target.fd);
-    close(target.lfd);
+    target_close(&t);
 }
 
-/* Half-open: the client's FIN reaches the target, which still answers, then closes. */
-TEST(half_close_client_first)
+/* Sends text from one plain socket and waits until the other has it. */
+static bool passes(peer *from, peer *to, const char *text)
 {
-    uint16_t tport;
-    target_listener target = {.lfd = listen_on(&tport, 8), .fd = -1};
-    REQUIRE(target.lfd >= 0);
-    fresh_case(BEGIN_PIPE, tport);
-    R.half_open = true;
-    BEFORE(SP_END_TARGET_CLOSED);
-    peer client = {.fd = accept_client()};
-    REQUIRE(client.fd >= 0);
-    REQUIRE(run_until(target_accepted, &target));
-    fcntl(target.fd, F_SETFL, O_NONBLOCK);
-    peer tp = {.fd = target.fd};
-    REQUIRE(send(client.fd, "ask", 3, 0) == 3);
-    shutdown(client.fd, SHUT_WR);
-    CHECK(run_until(peer_got_eof, &tp));
-    CHECK_STR_EQ(tp.got, "ask");
-    REQUIRE(send(target.fd, "answer", 6, 0) == 6);
-    wanted answer = {&client, "answer"};
-    CHECK(run_until(peer_got, &answer));
-    close(target.fd);
-    CHECK(run_until(peer_got_eof, &client));
-    AFTER(SP_END_TARGET_CLOSED);
-    close(client.fd);
-    close(target.lfd);
+    wanted w = {to, text};
+    return send(from->fd, text, strlen(text), 0) == (ssize_t)strlen(text) && run_until(peer_got, &w);
 }
 
-/* Half-open the other way: the target's FIN reaches the client, which still sends. */
-TEST(half_close_target_first)
+/* Half-open: one side's FIN reaches the other, which still sends back; then it closes
+ * and the connection ends with `why`. */
+static void half_close(bool client_first, sp_end_reason why)
 {
-    uint16_t tport;
-    target_listener target = {.lfd = listen_on(&tport, 8), .fd = -1};
-    REQUIRE(target.lfd >= 0);
-    fresh_case(BEGIN_PIPE, tport);
+    fresh_case(BEGIN_PIPE);
     R.half_open = true;
-    BEFORE(SP_END_CLIENT_CLOSED);
-    peer client = {.fd = accept_client()};
-    REQUIRE(client.fd >= 0);
-    REQUIRE(run_until(target_accepted, &target));
-    fcntl(target.fd, F_SETFL, O_NONBLOCK);
-    peer tp = {.fd = target.fd};
-    REQUIRE(send(target.fd, "hello", 5, 0) == 5);
-    shutdown(target.fd, SHUT_WR);
-    CHECK(run_until(peer_got_eof, &client));
-    CHECK_STR_EQ(client.got, "hello");
-    REQUIRE(send(client.fd, "late", 4, 0) == 4);
-    wanted late = {&tp, "late"};
-    CHECK(run_until(peer_got, &late));
-    close(client.fd);
-    CHECK(run_until(peer_got_eof, &tp));
-    AFTER(SP_END_CLIENT_CLOSED);
-    close(target.fd);
-    close(target.lfd);
+    target t;
+    REQUIRE(target_open(&t));
+    BEFORE(why);
+    peer client;
+    REQUIRE(pipe_client(&t, &client));
+    peer *first = client_first ? &client : &t.conn, *second = client_first ? &t.conn : &client;
+    CHECK(passes(first, second, "ask"));
+    shutdown(first->fd, SHUT_WR);
+    CHECK(run_until(peer_got_eof, second));
+    CHECK(passes(second, first, "answer"));
+    close(second->fd);
+    if (second == &t.conn)
+        t.conn.fd = -1;
+    CHECK(run_until(peer_got_eof, first));
+    AFTER(why);
+    if (first == &client)
+        close(client.fd);
+    target_close(&t);
 }
+
+TEST(half_close_client_first) { half_close(true, SP_END_TARGET_CLOSED); }
+TEST(half_close_target_first) { half_close(false, SP_END_CLIENT_CLOSED); }
 
 /* Not half-open: the client's FIN ends the pipe with a flushed close. */
 TEST(client_fin_closes_pipe)
 {
-    uint16_t tport;
-    target_listener target = {.lfd = listen_on(&tport, 8), .fd = -1};
-    REQUIRE(target.lfd >= 0);
-    fresh_case(BEGIN_PIPE, tport);
+    fresh_case(BEGIN_PIPE);
+    target t;
+    REQUIRE(target_open(&t));
     BEFORE(SP_END_CLIENT_CLOSED);
-    peer client = {.fd = accept_client()};
-    REQUIRE(client.fd >= 0);
-    REQUIRE(run_until(target_accepted, &target));
-    fcntl(target.fd, F_SETFL, O_NONBLOCK);
-    peer tp = {.fd = target.fd};
-    REQUIRE(send(client.fd, "bye", 3, 0) == 3);
+    peer client;
+    REQUIRE(pipe_client(&t, &client));
+    CHECK(passes(&client, &t.conn, "bye"));
     shutdown(client.fd, SHUT_WR);
-    CHECK(run_until(peer_got_eof, &tp));
-    CHECK_STR_EQ(tp.got, "bye");
+    CHECK(run_until(peer_got_eof, &t.conn));
     CHECK(run_until(peer_got_eof, &client));
     AFTER(SP_END_CLIENT_CLOSED);
     close(client.fd);
-    close(target.fd);
-    close(target.lfd);
+    target_close(&t);
 }
 
 /* The app's target refuses: the app hears why and ends the connection. */
 TEST(target_refused)
 {
-    fresh_case(BEGIN_APP_DIAL, closed_port());
-    BEFORE(SP_END_CONNECT_REFUSED);
-    peer client = {.fd = accept_client()};
-    REQUIRE(client.fd >= 0);
-    AFTER(SP_END_CONNECT_REFUSED);
+    fresh_case(BEGIN_APP_DIAL);
+    T.port = closed_port();
+    ends_by_itself(SP_END_CONNECT_REFUSED);
     CHECK_EQ_INT(calls.target_failed, 1);
     CHECK_EQ_INT(calls.failed_why, SP_END_CONNECT_REFUSED);
     CHECK_EQ_INT(calls.target_ready, 0);
     CHECK_EQ_INT(calls.abort, 1);
     CHECK_EQ_INT(calls.release, 1);
-    close(client.fd);
 }
 
 /* A plain pipe whose target refuses: the client is closed with that reason. */
 TEST(pipe_target_refused)
 {
-    fresh_case(BEGIN_PIPE, closed_port());
-    BEFORE(SP_END_CONNECT_REFUSED);
-    peer client = {.fd = accept_client()};
-    REQUIRE(client.fd >= 0);
-    AFTER(SP_END_CONNECT_REFUSED);
-    close(client.fd);
+    fresh_case(BEGIN_PIPE);
+    T.port = closed_port();
+    ends_by_itself(SP_END_CONNECT_REFUSED);
 }
 
 /* The target accepts, then resets: the app hears a side that failed. */
 TEST(target_reset)
 {
-    uint16_t tport;
-    target_listener target = {.lfd = listen_on(&tport, 8), .fd = -1};
-    REQUIRE(target.lfd >= 0);
-    fresh_case(BEGIN_APP_DIAL, tport);
+    fresh_case(BEGIN_APP_DIAL);
+    target t;
+    REQUIRE(target_open(&t));
     BEFORE(SP_END_TARGET_RESET);
-    peer client = {.fd = accept_client()};
-    REQUIRE(client.fd >= 0);
-    REQUIRE(run_until(target_accepted, &target));
+    int cfd = accept_client();
+    REQUIRE(cfd >= 0);
+    REQUIRE(run_until(target_accepted, &t));
     REQUIRE(run_until(app_has_target, NULL)); /* a reset before that fails the connect */
-    close_with_reset(target.fd);
+    close_with_reset(t.conn.fd);
+    t.conn.fd = -1;
     AFTER(SP_END_TARGET_RESET);
     CHECK_EQ_INT(calls.target_ready, 1);
     CHECK_EQ_INT(calls.side_ended, 1);
     CHECK_EQ_INT(calls.release, 1);
-    close(client.fd);
-    close(target.lfd);
+    close(cfd);
+    target_close(&t);
 }
 
 /* A listener whose accept queue is full drops further SYNs: a connect that cannot
- * complete, on loopback. Returns its fd and the fillers' (to close), or -1. */
+ * complete, on loopback. The route's candidate names it. */
 typedef struct full_listener {
     int lfd;
-    int fillers[8];
-    int nfillers;
-    uint16_t port;
+    int fillers[4];
 } full_listener;
 
 static bool fill_backlog(full_listener *f)
 {
-    f->nfillers = 0;
-    f->lfd = listen_on(&f->port, 0);
+    f->lfd = listen_on(&T.port, 0);
     if (f->lfd < 0)
         return false;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(f->port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = loopback(T.port);
     /* backlog 0 queues one; a few more make sure it is full (their SYNs are dropped) */
     for (int i = 0; i < 4; i++) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-            return false;
-        connect(fd, (struct sockaddr *)&a, sizeof a);
-        f->fillers[f->nfillers++] = fd;
+        f->fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (f->fillers[i] >= 0)
+            connect(f->fillers[i], (struct sockaddr *)&a, sizeof a);
     }
     return true;
 }
 
 static void empty_backlog(full_listener *f)
 {
-    for (int i = 0; i < f->nfillers; i++)
-        close(f->fillers[i]);
+    for (int i = 0; i < 4; i++)
+        if (f->fillers[i] >= 0)
+            close(f->fillers[i]);
     close(f->lfd);
 }
 
 /* The target never completes the connect within timeouts.connect. */
 TEST(target_connect_timeout)
 {
+    fresh_case(BEGIN_APP_DIAL);
+    G.settings.timeouts.connect = 50;
     full_listener full;
     REQUIRE(fill_backlog(&full));
-    fresh_case(BEGIN_APP_DIAL, full.port);
-    G.settings.timeouts.connect = 50;
-    BEFORE(SP_END_CONNECT_TIMEOUT);
-    peer client = {.fd = accept_client()};
-    REQUIRE(client.fd >= 0);
-    AFTER(SP_END_CONNECT_TIMEOUT);
+    ends_by_itself(SP_END_CONNECT_TIMEOUT);
     CHECK_EQ_INT(calls.target_failed, 1);
     CHECK_EQ_INT(calls.failed_why, SP_END_CONNECT_TIMEOUT);
-    close(client.fd);
     empty_backlog(&full);
 }
 
@@ -664,59 +651,48 @@ static void abort_now_and_check(sp_conn_state expect_state)
     AFTER(SP_END_SHUTDOWN);
 }
 
+/* Accepts a client in mode m and aborts it in the state it reaches. */
+static void abort_accepted(begin_mode m, bool proxy_header, sp_conn_state expect_state)
+{
+    fresh_case(m);
+    G.settings.accept_proxy_protocol = proxy_header;
+    int cfd = accept_client();
+    CHECK(cfd >= 0);
+    abort_now_and_check(expect_state);
+    close(cfd);
+}
+
 TEST(abort_in_every_state)
 {
-    /* reading a trusted proxy's PROXY header */
-    fresh_case(BEGIN_APP, 0);
-    G.settings.accept_proxy_protocol = true;
+    abort_accepted(BEGIN_APP, true, SP_STATE_PROXY_HEADER); /* a trusted proxy's header */
+    abort_accepted(BEGIN_SNIFF, false, SP_STATE_SNIFFING);
+
+    full_listener full; /* connecting to a target that cannot answer */
+    REQUIRE(fill_backlog(&full));
+    uint16_t unanswered = T.port;
+    fresh_case(BEGIN_PIPE);
+    T.port = unanswered;
     int cfd = accept_client();
     REQUIRE(cfd >= 0);
-    abort_now_and_check(SP_STATE_PROXY_HEADER);
-    close(cfd);
-
-    /* sniffing */
-    fresh_case(BEGIN_SNIFF, 0);
-    cfd = accept_client();
-    REQUIRE(cfd >= 0);
-    abort_now_and_check(SP_STATE_SNIFFING);
-    close(cfd);
-
-    /* connecting (a target that cannot answer) */
-    full_listener full;
-    REQUIRE(fill_backlog(&full));
-    fresh_case(BEGIN_PIPE, full.port);
-    cfd = accept_client();
-    REQUIRE(cfd >= 0);
-    uv_run(&W.loop, UV_RUN_NOWAIT);
     abort_now_and_check(SP_STATE_CONNECTING);
     close(cfd);
     empty_backlog(&full);
 
-    /* piping */
-    uint16_t tport;
-    target_listener target = {.lfd = listen_on(&tport, 8), .fd = -1};
-    REQUIRE(target.lfd >= 0);
-    fresh_case(BEGIN_PIPE, tport);
-    cfd = accept_client();
-    REQUIRE(cfd >= 0);
-    REQUIRE(run_until(target_accepted, &target));
-    sp_conn_state connecting = SP_STATE_CONNECTING;
-    REQUIRE(run_until(newest_left_state, &connecting));
+    fresh_case(BEGIN_PIPE);
+    target t;
+    REQUIRE(target_open(&t));
+    peer client;
+    REQUIRE(pipe_client(&t, &client));
     abort_now_and_check(SP_STATE_PIPING);
-    close(cfd);
-    close(target.fd);
+    close(client.fd);
+    target_close(&t);
 
-    /* the application's own state */
-    fresh_case(BEGIN_APP, 0);
-    cfd = accept_client();
-    REQUIRE(cfd >= 0);
-    abort_now_and_check(SP_STATE_LUA);
+    abort_accepted(BEGIN_APP, false, SP_STATE_LUA); /* the application's own state */
     CHECK(calls.abort >= 1); /* each abort asks the app to close its handles: harmless */
     CHECK_EQ_INT(calls.release, 1);
-    close(cfd);
 
     /* closing: the client has not closed its side, so the close lingers */
-    fresh_case(BEGIN_APP, 0);
+    fresh_case(BEGIN_APP);
     cfd = accept_client();
     REQUIRE(cfd >= 0);
     BEFORE(SP_END_HANDLER_DONE);
@@ -725,19 +701,18 @@ TEST(abort_in_every_state)
     sp_conn_abort(last_conn, SP_END_SHUTDOWN); /* the first end's reason stays */
     AFTER(SP_END_HANDLER_DONE);
     close(cfd);
-    close(target.lfd);
 }
 
 /* A trusted proxy's PROXY header names the real client, then the session begins. */
 TEST(proxy_header_then_begin)
 {
-    fresh_case(BEGIN_APP, 0);
+    fresh_case(BEGIN_APP);
     G.settings.accept_proxy_protocol = true;
     BEFORE(SP_END_CLIENT_CLOSED);
-    peer client = {.fd = accept_client()};
-    REQUIRE(client.fd >= 0);
+    int cfd = accept_client();
+    REQUIRE(cfd >= 0);
     static const char hdr[] = "PROXY TCP4 192.0.2.7 127.0.0.1 4711 80\r\nhi";
-    REQUIRE(send(client.fd, hdr, sizeof hdr - 1, 0) == (ssize_t)(sizeof hdr - 1));
+    REQUIRE(send(cfd, hdr, sizeof hdr - 1, 0) == (ssize_t)(sizeof hdr - 1));
     sp_conn *c = W.conns;
     sp_conn_state reading_header = SP_STATE_PROXY_HEADER;
     REQUIRE(run_until(newest_left_state, &reading_header));
@@ -746,30 +721,26 @@ TEST(proxy_header_then_begin)
     sp_ip_format(&c->info.client_ip, ip, sizeof ip);
     CHECK_STR_EQ(ip, "192.0.2.7");
     CHECK_EQ_INT(sp_counter_get(&W.counters.proxy_headers_accepted), 1);
-    shutdown(client.fd, SHUT_WR);
+    shutdown(cfd, SHUT_WR);
     AFTER(SP_END_CLIENT_CLOSED);
-    close(client.fd);
+    close(cfd);
 }
 
 /* Graceful stop: the app's idle connection ends at once, a piped stream carries on until
  * the drain deadline ends it. */
 TEST(graceful_drain)
 {
-    uint16_t tport;
-    target_listener target = {.lfd = listen_on(&tport, 8), .fd = -1};
-    REQUIRE(target.lfd >= 0);
-    fresh_case(BEGIN_APP, tport);
+    fresh_case(BEGIN_APP);
+    target t;
+    REQUIRE(target_open(&t));
     uint64_t ended_before = ended_total();
     uint64_t shutdowns = sp_counter_get(&W.counters.ended[SP_END_SHUTDOWN]);
     int idle = accept_client();
     REQUIRE(idle >= 0);
     mode = BEGIN_PIPE;
-    int busy = accept_client();
-    REQUIRE(busy >= 0);
-    REQUIRE(run_until(target_accepted, &target));
+    peer busy;
+    REQUIRE(pipe_client(&t, &busy));
     sp_conn *piped = last_conn;
-    sp_conn_state connecting = SP_STATE_CONNECTING;
-    REQUIRE(run_until(newest_left_state, &connecting));
     CHECK_EQ_INT(W.nconns, 2);
 
     sp_conns_stop_idle(&W);
@@ -786,9 +757,8 @@ TEST(graceful_drain)
     CHECK_EQ_INT(open_handles(), 0);
     CHECK_EQ_INT(ended_total(), ended_before + 2);
     CHECK_EQ_INT(sp_counter_get(&W.counters.ended[SP_END_SHUTDOWN]), shutdowns + 2);
-    close(busy);
-    close(target.fd);
-    close(target.lfd);
+    close(busy.fd);
+    target_close(&t);
 }
 
 int main(int argc, char **argv)
