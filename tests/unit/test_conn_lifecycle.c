@@ -1,8 +1,8 @@
 /*
  * The connection's lifecycle in net/, driven with real sockets on loopback and a fake
  * application, with neither HTTP nor Lua linked: this binary links the lower folders
- * only (splower, see CMakeLists.txt), so its link succeeding is the
- * proof that net/ needs nothing above it.
+ * only (splower, see CMakeLists.txt), so its link succeeding is the proof that net/
+ * needs nothing above it.
  *
  * The test plays the session layer (net/app.h's sp_session_hooks): each case says what
  * its hook does with an accepted connection (sniff, install the fake app, dial the
