@@ -1,6 +1,8 @@
 #include "pattern/domain_pattern.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "pattern/ip_pattern.h"
 
@@ -191,4 +193,21 @@ size_t sp_host_without_port(const char *host, size_t len, const char **name)
     if (memchr(colon + 1, ':', after) != NULL)
         return len; /* a bare IPv6 address */
     return all_digits(colon + 1, after) ? before : len;
+}
+
+const char *sp_domain_pattern_format(const sp_domain_pattern *p, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s%.*s", p->kind == SP_DOMAIN_WILDCARD ? "*." : "",
+             p->kind == SP_DOMAIN_ANY ? 1 : (int)p->len, p->kind == SP_DOMAIN_ANY ? "*" : p->name);
+    return buf;
+}
+
+bool sp_name_is_invalid(const char *host)
+{
+    size_t n = strlen(host);
+    if (n && host[n - 1] == '.')
+        n--;
+    static const char tld[] = "invalid";
+    size_t t = sizeof tld - 1;
+    return n >= t && strncasecmp(host + n - t, tld, t) == 0 && (n == t || host[n - t - 1] == '.');
 }

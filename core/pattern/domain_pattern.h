@@ -57,4 +57,14 @@ int sp_domain_pattern_specificity(const sp_domain_pattern *p);
  * returned whole, so that it matches nothing but "*". */
 size_t sp_host_without_port(const char *host, size_t len, const char **name);
 
+/* Writes the pattern as it would be written in a config ("*", "*.example.com",
+ * "example.com"); returns buf. 258 bytes always suffice. */
+const char *sp_domain_pattern_format(const sp_domain_pattern *p, char *buf, size_t len);
+
+/* True for names under the special-use domain "invalid" (RFC 6761 6.4: resolvers answer
+ * them negatively at once, without asking a server). Every resolve site checks this
+ * first, so a route to "x.invalid" fails like a name that does not exist and no query
+ * leaves the machine. A trailing dot and any letter case are accepted. */
+bool sp_name_is_invalid(const char *host);
+
 #endif

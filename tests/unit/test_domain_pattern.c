@@ -375,6 +375,20 @@ TEST(host_without_port)
     CHECK_EQ_INT(sp_host_without_port("[::1]:80", 4, &name), 4);
 }
 
+TEST(invalid_names_never_resolve)
+{
+    CHECK(sp_name_is_invalid("invalid"));
+    CHECK(sp_name_is_invalid("no-such-host.invalid"));
+    CHECK(sp_name_is_invalid("a.b.INVALID"));
+    CHECK(sp_name_is_invalid("x.invalid."));
+    CHECK(!sp_name_is_invalid("invalid.example.com"));
+    CHECK(!sp_name_is_invalid("notinvalid"));
+    CHECK(!sp_name_is_invalid("x.invalidx"));
+    CHECK(!sp_name_is_invalid("localhost"));
+    CHECK(!sp_name_is_invalid(""));
+    CHECK(!sp_name_is_invalid("."));
+}
+
 int main(int argc, char **argv)
 {
     static const unit_test tests[] = {
@@ -392,6 +406,7 @@ int main(int argc, char **argv)
         UNIT(match_host_headers),
         UNIT(specificity_orders),
         UNIT(host_without_port),
+        UNIT(invalid_names_never_resolve),
     };
     return unit_main(tests, UNIT_COUNT(tests), argc, argv);
 }
