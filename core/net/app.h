@@ -1,10 +1,13 @@
-/* app: the seam between a connection (net/) and the application that serves it.
+/* app: the seams between a connection (net/) and the layers above it.
  *
- * net/ accepts, sniffs, routes, dials, moves bytes, runs the timers and owns the one
- * cleanup path; what a connection is FOR (an HTTP/1 session, a Lua socket handler) lives
- * above net/ and is reached only through the table below: sp_conn.app points at the
- * application's operations and sp_conn.app_ctx at its state. No app (NULL) is the plain
- * stream pipe, which net/ runs itself (net/pipe.c).
+ * net/ accepts, reads a trusted proxy's PROXY header, dials, moves bytes (plain or
+ * through TLS), runs the timers and owns the one cleanup path. What a connection is FOR
+ * is decided above net/: the session layer (core/session/) admits it, sniffs its first
+ * bytes, picks its route and starts the application that serves it, reached through the
+ * hooks of sp_session_hooks; the application (an HTTP/1 session, a Lua socket handler)
+ * is reached through sp_app_ops: sp_conn.app points at its operations and sp_conn.app_ctx
+ * at its state. No app (NULL) is the plain stream pipe, which net/ runs itself
+ * (net/pipe.c).
  *
  * An application has its own connection state (`state`, e.g. SP_STATE_HTTP): while the
  * connection is in it (sp_app_active in net/conn_impl.h), net/ hands the app the bytes
@@ -12,11 +15,13 @@
  * (sniffing, connecting, a tunnel after an Upgrade or sp.pipe) net/ runs them itself and
  * only tells the app about its target and the connection's end.
  *
- * Every operation may close the connection (sp_conn_close, sp_conn_abort): net/ re-checks
- * the connection's state after each call, as it does after its own writes.
- *
- * Which application a route gets is decided above net/ (core/session/apps.c), which
- * installs the starters below once at startup. */
+ * Who may end the connection, and how the caller learns it: every session hook and every
+ * app operation but deadline, closing, abort and release (which run while it ends) may
+ * end the connection (sp_conn_close, sp_conn_abort), so net/ calls them last, touching
+ * the connection no more in that callback; net/'s own functions that
+ * may end it (writes, the TLS pump, the start of piping) say so by returning false. The
+ * one place net/ goes on after an app operation is the TLS pump handing an active app
+ * its plaintext record by record: it stops once the connection has ended. */
 #ifndef SP_NET_APP_H
 #define SP_NET_APP_H
 
@@ -28,13 +33,15 @@
 
 typedef struct sp_conn sp_conn;
 typedef struct sp_side sp_side;
+struct sp_route;
 
 typedef struct sp_app_ops {
     /* The connection state the application drives. */
     sp_conn_state state;
 
     /* While active. Bytes from a side (plaintext when its TLS is ours); takes the pool
-     * buffer. Optional: an app that reads its sockets itself has none. */
+     * buffer. Optional: an app that reads its sockets itself has none. May end the
+     * connection (the TLS pump then hands it nothing more). */
     void (*input)(sp_conn *c, sp_side *from, void *buf, size_t len);
     /* While active. What was queued to `to` drained below the low-water mark. Optional. */
     void (*drained)(sp_conn *c, sp_side *to);
@@ -65,18 +72,24 @@ typedef struct sp_app_ops {
     void (*release)(sp_conn *c);
 } sp_app_ops;
 
-/* The applications routing starts, provided by the layer above net/. */
-typedef struct sp_app_starters {
-    /* The first bytes are not TLS on a port whose routes read request heads: the HTTP
-     * session parses them (from c->sniffed, called again as more arrive) and routes. */
-    void (*http_sniffed)(sp_conn *c);
-    /* A terminating HTTP route finished the client's TLS handshake: serve requests. */
-    void (*http_after_handshake)(sp_conn *c);
-    /* A socket-handler route: its Lua handler takes the client socket. */
-    void (*socket_handler)(sp_conn *c);
-} sp_app_starters;
+/* The session layer above net/, installed once at startup (core/session/apps.c): the
+ * decisions net/ does not take. Each hook may end the connection. */
+typedef struct sp_session_hooks {
+    /* The connection is accepted, and a trusted proxy's PROXY header read: admit it,
+     * then sniff its first bytes or route it. */
+    void (*begin)(sp_conn *c);
+    /* While SNIFFING: more first bytes arrived. net/ keeps every one in c->sniffed (a
+     * stream route forwards them); the hook routes when they suffice. */
+    void (*sniffed)(sp_conn *c);
+    /* While HANDSHAKE: the client's TLS handshake for a terminating route is done (the
+     * plaintext that came with it is held in the connection's early queue). */
+    void (*handshake_done)(sp_conn *c);
+    /* An application hands the connection to a stream route that its first bytes
+     * chose (an HTTP session whose first request matched one): act on that route. */
+    void (*route_stream)(sp_conn *c, const struct sp_route *r);
+} sp_session_hooks;
 
-/* Installs the starters; once, before the first worker starts. */
-void sp_conn_install_apps(const sp_app_starters *starters);
+/* Installs the session layer; once, before the first worker starts. */
+void sp_conn_install_session(const sp_session_hooks *hooks);
 
 #endif

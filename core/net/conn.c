@@ -1,13 +1,12 @@
-/* conn: accept -> sniff -> route -> act, the timers, and the one cleanup path. */
+/* conn: accept and a trusted proxy's PROXY header, then the session layer above
+ * (net/app.h) decides; the timers, and the one cleanup path. */
 #include "net/conn_impl.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proto/client_hello.h"
 #include "net/ip_table.h"
 #include "net/route_limits.h"
 #include "proto/proxy_protocol.h"
@@ -17,9 +16,9 @@
 static void on_handle_closed(uv_handle_t *h);
 static void on_timer(uv_timer_t *timer);
 
-static const sp_app_starters *starters; /* set once at startup, read by every worker */
+static const sp_session_hooks *session; /* set once at startup, read by every worker */
 
-void sp_conn_install_apps(const sp_app_starters *s) { starters = s; }
+void sp_conn_install_session(const sp_session_hooks *hooks) { session = hooks; }
 
 /* ---- state and cleanup ---- */
 
@@ -231,8 +230,7 @@ void sp_conn_close(sp_conn *c, sp_end_reason reason)
         s->reading = false;
         if (s->tls.ssl && s->tls.established && !s->shut) {
             sp_tls_shutdown(&s->tls); /* close_notify, flushed with the rest */
-            sp_pipe_flush_tls(c, s);
-            if (!s->tcp)
+            if (!sp_pipe_flush_tls(c, s))
                 return; /* the peer was gone: that write aborted (and closed) everything */
         }
         /* queued: our pipe's writes; the write queue: also a handler's, not yet sent.
@@ -384,224 +382,11 @@ static void on_timer(uv_timer_t *timer)
     }
 }
 
-/* ---- route and act ---- */
+/* ---- the session layer above ---- */
 
-/* The chosen route's action, once the route is known: a TLS handshake first for
- * terminating routes, else straight to the target. */
-/* The route's security: block list, allow list (block wins), then its limits; an
- * admitted connection is counted in the route's figures. */
-bool sp_conn_admit_route(sp_conn *c, const sp_route *r, bool abort_on_refusal)
-{
-    sp_refused_reason why;
-    sp_end_reason end;
-    sp_ip_verdict ip = sp_ip_policy(&r->ip_allow_list, &r->ip_block_list, &c->info.client_ip);
-    if (ip == SP_IP_BLOCKED) {
-        why = SP_REFUSED_IP_BLOCKED;
-        end = SP_END_IP_BLOCKED;
-    } else if (ip == SP_IP_NOT_ALLOWED) {
-        why = SP_REFUSED_IP_NOT_ALLOWED;
-        end = SP_END_IP_NOT_ALLOWED;
-    } else {
-        sp_route *mr = (sp_route *)r; /* the cache is per worker: generations are */
-        if (!mr->counter)
-            mr->counter = sp_route_limits_get(c->w->process->routes, r->name);
-        sp_route_counter *rc = mr->counter;
-        int v = rc ? sp_route_counter_admit(rc, &c->info.client_ip, r->max_connections,
-                                            r->max_connections_per_ip, uv_now(&c->w->loop))
-                   : 0;
-        if (v == 0) {
-            c->route_counter = rc;
-            c->route_counted_per_ip = r->max_connections_per_ip > 0;
-            return true;
-        }
-        why = v == 1 ? SP_REFUSED_ROUTE_MAX_CONNECTIONS : SP_REFUSED_ROUTE_MAX_CONNECTIONS_PER_IP;
-        end = v == 1 ? SP_END_ROUTE_MAX_CONNECTIONS : SP_END_ROUTE_MAX_CONNECTIONS_PER_IP;
-    }
-    sp_counter_add(&c->w->counters.refused[why], 1);
-    if (abort_on_refusal)
-        sp_conn_abort(c, end);
-    return false;
-}
+const sp_session_hooks *sp_conn_session(void) { return session; }
 
-static void act(sp_conn *c)
-{
-    const sp_route *r = c->route;
-    c->info.route_name = r->name;
-    if (!sp_conn_admit_route(c, r, true))
-        return;
-    if (r->action == SP_ACTION_BLOCK) {
-        sp_conn_abort(c, SP_END_BLOCKED);
-        return;
-    }
-    if (r->action == SP_ACTION_SOCKET_HANDLER) { /* the config refuses them behind termination */
-        starters->socket_handler(c);
-        return;
-    }
-    if (r->tls.mode == SP_TLS_TERMINATE || r->tls.mode == SP_TLS_REENCRYPT) {
-        /* The target is chosen and connected once the client's handshake is done: a
-         * client that fails it never reaches a target, a target that speaks first cannot
-         * speak into a handshake, and Lua sees the negotiated version and ALPN. */
-        sp_conn_set_state(c, SP_STATE_HANDSHAKE);
-        if (sp_tls_init_server(&c->client.tls, r->tls.server_ctx) != 0) {
-            sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-            return;
-        }
-        sp_conn_arm_timer(c); /* the handshake deadline */
-        c->info.tls = true;
-        sp_pipe_start_reading(c, &c->client);
-        sp_buf hello = c->sniffed; /* the ClientHello is for us, not for the target */
-        sp_buf_init(&c->sniffed);
-        if (hello.len)
-            sp_pipe_tls_input(c, &c->client, hello.data, hello.len);
-        sp_buf_free(&hello);
-        return;
-    }
-    sp_conn_connect_target(c);
-}
-
-void sp_conn_route_stream(sp_conn *c, const sp_route *r)
-{
-    c->route = r;
-    act(c);
-}
-
-void sp_conn_connect_target(sp_conn *c)
-{
-    if (c->route->is_http) { /* after the client's TLS handshake: requests follow */
-        starters->http_after_handshake(c);
-        return;
-    }
-    sp_conn_set_state(c, SP_STATE_CONNECTING);
-    sp_conn_arm_timer(c);
-    if (c->sniffed.len) {
-        /* passthrough and plain streams: the target gets the bytes read while routing */
-        void *buf = sp_bufpool_get(&c->w->pool);
-        if (!buf || !sp_pipe_hold_early(c, buf, c->sniffed.len)) {
-            sp_bufpool_put(&c->w->pool, buf);
-            sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-            return;
-        }
-        memcpy(buf, c->sniffed.data, c->sniffed.len);
-    }
-    sp_buf_free(&c->sniffed);
-    if (c->state != SP_STATE_CONNECTING)
-        return;
-    sp_pipe_start_reading(c, &c->client);
-    sp_connect_next(c);
-}
-
-static void route(sp_conn *c)
-{
-    c->route = sp_route_select(c->gen, c->info.server_port, &c->info);
-    if (!c->route) {
-        char client[SP_IP_STRLEN];
-        sp_ip_format(&c->info.client_ip, client, sizeof client);
-        sp_info("conn=%llu port=%u client=%s sni=%s: no route matched, closing", (unsigned long long)c->id,
-                c->info.server_port, client, c->info.domain_len ? c->info.domain : "-");
-        sp_conn_abort(c, SP_END_NO_ROUTE);
-        return;
-    }
-    act(c);
-}
-
-/* More first bytes arrived while sniffing: route as soon as they tell enough. */
-void sp_conn_sniffed(sp_conn *c)
-{
-    if (c->sniffed.oom) {
-        sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-        return;
-    }
-    sp_client_hello ch;
-    sp_ch_status st = sp_client_hello_parse((const uint8_t *)c->sniffed.data, c->sniffed.len, &ch);
-    switch (st) {
-    case SP_CH_NEED_MORE:
-        return; /* the parser bounds the input: SP_CH_TOO_LARGE past its limit */
-    case SP_CH_OK:
-        for (size_t i = 0; i < ch.sni_len; i++)
-            c->domain[i] = (char)tolower((unsigned char)ch.sni[i]);
-        c->domain[ch.sni_len] = 0;
-        c->info.domain = c->domain;
-        c->info.domain_len = ch.sni_len;
-        c->info.tls_offered = ch.max_version;
-        break;
-    case SP_CH_NOT_TLS: {
-        const sp_port_entry *e = sp_gen_port(c->gen, c->info.server_port);
-        if (e && e->http_head) { /* a request head: Host (and path, headers) route it */
-            starters->http_sniffed(c);
-            return;
-        }
-        break; /* routes without domains take it */
-    }
-    default:
-        sp_info("conn=%llu port=%u: unusable TLS ClientHello (%s), closing", (unsigned long long)c->id,
-                c->info.server_port, st == SP_CH_TOO_LARGE ? "too large" : "malformed");
-        sp_conn_abort(c, SP_END_BAD_CLIENT_HELLO);
-        return;
-    }
-    route(c);
-}
-
-/* After the PROXY header, if any: read the first bytes when the port's routes need
- * them, else route now (servers that speak first work: nothing waits for the client). */
-/* Every route of the connection's port reads plain HTTP requests: refusals can be
- * answered in HTTP without reading anything first. */
-static bool plain_http_port(const sp_conn *c)
-{
-    const sp_port_entry *e = sp_gen_port(c->gen, c->info.server_port);
-    if (!e || !e->http)
-        return false;
-    for (size_t i = 0; i < e->nroutes; i++)
-        if (!e->routes[i]->is_http || e->routes[i]->tls.mode != SP_TLS_NONE)
-            return false;
-    return true;
-}
-
-static void begin_routing(sp_conn *c)
-{
-    const sp_settings *st = &c->gen->settings;
-    sp_ip_verdict ip = sp_ip_policy(&st->ip_allow_list, &st->ip_block_list, &c->info.client_ip);
-    if (ip != SP_IP_ADMITTED) {
-        bool blocked = ip == SP_IP_BLOCKED;
-        sp_counter_add(&c->w->counters.refused[blocked ? SP_REFUSED_IP_BLOCKED : SP_REFUSED_IP_NOT_ALLOWED], 1);
-        sp_conn_abort(c, blocked ? SP_END_IP_BLOCKED : SP_END_IP_NOT_ALLOWED);
-        return;
-    }
-    {
-        /* per real client: after the PROXY header, across all workers; always counted,
-         * for the busiest-clients metric, refused only when a limit is set */
-        int v = sp_ip_table_admit(c->w->process->ips, &c->info.client_ip, st->max_connections_per_ip,
-                                  st->connection_rate_per_minute, uv_now(&c->w->loop));
-        if (v != 0) {
-            sp_counter_add(&c->w->counters.refused[v == 1 ? SP_REFUSED_MAX_CONNECTIONS_PER_IP
-                                                          : SP_REFUSED_CONNECTION_RATE], 1);
-            sp_end_reason why = v == 1 ? SP_END_MAX_CONNECTIONS_PER_IP : SP_END_CONNECTION_RATE;
-            if (plain_http_port(c)) { /* HTTP clients get told why: 503 or 429, then a close */
-                static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-                                           "Content-Length: 24\r\nConnection: close\r\n\r\n503 Service Unavailable\n";
-                static const char rate[] = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
-                                           "Retry-After: 60\r\nContent-Length: 22\r\nConnection: close\r\n\r\n"
-                                           "429 Too Many Requests\n";
-                sp_pipe_send_bytes(c, &c->client, v == 1 ? busy : rate, v == 1 ? sizeof busy - 1 : sizeof rate - 1);
-                if (c->state != SP_STATE_CLOSING)
-                    sp_conn_close(c, why); /* flushed, then a lingering close drains the request */
-                return;
-            }
-            sp_conn_abort(c, why);
-            return;
-        }
-        c->ip_admitted = true;
-    }
-    const sp_port_entry *e = sp_gen_port(c->gen, c->info.server_port);
-    if (e && e->sniff) {
-        sp_conn_set_state(c, SP_STATE_SNIFFING);
-        sp_conn_arm_timer(c);
-        sp_pipe_start_reading(c, &c->client);
-        if (c->sniffed.len)
-            sp_conn_sniffed(c); /* bytes that came with the PROXY header */
-        return;
-    }
-    route(c);
-}
+void sp_conn_route_stream(sp_conn *c, const sp_route *r) { session->route_stream(c, r); }
 
 /* ---- the PROXY protocol, from trusted senders only ---- */
 
@@ -644,7 +429,7 @@ void sp_conn_proxy_header_input(sp_conn *c)
     /* what follows the header is the first application data */
     memmove(c->sniffed.data, c->sniffed.data + h.length, c->sniffed.len - h.length);
     c->sniffed.len -= h.length;
-    begin_routing(c);
+    session->begin(c);
 }
 
 /* ---- accept ---- */
@@ -729,7 +514,7 @@ void sp_conn_accept(sp_worker *w, int fd, const struct sockaddr *peer, uint16_t 
         sp_pipe_start_reading(c, &c->client);
         return;
     }
-    begin_routing(c);
+    session->begin(c);
 }
 
 /* ---- background tasks ---- */

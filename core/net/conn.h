@@ -6,8 +6,9 @@
  * connect, write, shutdown) have come back. The worker's counters follow every state
  * change, so a leak shows as a non-zero active count.
  *
- * accept -> route (port, client address) -> connect (resolve, try candidates) ->
- * pipe (both ways, with backpressure) -> close (flush, then close handles) -> free. */
+ * accept -> (PROXY header) -> the session layer above (admit, sniff, route, act: see
+ * net/app.h) -> connect (resolve, try candidates) -> pipe (both ways, with backpressure)
+ * or an application -> close (flush, then close handles) -> free. */
 #ifndef SP_NET_CONN_H
 #define SP_NET_CONN_H
 

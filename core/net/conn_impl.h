@@ -1,12 +1,17 @@
-/* conn_impl: the connection object shared by the three files that drive it.
+/* conn_impl: the connection object shared by the files that drive it.
  *
- *   conn.c     accept -> sniff -> route -> act; timers; the one cleanup path
- *   connect.c  resolve and connect to a target, candidate after candidate
- *   pipe.c     move bytes both ways (plain or through TLS) with backpressure
+ *   conn.c         accept, a trusted proxy's PROXY header, timers, the one cleanup path
+ *   connect.c      resolve and connect to a target, candidate after candidate
+ *   pipe.c         move bytes both ways (plain or through TLS) with backpressure
+ *   route_admit.c  a connection's admission to its route (lists, limits)
  *
- * Private to the connection's modules and the applications that serve connections
- * (core/http, core/lua, through the seam in net/app.h): everything else sees only
- * net/conn.h. */
+ * Private to the connection's modules, the session layer that routes connections
+ * (core/session) and the applications that serve them (core/http, core/lua, through the
+ * seam in net/app.h): everything else sees only net/conn.h.
+ *
+ * The functions below that return bool may end the connection: true, the caller may go
+ * on with it; false, it ended (or, where said, another layer now drives it) and the
+ * caller touches it no more in this callback. */
 #ifndef SP_NET_CONN_IMPL_H
 #define SP_NET_CONN_IMPL_H
 
@@ -104,10 +109,8 @@ static inline bool sp_app_active(const sp_conn *c) { return c->app && c->state =
 void sp_conn_set_state(sp_conn *c, sp_conn_state s);
 /* Frees the connection once no close callback or DNS lookup is outstanding. */
 void sp_conn_release(sp_conn *c);
-/* Resolves and connects to the route's target (with what was sniffed held for it). */
-void sp_conn_connect_target(sp_conn *c);
-/* More first bytes arrived while sniffing (in c->sniffed): route when they suffice. */
-void sp_conn_sniffed(sp_conn *c);
+/* The session layer's hooks (net/app.h), installed once at startup. */
+const sp_session_hooks *sp_conn_session(void);
 /* More bytes of a trusted proxy's PROXY header arrived (in c->sniffed). */
 void sp_conn_proxy_header_input(sp_conn *c);
 /* A trusted proxy's header is missing, malformed or late: count, log, close. */
@@ -119,14 +122,17 @@ uint64_t sp_conn_stream_deadline(sp_conn *c);
 void sp_conn_stream_timeout(sp_conn *c);
 /* Ends after flushing what is queued to each side (bounded by SP_FLUSH_LIMIT_MS). */
 void sp_conn_close(sp_conn *c, sp_end_reason reason);
-/* Checks route r's security (block/allow lists, connection limits) and counts the
- * connection against it; on refusal counts it and, when asked, aborts the connection. */
-bool sp_conn_admit_route(sp_conn *c, const sp_route *r, bool abort_on_refusal);
-/* The first HTTP request routed to a stream route: act on it with the sniffed bytes. */
+/* The application's first bytes chose stream route r (an HTTP session's first request):
+ * the session layer acts on it. The application has let go of the connection before. */
 void sp_conn_route_stream(sp_conn *c, const sp_route *r);
 /* Counts a TLS handshake failure and ends the connection. */
 void sp_conn_tls_failed(sp_conn *c, sp_side *s);
 void sp_conn_close_handle(sp_conn *c, uv_handle_t *h);
+
+/* route_admit.c */
+/* Checks route r's security (block/allow lists, connection limits) and counts the
+ * connection against it; on refusal counts it and, when asked, aborts the connection. */
+bool sp_conn_admit_route(sp_conn *c, const sp_route *r, bool abort_on_refusal);
 
 /* connect.c */
 void sp_connect_next(sp_conn *c);
@@ -142,25 +148,30 @@ void sp_connect_timed_out(sp_conn *c);
 void sp_pipe_start_reading(sp_conn *c, sp_side *s);
 void sp_pipe_stop_reading(sp_side *s);
 /* Starts reading s again and pumps plaintext its TLS session may hold. */
-void sp_pipe_resume(sp_conn *c, sp_side *s);
+bool sp_pipe_resume(sp_conn *c, sp_side *s);
 /* Sends a pool buffer's first len bytes to a side (encrypting for a TLS side we speak);
  * takes the buffer. */
-void sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len);
+bool sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len);
 /* Sends bytes to a side (encrypting for a TLS side we speak), copied into pool buffers. */
-void sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len);
+bool sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len);
 /* Writes buf (a pool buffer with len bytes) to the socket of `to`; takes the buffer. */
-void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len);
+bool sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len);
 /* Counts len bytes as sent to side `to` (access log `out`, bytes_to_* counters). */
 void sp_side_count_written(sp_conn *c, sp_side *to, size_t len);
-/* Takes bytes bound for the target before it is ready; false when the queue is full. */
+/* Takes bytes bound for the target before it is ready; false when the queue is full
+ * (the connection goes on: the caller decides). */
 bool sp_pipe_hold_early(sp_conn *c, void *buf, size_t len);
-/* Feeds what the client sent so far into its TLS session (terminating routes). */
-void sp_pipe_tls_input(sp_conn *c, sp_side *from, const void *data, size_t len);
-/* The target is ready: send what was held and start moving bytes both ways. */
-void sp_pipe_start(sp_conn *c);
-/* Drives the TLS session of side s: handshake, then plaintext to the peer. */
-void sp_pipe_tls_pump(sp_conn *c, sp_side *s);
-void sp_pipe_flush_tls(sp_conn *c, sp_side *s);
+/* Feeds what a side sent into its TLS session and pumps it (see sp_pipe_tls_pump). */
+bool sp_pipe_tls_input(sp_conn *c, sp_side *from, const void *data, size_t len);
+/* The target is ready: send what was held and start moving bytes both ways, or hand
+ * the target to the application (false then too: the application drives). */
+bool sp_pipe_start(sp_conn *c);
+/* Drives the TLS session of side s: handshake, then plaintext to the peer or the active
+ * application. false also when the handshake completed here: the session layer (the
+ * client's) or sp_pipe_start (the target's) took the connection on. */
+bool sp_pipe_tls_pump(sp_conn *c, sp_side *s);
+/* Writes what the TLS session of s has for its socket. */
+bool sp_pipe_flush_tls(sp_conn *c, sp_side *s);
 void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 void sp_pipe_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 

@@ -22,28 +22,31 @@ static sp_end_reason connect_reason(int status)
 }
 
 /* The upstream TLS leg of a re-encrypting route: SNI is upstream_sni, else the client's
- * SNI, else none; the certificate is checked against that name, else the target host. */
-static int start_upstream_tls(sp_conn *c)
+ * SNI, else none; the certificate is checked against that name, else the target host.
+ * Stays in "connecting" (and under its deadline) until the handshake completes. */
+static void start_upstream_tls(sp_conn *c)
 {
     const sp_route_tls *t = &c->route->tls;
     const char *sni = t->upstream_sni ? t->upstream_sni : c->info.domain_len ? c->info.domain : NULL;
     const char *verify = sni ? sni : c->dest.host;
-    if (sp_tls_init_client(&c->target.tls, t->client_ctx, sni, verify) != 0)
-        return -1;
-    sp_pipe_tls_pump(c, &c->target); /* writes the ClientHello */
-    return 0;
+    if (sp_tls_init_client(&c->target.tls, t->client_ctx, sni, verify) != 0) {
+        sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+        return;
+    }
+    if (sp_pipe_tls_pump(c, &c->target)) /* writes the ClientHello */
+        sp_pipe_start_reading(c, &c->target);
 }
 
 /* The route's PROXY header, before any other byte to the target: the real client (also
  * when it came to us in a PROXY header) and the address it connected to. */
-static void send_proxy_header(sp_conn *c)
+static bool send_proxy_header(sp_conn *c)
 {
     const sp_ip *dst = c->has_orig_dst ? &c->orig_dst : &c->info.server_ip;
     uint16_t dport = c->has_orig_dst ? c->orig_dst_port : c->info.server_port;
     void *buf = sp_bufpool_get(&c->w->pool);
     if (!buf) {
         sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-        return;
+        return false;
     }
     size_t len;
     if (c->route->send_proxy_protocol == 1) {
@@ -57,7 +60,7 @@ static void send_proxy_header(sp_conn *c)
         len = sp_proxy_write_v2(buf, SP_READ_BUF_SIZE, &c->info.client_ip, c->info.client_port, dst,
                                 dport, &tlvs);
     }
-    sp_pipe_write(c, &c->target, buf, len);
+    return sp_pipe_write(c, &c->target, buf, len);
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -78,19 +81,10 @@ static void on_connect(uv_connect_t *req, int status)
     sp_counters_observe_connect(&c->w->counters, uv_hrtime() - c->attempt_started_ns);
     c->target.tcp = &a->tcp; /* the attempt's memory now belongs to the target side */
     uv_tcp_nodelay(c->target.tcp, 1);
-    if (c->route->send_proxy_protocol) {
-        send_proxy_header(c);
-        if (c->state == SP_STATE_CLOSING)
-            return;
-    }
+    if (c->route->send_proxy_protocol && !send_proxy_header(c))
+        return;
     if (c->route->tls.mode == SP_TLS_REENCRYPT) {
-        /* stay in "connecting" (and under its deadline) until the handshake completes */
-        if (start_upstream_tls(c) != 0) {
-            sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-            return;
-        }
-        if (c->state == SP_STATE_CONNECTING)
-            sp_pipe_start_reading(c, &c->target);
+        start_upstream_tls(c);
         return;
     }
     c->target_ready = true;

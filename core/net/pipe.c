@@ -61,11 +61,12 @@ static bool has_room(sp_conn *c, sp_side *to)
     return to->queued <= SP_HIGH_WATER;
 }
 
-void sp_pipe_resume(sp_conn *c, sp_side *s)
+bool sp_pipe_resume(sp_conn *c, sp_side *s)
 {
     sp_pipe_start_reading(c, s);
     if (s->tls.ssl && s->tls.established)
-        sp_pipe_tls_pump(c, s); /* plaintext may wait inside the session */
+        return sp_pipe_tls_pump(c, s); /* plaintext may wait inside the session */
+    return true;
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -97,11 +98,11 @@ void sp_side_count_written(sp_conn *c, sp_side *to, size_t len)
     sp_counter_add(to == &c->client ? &c->w->counters.bytes_to_clients : &c->w->counters.bytes_to_targets, len);
 }
 
-void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len)
+bool sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len)
 {
     if (!to->tcp || len == 0) {
         sp_bufpool_put(&c->w->pool, buf);
-        return;
+        return true;
     }
     sp_side_count_written(c, to, len);
     uv_buf_t b = uv_buf_init(buf, (unsigned)len);
@@ -110,7 +111,7 @@ void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len)
         int n = uv_try_write((uv_stream_t *)to->tcp, &b, 1);
         if (n == (int)len) {
             sp_bufpool_put(&c->w->pool, buf);
-            return;
+            return true;
         }
         if (n > 0) {
             b.base += n;
@@ -118,14 +119,14 @@ void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len)
         } else if (n != UV_EAGAIN) {
             sp_bufpool_put(&c->w->pool, buf);
             sp_conn_abort(c, error_reason(c, to, n));
-            return;
+            return false;
         }
     }
     sp_write *wr = malloc(sizeof *wr);
     if (!wr) {
         sp_bufpool_put(&c->w->pool, buf);
         sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-        return;
+        return false;
     }
     wr->c = c;
     wr->to = to;
@@ -135,21 +136,24 @@ void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len)
         sp_bufpool_put(&c->w->pool, buf);
         free(wr);
         sp_conn_abort(c, error_reason(c, to, rc));
-        return;
+        return false;
     }
     to->queued += SP_READ_BUF_SIZE;
+    return true;
 }
 
-void sp_pipe_flush_tls(sp_conn *c, sp_side *s)
+bool sp_pipe_flush_tls(sp_conn *c, sp_side *s)
 {
     while (s->tcp && s->tls.ssl && sp_tls_output_pending(&s->tls) > 0) {
         void *buf = sp_bufpool_get(&c->w->pool);
         if (!buf) {
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-            return;
+            return false;
         }
-        sp_pipe_write(c, s, buf, sp_tls_take_output(&s->tls, buf, SP_READ_BUF_SIZE));
+        if (!sp_pipe_write(c, s, buf, sp_tls_take_output(&s->tls, buf, SP_READ_BUF_SIZE)))
+            return false;
     }
+    return true;
 }
 
 bool sp_pipe_hold_early(sp_conn *c, void *buf, size_t len)
@@ -163,44 +167,47 @@ bool sp_pipe_hold_early(sp_conn *c, void *buf, size_t len)
 
 /* Hands bytes to `to`: held while the target is not ready, encrypted when `to` speaks
  * TLS through us, else written as they are. Takes the buffer. */
-static void deliver(sp_conn *c, sp_side *to, void *buf, size_t len)
+static bool deliver(sp_conn *c, sp_side *to, void *buf, size_t len)
 {
     if (to == &c->target && !c->target_ready) {
         if (!sp_pipe_hold_early(c, buf, len)) { /* callers check has_room first */
             sp_bufpool_put(&c->w->pool, buf);
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+            return false;
         }
-        return;
+        return true;
     }
-    if (!to->tls.ssl) {
-        sp_pipe_write(c, to, buf, len);
-        return;
-    }
+    if (!to->tls.ssl)
+        return sp_pipe_write(c, to, buf, len);
     int rc = sp_tls_write(&to->tls, buf, len);
     sp_bufpool_put(&c->w->pool, buf);
     if (rc != 0) {
         sp_conn_abort(c, SP_END_TLS_ERROR);
-        return;
+        return false;
     }
-    sp_pipe_flush_tls(c, to);
+    return sp_pipe_flush_tls(c, to);
 }
 
-void sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len) { deliver(c, to, buf, len); }
+bool sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len) { return deliver(c, to, buf, len); }
 
-void sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len)
+bool sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len)
 {
-    while (len > 0 && c->state != SP_STATE_CLOSING) {
+    if (c->state == SP_STATE_CLOSING)
+        return false; /* a closing connection takes no new bytes */
+    while (len > 0) {
         void *buf = sp_bufpool_get(&c->w->pool);
         if (!buf) {
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-            return;
+            return false;
         }
         size_t n = len < SP_READ_BUF_SIZE ? len : SP_READ_BUF_SIZE;
         memcpy(buf, data, n);
-        deliver(c, to, buf, n);
+        if (!deliver(c, to, buf, n))
+            return false;
         data += n;
         len -= n;
     }
+    return true;
 }
 
 /* Passes a FIN on to `to` once what is queued is written (half-open routes); a TLS side
@@ -210,28 +217,29 @@ static void on_half_shutdown(uv_shutdown_t *req, int status)
     free(req); /* a failure shows up as a read or write error on the same socket */
 }
 
-static void pass_fin(sp_conn *c, sp_side *to)
+static bool pass_fin(sp_conn *c, sp_side *to)
 {
     if (to->shut)
-        return;
+        return true;
     if (to->tls.ssl) {
         sp_tls_shutdown(&to->tls);
-        sp_pipe_flush_tls(c, to);
-        if (!to->tcp)
-            return;
+        if (!sp_pipe_flush_tls(c, to))
+            return false;
     }
     uv_shutdown_t *req = malloc(sizeof *req);
     if (req && uv_shutdown(req, (uv_stream_t *)to->tcp, on_half_shutdown) == 0) {
         req->data = c;
         to->shut = true;
-        return;
+        return true;
     }
     free(req);
     sp_conn_close(c, to == &c->client ? SP_END_TARGET_CLOSED : SP_END_CLIENT_CLOSED);
+    return false;
 }
 
-/* One side finished sending (FIN, or a TLS close_notify). */
-static void on_eof(sp_conn *c, sp_side *from)
+/* One side finished sending (FIN, or a TLS close_notify). true: the connection goes on
+ * (half-open, or waiting for its target with bytes to deliver). */
+static bool on_eof(sp_conn *c, sp_side *from)
 {
     sp_side *to = peer_of(c, from);
     from->eof = true;
@@ -239,35 +247,39 @@ static void on_eof(sp_conn *c, sp_side *from)
     if (from->tls.ssl && !from->tls.established) {
         from->tls.failure = SP_TLSFAIL_EOF;
         sp_conn_tls_failed(c, from);
-        return;
+        return false;
     }
     if (sp_app_active(c) && c->app->side_ended) {
         c->app->side_ended(c, from, false, SP_END_CLIENT_CLOSED);
-        return;
+        return false;
     }
     if (c->state == SP_STATE_PROXY_HEADER) {
         sp_conn_proxy_header_failed(c, "closed before a complete header", SP_END_BAD_PROXY_HEADER);
-        return;
+        return false;
     }
     if (c->state == SP_STATE_SNIFFING) {
         sp_conn_abort(c, SP_END_CLIENT_CLOSED);
-        return;
+        return false;
     }
     if (c->state == SP_STATE_CONNECTING || c->state == SP_STATE_HANDSHAKE) {
         /* A client that leaves before the target is there and sent nothing is gone; one
          * that sent something and finished gets it delivered, then the FIN (half-open)
          * or a flushed close, once the target is ready. */
-        if (c->nearly == 0 && !c->route->half_open)
+        if (c->nearly == 0 && !c->route->half_open) {
             sp_conn_abort(c, SP_END_CLIENT_CLOSED);
-        return;
+            return false;
+        }
+        return true;
     }
-    if (c->route->half_open && !to->eof && to->tcp) {
-        pass_fin(c, to);
-        return;
-    }
+    if (c->route->half_open && !to->eof && to->tcp)
+        return pass_fin(c, to);
     sp_conn_close(c, from == &c->client ? SP_END_CLIENT_CLOSED : SP_END_TARGET_CLOSED);
+    return false;
 }
 
+/* A side's TLS handshake completed: the client's hands the connection to the session
+ * layer (a terminating route goes on to its HTTP session or its target), the target's
+ * starts piping. Either may end the connection. */
 static void on_established(sp_conn *c, sp_side *s)
 {
     if (s == &c->client) {
@@ -283,63 +295,68 @@ static void on_established(sp_conn *c, sp_side *s)
             c->info.alpn = c->alpn;
         }
         if (c->state == SP_STATE_HANDSHAKE)
-            sp_conn_connect_target(c);
+            sp_conn_session()->handshake_done(c);
         return;
     }
     c->target_ready = true; /* the upstream handshake completed */
     sp_pipe_start(c);
 }
 
-void sp_pipe_tls_pump(sp_conn *c, sp_side *s)
+bool sp_pipe_tls_pump(sp_conn *c, sp_side *s)
 {
     sp_side *to = peer_of(c, s);
     if (!s->tls.established) {
         sp_tls_result r = sp_tls_handshake(&s->tls);
-        sp_pipe_flush_tls(c, s);
+        if (!sp_pipe_flush_tls(c, s))
+            return false;
         if (r == SP_TLS_FAILED) {
             sp_conn_tls_failed(c, s);
-            return;
+            return false;
         }
-        if (r == SP_TLS_WANT || c->state == SP_STATE_CLOSING)
-            return;
+        if (r == SP_TLS_WANT)
+            return true;
         on_established(c, s);
-        if (c->state == SP_STATE_CLOSING)
-            return;
     }
+    /* Plaintext goes on while the connection is open: what takes it (the active
+     * application, the layer above once the handshake is done) may end it. */
     while (s->tcp && c->state != SP_STATE_CLOSING) {
         if (!has_room(c, to)) {
             sp_pipe_stop_reading(s); /* resumed, and pumped again, when the peer drains */
-            break;
+            return true;
         }
         void *buf = sp_bufpool_get(&c->w->pool);
         if (!buf) {
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-            return;
+            return false;
         }
         ssize_t n = sp_tls_read(&s->tls, buf, SP_READ_BUF_SIZE);
         if (n <= 0) {
             sp_bufpool_put(&c->w->pool, buf);
-            sp_pipe_flush_tls(c, s); /* post-handshake messages, alerts */
-            if (n < 0)
+            if (!sp_pipe_flush_tls(c, s)) /* post-handshake messages, alerts */
+                return false;
+            if (n < 0) {
                 sp_conn_abort(c, SP_END_TLS_ERROR);
-            else if (s->tls.peer_closed && !s->eof)
-                on_eof(c, s);
-            return;
+                return false;
+            }
+            if (s->tls.peer_closed && !s->eof)
+                return on_eof(c, s);
+            return true;
         }
         if (sp_app_active(c) && c->app->input)
             c->app->input(c, s, buf, (size_t)n);
-        else
-            deliver(c, to, buf, (size_t)n);
+        else if (!deliver(c, to, buf, (size_t)n))
+            return false;
     }
+    return c->state != SP_STATE_CLOSING;
 }
 
-void sp_pipe_tls_input(sp_conn *c, sp_side *from, const void *data, size_t len)
+bool sp_pipe_tls_input(sp_conn *c, sp_side *from, const void *data, size_t len)
 {
     if (sp_tls_feed(&from->tls, data, len) != 0) {
         sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-        return;
+        return false;
     }
-    sp_pipe_tls_pump(c, from);
+    return sp_pipe_tls_pump(c, from);
 }
 
 void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -375,7 +392,7 @@ void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (c->state == SP_STATE_PROXY_HEADER)
             sp_conn_proxy_header_input(c);
         else
-            sp_conn_sniffed(c);
+            sp_conn_session()->sniffed(c);
         return;
     }
     if (from->tls.ssl) {
@@ -391,41 +408,39 @@ void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         sp_bufpool_put(&c->w->pool, buf->base);
         return;
     }
-    deliver(c, to, buf->base, (size_t)nread);
-    if (c->state != SP_STATE_CLOSING && !has_room(c, to))
+    if (deliver(c, to, buf->base, (size_t)nread) && !has_room(c, to))
         sp_pipe_stop_reading(from);
 }
 
-void sp_pipe_start(sp_conn *c)
+bool sp_pipe_start(sp_conn *c)
 {
     if (c->app && c->app->target_ready) {
         c->app->target_ready(c);
-        return;
+        return false;
     }
     sp_conn_set_state(c, SP_STATE_PIPING);
     c->last_activity_ms = uv_now(&c->w->loop);
     int n = c->nearly;
     c->nearly = 0;
+    bool open = true;
     for (int i = 0; i < n; i++) {
-        if (c->state == SP_STATE_PIPING)
-            deliver(c, &c->target, c->early[i], c->early_len[i]);
+        if (open)
+            open = deliver(c, &c->target, c->early[i], c->early_len[i]);
         else
             sp_bufpool_put(&c->w->pool, c->early[i]); /* a failed write closed the connection */
     }
-    if (c->state != SP_STATE_PIPING)
-        return;
+    if (!open)
+        return false;
     if (c->client.eof) { /* the client finished sending while we connected */
         if (!c->route->half_open) {
             sp_conn_close(c, SP_END_CLIENT_CLOSED); /* after the held bytes are flushed */
-            return;
+            return false;
         }
-        pass_fin(c, &c->target);
-        if (c->state != SP_STATE_PIPING)
-            return;
+        if (!pass_fin(c, &c->target))
+            return false;
     }
-    sp_pipe_resume(c, &c->client);
-    if (c->state == SP_STATE_PIPING)
-        sp_pipe_resume(c, &c->target);
-    if (c->state == SP_STATE_PIPING)
-        sp_conn_arm_timer(c);
+    if (!sp_pipe_resume(c, &c->client) || !sp_pipe_resume(c, &c->target))
+        return false;
+    sp_conn_arm_timer(c);
+    return true;
 }

@@ -1,15 +1,15 @@
 #include "session/apps.h"
 
-#include "http/proxy.h"
 #include "lua/target_fn.h"
-#include "lua/task.h"
 #include "net/app.h"
 #include "net/target.h"
+#include "session/route.h"
 
-static const sp_app_starters starters = {
-    .http_sniffed = sp_http_sniffed,
-    .http_after_handshake = sp_http_begin_tls,
-    .socket_handler = sp_task_start,
+static const sp_session_hooks session_hooks = {
+    .begin = sp_session_begin,
+    .sniffed = sp_session_sniffed,
+    .handshake_done = sp_session_handshake_done,
+    .route_stream = sp_session_route_stream,
 };
 
 static const sp_target_fns target_fns = {
@@ -19,6 +19,6 @@ static const sp_target_fns target_fns = {
 
 void sp_session_install(void)
 {
-    sp_conn_install_apps(&starters);
+    sp_conn_install_session(&session_hooks);
     sp_target_install_fns(&target_fns);
 }

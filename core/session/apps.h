@@ -1,14 +1,14 @@
-/* apps: which application serves which kind of route, wired into net/ at startup.
+/* apps: the session layer and the applications, wired into net/ at startup.
  *
- * net/ sniffs and routes a connection, then starts the application the route needs
- * through the starters of net/app.h (the HTTP/1 session of core/http, the Lua socket
- * handler of core/lua), and calls a route's Lua target functions through the hooks of
- * net/target.h; this module, above all three, is the one place that names them, so net/
- * includes nothing of http/ or lua/. */
+ * net/ accepts a connection and hands it to the session layer (session/route.h: admit,
+ * sniff, route, act) through the hooks of net/app.h; the session starts the application
+ * a route needs (the HTTP/1 session of core/http, the Lua socket handler of core/lua),
+ * and net/ calls a route's Lua target functions through the hooks of net/target.h. This
+ * module installs both, so net/ includes nothing of session/, http/ or lua/. */
 #ifndef SP_SESSION_APPS_H
 #define SP_SESSION_APPS_H
 
-/* Installs the applications and the target functions; once, before any worker starts. */
+/* Installs the session hooks and the target functions; once, before any worker starts. */
 void sp_session_install(void);
 
 #endif
