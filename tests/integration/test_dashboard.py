@@ -66,9 +66,8 @@ def show_traffic(b, p):
 
 
 def keep_screenshot(b, tmp_path, name):
-    # Wait for a second poll, so the charts have a line, then keep the picture.
-    b.wait_js("document.getElementById('events').children.length >= 1 && "
-              "document.getElementById('state').textContent.startsWith('updated')")
+    # Wait for a third read of the figures, so the charts have a line, then keep the picture.
+    b.wait_js("Number(document.body.dataset.polls) >= 3", msg="three polls")
     shot = b.screenshot(str(tmp_path / name))
     print(f"dashboard screenshot: {shot}")
     return shot
