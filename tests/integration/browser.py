@@ -36,7 +36,7 @@ class BrowserError(AssertionError):
 class Chromium:
     """One headless browser with one tab. Use as a context manager."""
 
-    def __init__(self, workdir, timeout=30.0):
+    def __init__(self, workdir, timeout=60.0):
         self.dir = workdir
         self.timeout = timeout
         self.events = []                  # every protocol event: {"method", "params"}

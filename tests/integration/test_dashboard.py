@@ -54,12 +54,17 @@ def show_traffic(b, p):
     """The page, opened and polled by Chromium, shows what traffic_proxy produced."""
     sp.wait_until(lambda: b.text("#requests-total") == "7", 30,
                   msg="the page to show 7 requests (the figures of /stats)")
-    row = "tr[data-route=web]"
-    cells = b.js(f"[...document.querySelectorAll('{row} td')].map(td => td.textContent)")
     # route, ports, action, open, connections, bytes in, bytes out, 2xx, 3xx, 4xx, 5xx
-    assert cells[0] == "web" and cells[2] == "forward", cells
-    assert cells[4] == "7" and cells[7] == "5" and cells[10] == "2", cells
-    assert b.text("#resp-5xx") == "2" and b.text("#resp-2xx") == "5"
+    # (a response may be counted a moment after the client has it: wait for the poll
+    # that shows them all)
+    want = {0: "web", 2: "forward", 4: "7", 7: "5", 10: "2"}
+
+    def web_row():
+        cells = b.js("[...document.querySelectorAll('tr[data-route=web] td')].map(td => td.textContent)")
+        return cells if cells and all(cells[i] == v for i, v in want.items()) else None
+    sp.wait_until(web_row, 30, interval=0.2, msg=f"route web's row to read {want}")
+    sp.wait_until(lambda: b.text("#resp-5xx") == "2" and b.text("#resp-2xx") == "5", 30,
+                  msg="5 2xx and 2 5xx responses")
     days = b.js("document.querySelector('tr[data-cert=\"route secure\"] td:last-child').textContent")
     assert days in ("29", "30"), days
     assert b.text("tr[data-route=secure] td") == "secure"  # no traffic: listed from /routes
