@@ -332,6 +332,16 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* If-None-Match is only a cache hint (a front proxy may send a long list, or two):
+ * when it does not fit in one captured value, it counts as absent. */
+static void forget_validator(admin_conn *ac)
+{
+    captured_header *c = &ac->headers[H_IF_NONE_MATCH];
+    c->len = 0;
+    c->value[0] = 0;
+    ac->current = -1;
+}
+
 static int on_header_field_complete(llhttp_t *p)
 {
     admin_conn *ac = p->data;
@@ -339,6 +349,10 @@ static int on_header_field_complete(llhttp_t *p)
     for (int h = 0; h < H_COUNT; h++) {
         if (strcmp(ac->field, header_names[h]) != 0)
             continue;
+        if (h == H_IF_NONE_MATCH && ac->headers[h].seen) {
+            forget_validator(ac);
+            return 0;
+        }
         if (ac->headers[h].seen)
             return -1; /* two Hosts (or tokens, origins...): which one would we check? */
         ac->headers[h].seen = true;
@@ -353,7 +367,12 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     if (ac->current < 0)
         return 0;
     captured_header *c = &ac->headers[ac->current];
-    return append_piece(c->value, sizeof c->value, &c->len, at, len);
+    if (append_piece(c->value, sizeof c->value, &c->len, at, len) == 0)
+        return 0;
+    if (ac->current != H_IF_NONE_MATCH)
+        return -1;
+    forget_validator(ac);
+    return 0;
 }
 
 static int on_header_value_complete(llhttp_t *p)
