@@ -1,5 +1,7 @@
 #include "admin/admin.h"
 
+#include "admin/dashboard.h"
+
 #include <llhttp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,15 +21,16 @@ struct sp_admin {
     uv_loop_t *loop;
     sp_admin_hooks hooks;
     sp_ip_endpoint listen;
+    sp_dashboard dashboard;
     admin_conn *conns;
     int handles;               /* open handles: the server and each connection's two */
     bool stopping;
 };
 
 /* The request headers the endpoint reads; each may come once (a second one is a 400). */
-enum { H_AUTHORIZATION, H_HOST, H_ORIGIN, H_CONTENT_TYPE, H_ADMIN, H_COUNT };
+enum { H_AUTHORIZATION, H_HOST, H_ORIGIN, H_CONTENT_TYPE, H_ADMIN, H_IF_NONE_MATCH, H_COUNT };
 static const char *const header_names[H_COUNT] = {"authorization", "host", "origin", "content-type",
-                                                  "x-smartproxy-admin"};
+                                                  "x-smartproxy-admin", "if-none-match"};
 
 typedef struct captured_header {
     char value[256];
@@ -102,7 +105,10 @@ static void on_written(uv_write_t *req, int status)
     free(aw);
 }
 
-/* extra: more header lines ("Name: value\r\n"), or "". */
+/* The figures change at every request: never kept by a browser or a cache between them. */
+#define NO_STORE "Cache-Control: no-store\r\n"
+
+/* extra: more header lines ("Name: value\r\n"), Cache-Control among them. */
 static void respond(admin_conn *ac, int status, const char *reason, const char *type, const char *extra,
                     const sp_buf *body)
 {
@@ -115,7 +121,7 @@ static void respond(admin_conn *ac, int status, const char *reason, const char *
     sp_buf_init(&aw->buf);
     sp_buf_appendf(&aw->buf,
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
-                   "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                   "Connection: close\r\n\r\n",
                    status, reason, type, body ? body->len : 0, extra);
     if (body && !ac->head_only)
         sp_buf_append(&aw->buf, body->data, body->len);
@@ -140,7 +146,9 @@ static void respond_text_with(admin_conn *ac, int status, const char *reason, co
     sp_buf body;
     sp_buf_init(&body);
     sp_buf_appendf(&body, "%s\n", text);
-    respond(ac, status, reason, "text/plain; charset=utf-8", extra, &body);
+    char headers[256];
+    snprintf(headers, sizeof headers, NO_STORE "%s", extra);
+    respond(ac, status, reason, "text/plain; charset=utf-8", headers, &body);
     sp_buf_free(&body);
 }
 
@@ -158,7 +166,7 @@ static void respond_json(admin_conn *ac, void (*fill)(void *, const char *, sp_j
     const char *q = strchr(ac->url, '?');
     fill(ac->a->hooks.ud, q ? q + 1 : NULL, &j);
     sp_buf_append(&body, "\n", 1);
-    respond(ac, 200, "OK", "application/json", "", &body);
+    respond(ac, 200, "OK", "application/json", NO_STORE, &body);
     sp_buf_free(&body);
 }
 
@@ -177,14 +185,14 @@ static bool token_ok(const char *want, const char *auth)
 }
 
 /* The paths and the one method each takes (HEAD wherever GET). */
-typedef enum { EP_HEALTHZ, EP_METRICS, EP_STATS, EP_ROUTES, EP_RELOAD, EP_COUNT } endpoint;
+typedef enum { EP_DASHBOARD, EP_HEALTHZ, EP_METRICS, EP_STATS, EP_ROUTES, EP_RELOAD, EP_COUNT } endpoint;
 static const struct {
     const char *path;
     bool post;
 } endpoints[EP_COUNT] = {
-    [EP_HEALTHZ] = {"/healthz", false}, [EP_METRICS] = {"/metrics", false},
-    [EP_STATS] = {"/stats", false},     [EP_ROUTES] = {"/routes", false},
-    [EP_RELOAD] = {"/reload", true},
+    [EP_DASHBOARD] = {"/", false},      [EP_HEALTHZ] = {"/healthz", false},
+    [EP_METRICS] = {"/metrics", false}, [EP_STATS] = {"/stats", false},
+    [EP_ROUTES] = {"/routes", false},   [EP_RELOAD] = {"/reload", true},
 };
 
 static const char *header(const admin_conn *ac, int h)
@@ -203,10 +211,31 @@ static const char *refusal(const admin_conn *ac, const sp_admin_access *acc)
     return NULL;
 }
 
+/* The page, or 304 when the browser holds this very page (its ETag): it changes only
+ * with the binary, so the browser keeps it but asks each time (no-cache). */
+static void answer_dashboard(admin_conn *ac)
+{
+    const sp_dashboard *d = &ac->a->dashboard;
+    const char *held = header(ac, H_IF_NONE_MATCH);
+    bool fresh = held && strstr(held, d->etag) != NULL;
+    char headers[1400];
+    snprintf(headers, sizeof headers,
+             "Content-Security-Policy: %s\r\nX-Content-Type-Options: nosniff\r\n"
+             "Referrer-Policy: no-referrer\r\nCache-Control: no-cache\r\nETag: %s\r\n",
+             d->csp, d->etag);
+    sp_buf body = {.data = (char *)d->body, .len = d->len}; /* read only: never freed */
+    if (fresh)
+        ac->head_only = true; /* a 304 has no body, its Content-Length is the page's */
+    respond(ac, fresh ? 304 : 200, fresh ? "Not Modified" : "OK", "text/html; charset=utf-8", headers, &body);
+}
+
 static void answer(admin_conn *ac, endpoint ep)
 {
     const sp_admin_hooks *h = &ac->a->hooks;
     switch (ep) {
+    case EP_DASHBOARD:
+        answer_dashboard(ac);
+        break;
     case EP_HEALTHZ:
         respond_text(ac, 200, "OK", "ok");
         break;
@@ -214,7 +243,7 @@ static void answer(admin_conn *ac, endpoint ep)
         sp_buf body;
         sp_buf_init(&body);
         h->metrics_text(h->ud, &body);
-        respond(ac, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", "", &body);
+        respond(ac, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NO_STORE, &body);
         sp_buf_free(&body);
         break;
     }
@@ -250,7 +279,8 @@ static void dispatch(admin_conn *ac)
     bool get = method == HTTP_GET || method == HTTP_HEAD;
     ac->head_only = method == HTTP_HEAD;
 
-    /* /healthz says "ok" and nothing else: probes reach it with whatever Host they use. */
+    /* /healthz says "ok" and nothing else: probes reach it with whatever Host they use.
+     * The dashboard holds no figures: it loads without the token, then asks for it. */
     if (ep != EP_HEALTHZ) {
         sp_admin_access acc = {0};
         a->hooks.access(a->hooks.ud, &acc);
@@ -259,7 +289,7 @@ static void dispatch(admin_conn *ac)
             respond_text(ac, 403, "Forbidden", why);
             return;
         }
-        if (acc.token && !token_ok(acc.token, ac->headers[H_AUTHORIZATION].value)) {
+        if (acc.token && ep != EP_DASHBOARD && !token_ok(acc.token, ac->headers[H_AUTHORIZATION].value)) {
             respond_text(ac, 401, "Unauthorized", "a bearer token is required");
             return;
         }
@@ -303,6 +333,16 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* If-None-Match is only a cache hint (a front proxy may send a long list, or two):
+ * when it does not fit in one captured value, it counts as absent. */
+static void forget_validator(admin_conn *ac)
+{
+    captured_header *c = &ac->headers[H_IF_NONE_MATCH];
+    c->len = 0;
+    c->value[0] = 0;
+    ac->current = -1;
+}
+
 static int on_header_field_complete(llhttp_t *p)
 {
     admin_conn *ac = p->data;
@@ -310,6 +350,10 @@ static int on_header_field_complete(llhttp_t *p)
     for (int h = 0; h < H_COUNT; h++) {
         if (strcmp(ac->field, header_names[h]) != 0)
             continue;
+        if (h == H_IF_NONE_MATCH && ac->headers[h].seen) {
+            forget_validator(ac);
+            return 0;
+        }
         if (ac->headers[h].seen)
             return -1; /* two Hosts (or tokens, origins...): which one would we check? */
         ac->headers[h].seen = true;
@@ -324,7 +368,12 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     if (ac->current < 0)
         return 0;
     captured_header *c = &ac->headers[ac->current];
-    return append_piece(c->value, sizeof c->value, &c->len, at, len);
+    if (append_piece(c->value, sizeof c->value, &c->len, at, len) == 0)
+        return 0;
+    if (ac->current != H_IF_NONE_MATCH)
+        return -1;
+    forget_validator(ac);
+    return 0;
 }
 
 static int on_header_value_complete(llhttp_t *p)
@@ -445,6 +494,11 @@ sp_admin *sp_admin_start(uv_loop_t *loop, const char *listen, const sp_admin_hoo
     sp_admin *a = calloc(1, sizeof *a);
     if (!a) {
         snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (sp_dashboard_init(&a->dashboard, err, errlen) != 0) {
+        close(fd);
+        free(a);
         return NULL;
     }
     a->hooks = *hooks;

@@ -1,8 +1,9 @@
 /* admin: the admin and metrics HTTP endpoint, served by the main thread's loop.
  *
- * GET /healthz, GET /metrics (Prometheus text), GET /stats (JSON), GET /routes (the
- * compiled routes), POST /reload; HEAD wherever GET is. Every path but /healthz checks
- * Host and Origin and the token; POST needs a deliberate request (see guard.h).
+ * GET / (the dashboard page, admin/dashboard.h), GET /healthz, GET /metrics (Prometheus
+ * text), GET /stats (JSON), GET /routes (the compiled routes), POST /reload; HEAD wherever
+ * GET is. Every path but /healthz checks Host and Origin, and every one but / and
+ * /healthz the token; POST needs a deliberate request (see guard.h).
  * One request per connection (Connection: close); heads are parsed with llhttp and
  * bounded in size and time. It reads figures only through the callbacks below, so it
  * knows nothing of workers or generations. */
