@@ -111,12 +111,9 @@ static void record_request(sp_http *h, int status, bool upstream)
 {
     sp_conn *c = h->c;
     if (h->route) {
-        sp_route *mr = (sp_route *)h->route; /* the cache is per worker: generations are */
-        if (!mr->counter)
-            mr->counter = sp_route_limits_get(W(h)->process->routes, mr->name);
-        if (mr->counter)
-            sp_route_counter_http(mr->counter, status,
-                                  h->req.head_ready ? (uv_hrtime() / 1000 - h->head_us) : 0);
+        sp_route_counter *rc = sp_route_counter_of(c->route_states, h->route);
+        if (rc)
+            sp_route_counter_http(rc, status, h->req.head_ready ? (uv_hrtime() / 1000 - h->head_us) : 0);
     }
     if (!c->gen->settings.log_access)
         return;

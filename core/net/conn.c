@@ -63,6 +63,7 @@ void sp_conn_release(sp_conn *c)
     if (c->route_counter)
         sp_route_counter_release(c->route_counter, &c->info.client_ip, c->route_counted_per_ip,
                                  c->client.bytes_read, c->target.bytes_read, uv_now(&w->loop));
+    sp_route_states_unref(c->route_states);
     sp_gen_unref(c->gen);
     bool counted = !c->background;
     free(c);
@@ -400,10 +401,7 @@ bool sp_conn_admit_route(sp_conn *c, const sp_route *r, bool abort_on_refusal)
         why = SP_REFUSED_IP_NOT_ALLOWED;
         end = SP_END_IP_NOT_ALLOWED;
     } else {
-        sp_route *mr = (sp_route *)r; /* the cache is per worker: generations are */
-        if (!mr->counter)
-            mr->counter = sp_route_limits_get(c->w->process->routes, r->name);
-        sp_route_counter *rc = mr->counter;
+        sp_route_counter *rc = sp_route_counter_of(c->route_states, r);
         int v = rc ? sp_route_counter_admit(rc, &c->info.client_ip, r->max_connections,
                                             r->max_connections_per_ip, uv_now(&c->w->loop))
                    : 0;
@@ -700,6 +698,7 @@ void sp_conn_accept(sp_worker *w, int fd, const struct sockaddr *peer, uint16_t 
     c->w = w;
     c->gen = g;
     sp_gen_ref(g);
+    c->route_states = sp_route_states_ref(w->route_states);
     c->id = atomic_fetch_add(&w->process->next_conn_id, 1) + 1;
     c->client.tcp = tcp;
     c->handles = 2; /* client socket and timer */

@@ -14,6 +14,7 @@
 
 #include "net/app.h"
 #include "net/conn.h"
+#include "net/route_state.h"
 #include "net/target.h"
 #include "route/router.h"
 #include "tls/stream.h"
@@ -51,6 +52,8 @@ struct sp_conn {
     sp_conn *prev, *next;     /* the worker's list of live connections */
     sp_worker *w;
     sp_gen *gen;              /* the generation this connection started on (a reference) */
+    sp_route_states *route_states; /* the worker's state of gen's routes (a reference); NULL
+                                      for a background task, which proxies nothing */
     const sp_route *route;
     uint64_t id;
     sp_conn_state state;

@@ -178,8 +178,7 @@ int sp_connect_choose(sp_conn *c)
 {
     const sp_route *r = c->route;
     sp_end_reason last = c->dest.last_error;
-    sp_route *mr = (sp_route *)r; /* the cursor is per worker: generations are per worker */
-    const sp_target *t = &r->targets[mr->rr_next++ % r->ntargets];
+    const sp_target *t = sp_route_next_target(c->route_states, r);
     c->candidates_tried++;
     sp_target_choice_clear(&c->dest);
     c->dest.last_error = last;
