@@ -18,6 +18,7 @@
 #include "net/conn_impl.h"
 #include "net/route_limits.h"
 #include "util/access_log.h"
+#include "util/hostport.h"
 #include "util/log.h"
 
 typedef enum {
@@ -121,8 +122,7 @@ static void record_request(sp_http *h, int status, bool upstream)
     char client[SP_IP_STRLEN], target[300], time[32];
     sp_ip_format(&c->info.client_ip, client, sizeof client);
     if (upstream && c->dest.host)
-        snprintf(target, sizeof target, strchr(c->dest.host, ':') ? "[%s]:%s" : "%s:%s", c->dest.host,
-                 c->dest.port_text);
+        sp_hostport_format(target, sizeof target, c->dest.host, c->dest.port_text);
     bool parsed = h->req.head_ready;
     sp_access_request e = {
         .conn = c->id, .route = h->route ? h->route->name : NULL, .client_ip = client,
@@ -479,8 +479,7 @@ static void build_upstream_head(sp_http *h)
     }
     char dflt[300] = "";
     if (!h->host[0]) /* an HTTP/1.0 request without Host: the target's name stands in */
-        snprintf(dflt, sizeof dflt, strchr(c->dest.host ? c->dest.host : "", ':') ? "[%s]:%u" : "%s:%u",
-                 c->dest.host ? c->dest.host : "localhost", c->dest.port);
+        sp_hostport_format(dflt, sizeof dflt, c->dest.host, c->dest.port_text); /* chosen by now */
     sp_request_out out = {
         .in = q, .target = url, .target_len = ulen, .client_ip = ip,
         .proto = c->info.tls ? "https" : "http", .host = h->host[0] ? h->host : NULL,

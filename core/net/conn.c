@@ -12,6 +12,7 @@
 #include "net/route_limits.h"
 #include "proto/proxy_protocol.h"
 #include "util/access_log.h"
+#include "util/hostport.h"
 #include "util/log.h"
 
 static void on_handle_closed(uv_handle_t *h);
@@ -96,8 +97,7 @@ static void log_end(sp_conn *c)
     char client[SP_IP_STRLEN], target[300], time[32];
     sp_ip_format(&c->info.client_ip, client, sizeof client);
     if (c->dest.host)
-        snprintf(target, sizeof target, strchr(c->dest.host, ':') ? "[%s]:%s" : "%s:%s", c->dest.host,
-                 c->dest.port_text);
+        sp_hostport_format(target, sizeof target, c->dest.host, c->dest.port_text);
     sp_access_entry e = {
         .id = c->id, .route = c->route ? c->route->name : NULL, .client_ip = client,
         .client_port = c->info.client_port, .via = c->info.proxied_by, .port = c->info.server_port,
