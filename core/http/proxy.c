@@ -556,16 +556,17 @@ static void body_timed_out(sp_http *h)
     respond_local(h, 408, SP_HTTP_LOCAL_REQUEST_BODY_TIMEOUT, NULL, NULL, true);
 }
 
-/* Finds the upstream connection for the request: the one this client used last when it
- * goes to the same place, an idle one from the pool, or a new one. */
-static void acquire_target(sp_http *h)
+/* Finds the upstream connection for the request (req: its facts, for the route's target
+ * functions): the one this client used last when it goes to the same place, an idle one
+ * from the pool, or a new one. */
+static void acquire_target(sp_http *h, const sp_conn_info *req)
 {
     sp_conn *c = h->c;
     const sp_route *r = h->route;
     c->route = r;
     c->candidates_tried = 0;
     c->dest.last_error = SP_END_CONNECT_ERROR;
-    if (sp_connect_choose(c) != 0) {
+    if (sp_connect_choose(c, req) != 0) {
         respond_local(h, 502, SP_HTTP_LOCAL_BAD_GATEWAY, NULL, NULL, false);
         return;
     }
@@ -710,15 +711,17 @@ static void dispatch(sp_http *h)
         }
     }
 
-    /* route it: Host is the domain of an HTTP request */
-    sp_conn_info info = c->info;
-    info.domain = h->domain;
-    info.domain_len = strlen(h->domain);
-    info.http = q;
-    info.path = h->path;
-    info.path_len = (size_t)plen;
-    info.per_request = !first;
-    const sp_route *r = sp_route_select(c->gen, c->info.server_port, &info);
+    /* the request's facts: the connection's, with Host as the domain, the request and
+     * its path. Routing, the target's choice and Lua's ctx see these; the connection's
+     * own (its SNI for logs and the upstream's SNI) stay as they are. */
+    sp_conn_info req = c->info;
+    req.domain = h->domain;
+    req.domain_len = strlen(h->domain);
+    req.http = q;
+    req.path = h->path;
+    req.path_len = (size_t)plen;
+    req.per_request = !first;
+    const sp_route *r = sp_route_select(c->gen, c->info.server_port, &req);
     if (first && r && !r->is_http) {
         /* a stream route won: forward the connection's bytes as they are */
         snprintf(c->domain, sizeof c->domain, "%s", h->domain);
@@ -748,8 +751,8 @@ static void dispatch(sp_http *h)
         respond_local(h, 404, SP_HTTP_LOCAL_NO_ROUTE, NULL, NULL, false);
         return;
     }
-    c->info.route_name = r->name;
-    c->info.domain = c->domain; /* keep SNI for logs; Lua sees the request's Host via ctx */
+    c->info.route_name = req.route_name = r->name;
+    req.path_pattern = r->http.has_path ? &r->http.path : NULL;
     if (first && !sp_conn_admit_route(c, r, false)) {
         respond_local(h, 503, SP_HTTP_LOCAL_UNAVAILABLE, NULL, NULL, true); /* the route's limits */
         return;
@@ -801,21 +804,9 @@ static void dispatch(sp_http *h)
     if (!q->keep_alive)
         h->close_after = true;
     /* the target is chosen per request; the head is written once it is known */
-    c->info.domain = h->domain;
-    c->info.domain_len = strlen(h->domain);
-    c->info.http = q;
-    c->info.path = h->path;
-    c->info.path_len = (size_t)plen;
-    c->info.path_pattern = r->http.has_path ? &r->http.path : NULL;
-    acquire_target(h);
+    acquire_target(h, &req);
     if (c->app_ctx != h)
         return;
-    /* the request's view ends with the target's choice: the connection's domain is its
-     * SNI again (logs, the upstream SNI of a re-encrypting route) */
-    c->info.http = NULL;
-    c->info.path_pattern = NULL;
-    c->info.domain = c->domain;
-    c->info.domain_len = strlen(c->domain);
     if (h->phase == P_CONNECT)
         client_reading(h, false); /* the body waits for the target */
 }

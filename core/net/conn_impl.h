@@ -133,9 +133,10 @@ void sp_conn_close_handle(sp_conn *c, uv_handle_t *h);
 
 /* connect.c */
 void sp_connect_next(sp_conn *c);
-/* Puts the route's next candidate (round-robin) in c->dest; -1 when a Lua target
- * function failed (logged). */
-int sp_connect_choose(sp_conn *c);
+/* Puts the route's next candidate (round-robin) in c->dest, its functions called with
+ * info (the connection's facts, or an HTTP request's); -1 when a Lua target function
+ * failed (logged). */
+int sp_connect_choose(sp_conn *c, const sp_conn_info *info);
 /* Resolves (unless literal) and connects to c->dest. */
 void sp_connect_dest(sp_conn *c);
 /* The connect timeout of the attempt or upstream handshake in flight expired. */

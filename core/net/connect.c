@@ -174,7 +174,7 @@ static void give_up(sp_conn *c, sp_end_reason why)
         sp_conn_abort(c, why);
 }
 
-int sp_connect_choose(sp_conn *c)
+int sp_connect_choose(sp_conn *c, const sp_conn_info *info)
 {
     const sp_route *r = c->route;
     sp_end_reason last = c->dest.last_error;
@@ -183,7 +183,7 @@ int sp_connect_choose(sp_conn *c)
     sp_target_choice_clear(&c->dest);
     c->dest.last_error = last;
     char err[512];
-    if (sp_target_choose(c->gen, t, &c->info, &c->dest, err, sizeof err) != 0) {
+    if (sp_target_choose(c->gen, t, info, &c->dest, err, sizeof err) != 0) {
         sp_error("conn=%llu route=%s: %s", (unsigned long long)c->id, r->name, err);
         return -1;
     }
@@ -234,7 +234,7 @@ void sp_connect_next(sp_conn *c)
         give_up(c, why);
         return;
     }
-    if (sp_connect_choose(c) != 0) {
+    if (sp_connect_choose(c, &c->info) != 0) {
         give_up(c, SP_END_LUA_ERROR);
         return;
     }
