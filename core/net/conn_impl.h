@@ -137,8 +137,9 @@ void sp_connect_next(sp_conn *c);
  * info (the connection's facts, or an HTTP request's); -1 when a Lua target function
  * failed (logged). */
 int sp_connect_choose(sp_conn *c, const sp_conn_info *info);
-/* Resolves (unless literal) and connects to c->dest. */
-void sp_connect_dest(sp_conn *c);
+/* Resolves (unless literal) and connects to c->dest. Every candidate may fail at once
+ * (the app is told, or the connection ends): false when the connection is closing. */
+bool sp_connect_dest(sp_conn *c);
 /* The connect timeout of the attempt or upstream handshake in flight expired. */
 void sp_connect_timed_out(sp_conn *c);
 
@@ -148,10 +149,11 @@ void sp_pipe_stop_reading(sp_side *s);
 /* Starts reading s again and pumps plaintext its TLS session may hold. */
 void sp_pipe_resume(sp_conn *c, sp_side *s);
 /* Sends a pool buffer's first len bytes to a side (encrypting for a TLS side we speak);
- * takes the buffer. */
-void sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len);
-/* Sends bytes to a side (encrypting for a TLS side we speak), copied into pool buffers. */
-void sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len);
+ * takes the buffer. A failed write ends the connection: false when it is closing. */
+bool sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len);
+/* Sends bytes to a side (encrypting for a TLS side we speak), copied into pool buffers;
+ * false when the connection is closing (a failed write, or closing already). */
+bool sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len);
 /* Writes buf (a pool buffer with len bytes) to the socket of `to`; takes the buffer. */
 void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len);
 /* Counts len bytes as sent to side `to` (access log `out`, bytes_to_* counters). */

@@ -190,12 +190,12 @@ int sp_connect_choose(sp_conn *c, const sp_conn_info *info)
     return 0;
 }
 
-void sp_connect_dest(sp_conn *c)
+bool sp_connect_dest(sp_conn *c)
 {
     struct sockaddr_storage ss;
     if (sp_target_literal(&c->dest, &ss)) {
         try_address(c, (struct sockaddr *)&ss);
-        return;
+        return c->state != SP_STATE_CLOSING;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     c->gai.data = c;
@@ -203,10 +203,11 @@ void sp_connect_dest(sp_conn *c)
     if (rc != 0) {
         c->dest.last_error = SP_END_RESOLVE_FAILED;
         sp_connect_next(c);
-        return;
+        return c->state != SP_STATE_CLOSING;
     }
     c->resolving = true;
     c->lookups++;
+    return true;
 }
 
 void sp_connect_next(sp_conn *c)

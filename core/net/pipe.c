@@ -185,15 +185,19 @@ static void deliver(sp_conn *c, sp_side *to, void *buf, size_t len)
     sp_pipe_flush_tls(c, to);
 }
 
-void sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len) { deliver(c, to, buf, len); }
+bool sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len)
+{
+    deliver(c, to, buf, len);
+    return c->state != SP_STATE_CLOSING;
+}
 
-void sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len)
+bool sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len)
 {
     while (len > 0 && c->state != SP_STATE_CLOSING) {
         void *buf = sp_bufpool_get(&c->w->pool);
         if (!buf) {
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-            return;
+            return false;
         }
         size_t n = len < SP_READ_BUF_SIZE ? len : SP_READ_BUF_SIZE;
         memcpy(buf, data, n);
@@ -201,6 +205,7 @@ void sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len)
         data += n;
         len -= n;
     }
+    return c->state != SP_STATE_CLOSING;
 }
 
 /* Passes a FIN on to `to` once what is queued is written (half-open routes); a TLS side
