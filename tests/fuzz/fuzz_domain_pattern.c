@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for core/route/domain_pattern.h.
+ * libFuzzer target for core/pattern/domain_pattern.h.
  *
  * The input is "pattern\nhost" (no newline: the whole input is both). The pattern is
  * parsed; what parses is checked against invariants and against its own name; the host
@@ -7,7 +7,7 @@
  * for case-insensitivity, the trailing-dot rule and agreement with a plain reading of
  * the pattern.
  */
-#include "route/domain_pattern.h"
+#include "pattern/domain_pattern.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for core/route/ip_pattern.h.
+ * libFuzzer target for core/pattern/ip_pattern.h.
  *
  * The input, NUL-terminated, is parsed as an address and as a pattern; whatever parses
  * is formatted, matched and checked against invariants. The first 16 bytes are also
@@ -8,7 +8,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include "route/ip_pattern.h"
+#include "pattern/ip_pattern.h"
 
 #include <stdio.h>
 #include <stdlib.h>

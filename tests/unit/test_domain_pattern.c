@@ -1,5 +1,5 @@
-/* Domain patterns for SNI and Host matching (core/route/domain_pattern.h). */
-#include "route/domain_pattern.h"
+/* Domain patterns for SNI and Host matching (core/pattern/domain_pattern.h). */
+#include "pattern/domain_pattern.h"
 
 #include <string.h>
 

@@ -1,7 +1,7 @@
-/* Addresses and client-IP patterns (core/route/ip_pattern.h). */
+/* Addresses and client-IP patterns (core/pattern/ip_pattern.h). */
 #define _POSIX_C_SOURCE 200809L
 
-#include "route/ip_pattern.h"
+#include "pattern/ip_pattern.h"
 
 #include <stdlib.h>
 #include <string.h>

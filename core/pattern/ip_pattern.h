@@ -8,8 +8,8 @@
  * leading zero (octal in some parsers), short forms like "1.2.3", zone ids ("%eth0")
  * and prefix lengths out of range are all rejected.
  */
-#ifndef SP_ROUTE_IP_PATTERN_H
-#define SP_ROUTE_IP_PATTERN_H
+#ifndef SP_PATTERN_IP_PATTERN_H
+#define SP_PATTERN_IP_PATTERN_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -81,5 +81,18 @@ void sp_ip_list_free(sp_ip_list *l);
  * match; empty lists say nothing. */
 typedef enum { SP_IP_ADMITTED = 0, SP_IP_BLOCKED, SP_IP_NOT_ALLOWED } sp_ip_verdict;
 sp_ip_verdict sp_ip_policy(const sp_ip_list *allow, const sp_ip_list *block, const sp_ip *ip);
+
+/* An address and port as written in settings such as metrics.listen: "ADDRESS:PORT",
+ * IPv6 in brackets ("[::1]:9100"). */
+typedef struct sp_ip_endpoint {
+    char host[SP_IP_STRLEN];   /* the address as written, without brackets */
+    sp_ip ip;
+    uint16_t port;
+    bool loopback;             /* 127.0.0.0/8 or ::1 */
+    bool wildcard;             /* 0.0.0.0 or ::: every local address */
+} sp_ip_endpoint;
+
+/* Returns 0, or -1 when s is not exactly an IP address and a port from 1 to 65535. */
+int sp_ip_endpoint_parse(const char *s, sp_ip_endpoint *out);
 
 #endif

@@ -1,8 +1,8 @@
-#include "route/domain_pattern.h"
+#include "pattern/domain_pattern.h"
 
 #include <string.h>
 
-#include "route/ip_pattern.h"
+#include "pattern/ip_pattern.h"
 
 enum { MAX_NAME_LEN = 253, MAX_LABEL_LEN = 63 };
 

@@ -13,8 +13,8 @@
  * sp_host_without_port) by name; IPv6 ones ("::1", also written "[::1]") are kept in
  * RFC 5952 form and match any spelling of the same address.
  */
-#ifndef SP_ROUTE_DOMAIN_PATTERN_H
-#define SP_ROUTE_DOMAIN_PATTERN_H
+#ifndef SP_PATTERN_DOMAIN_PATTERN_H
+#define SP_PATTERN_DOMAIN_PATTERN_H
 
 #include <stdbool.h>
 #include <stddef.h>
