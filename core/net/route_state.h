@@ -5,7 +5,8 @@
  * A generation is immutable once loaded, but this state changes with every connection,
  * so it lives beside the generation rather than in it: the worker makes one table when
  * it adopts a generation, indexed by the routes' places in it (sp_route.index), and
- * every connection that starts on that generation holds a reference. A reload thus
+ * every connection accepted on that generation holds a reference (a background Lua task
+ * proxies nothing and holds none). A reload thus
  * leaves old connections their old cursors, and the table goes with the last of them.
  * A table belongs to one worker's thread: no locks, no atomics; each worker cycles its
  * own cursor, as it did when the cursor sat in its own copy of the route. */
