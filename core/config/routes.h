@@ -112,6 +112,10 @@ typedef struct sp_route {
     int index;                /* 1-based place in the generation's routes (the file's order, then
                                  the implicit ACME route): for messages and per-route tables */
     int priority;
+    char *description;        /* or NULL: for people, shown by --check and /routes */
+    char **tags;              /* for people and GET /routes?tag= */
+    size_t ntags;
+    bool disabled;            /* enabled = false: validated, listed, never chosen */
     sp_port_range *ports;
     size_t nports;
     sp_ip_list client_ip;     /* empty: any client */
@@ -134,6 +138,12 @@ typedef struct sp_route {
     sp_route_http http;
     sp_route_nft nft;
 } sp_route;
+
+/* True when one of the route's tags is `tag`. */
+bool sp_route_has_tag(const sp_route *r, const char *tag);
+
+/* Forwarded by the kernel now: nftables rules are built for it (not when disabled). */
+static inline bool sp_route_in_kernel(const sp_route *r) { return r->nft.enabled && !r->disabled; }
 
 /* True when choosing this route needs the client's first bytes (a domain other than
  * "*", a TLS version). */

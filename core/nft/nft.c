@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "nft/netlink.h"
+#include "pattern/domain_pattern.h"
 #include "util/log.h"
 #include "util/metric.h"
 
@@ -23,7 +24,7 @@ typedef struct figures {
 static const sp_route *first_kernel_route(const sp_gen *g)
 {
     for (size_t i = 0; i < g->nroutes; i++)
-        if (g->routes[i].nft.enabled)
+        if (sp_route_in_kernel(&g->routes[i]))
             return &g->routes[i];
     return NULL;
 }
@@ -42,7 +43,7 @@ static int resolve(const char *host, sp_ip *out, char *why, size_t whylen)
     if (sp_ip_parse(host, out) == 0)
         return 0;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(host, NULL, &hints, &res);
+    int rc = sp_name_is_invalid(host) ? EAI_NONAME : getaddrinfo(host, NULL, &hints, &res);
     if (rc != 0) {
         snprintf(why, whylen, "%s", gai_strerror(rc));
         return -1;
@@ -81,7 +82,7 @@ int sp_nft_prepare(const sp_gen *g, sp_nft_ruleset **out, char *err, size_t errl
     }
     for (size_t i = 0; i < g->nroutes; i++) {
         const sp_route *r = &g->routes[i];
-        if (!r->nft.enabled)
+        if (!sp_route_in_kernel(r))
             continue;
         if (resolve(r->targets[0].host, &targets[i], msg, sizeof msg) != 0) {
             snprintf(err, errlen, "%s: route \"%s\" (#%d): action.target.host: cannot resolve \"%s\" "

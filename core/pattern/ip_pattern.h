@@ -48,9 +48,13 @@ size_t sp_ip_format(const sp_ip *ip, char *buf, size_t len);
  * (anything, v4 or v6). An address matches when (address & mask) == value.
  * A v4 CIDR /n is the prefix 96+n of the mapped form, so "0.0.0.0/0" is every IPv4
  * address and no IPv6 one; "::/0" is everything. Host bits set in a CIDR
- * ("10.1.2.3/8") are masked off, as in most firewalls. */
+ * ("10.1.2.3/8") are masked off, as in most firewalls.
+ * Any other IPv4 pattern with '*', '?' or braces is a text glob (pattern/glob.h, as
+ * SmartProxy writes them: "192.168.*" covers the rest, "10.?.?.1", "10.0.0.{1,2}"),
+ * matched against the address's dotted quad; IPv6 addresses never match one. */
 typedef struct sp_ip_pattern {
     uint8_t value[16], mask[16];
+    char glob[48];             /* a text glob, NUL-terminated; empty for value/mask patterns */
 } sp_ip_pattern;
 
 /* Returns 0, or -1 with *why (when why is not NULL) set to a short static reason for an
