@@ -20,6 +20,7 @@
 
 #include "pattern/domain_pattern.h"
 #include "tls/openssl_error.h"
+#include "util/hostport.h"
 
 #define MAX_RESPONSE (1 << 20)
 
@@ -203,11 +204,7 @@ int sp_https_request(SSL_CTX *ctx, const char *method, const char *url, const ch
     }
     size_t bl = body ? strlen(body) : 0;
     char hostport[300];
-    bool v6 = strchr(host, ':') != NULL;
-    if (strcmp(port, "443") == 0)
-        snprintf(hostport, sizeof hostport, v6 ? "[%s]" : "%s", host);
-    else
-        snprintf(hostport, sizeof hostport, v6 ? "[%s]:%s" : "%s:%s", host, port);
+    sp_hostport_format(hostport, sizeof hostport, host, strcmp(port, "443") == 0 ? NULL : port);
     char head[2048];
     int hn = snprintf(head, sizeof head,
                       "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: smartproxy/" SP_VERSION "\r\n"

@@ -7,8 +7,9 @@
  * kernel ports, certificate = "auto") and the implicit ACME challenge route. Errors are
  * SPEC 10 messages raised through config/schema.h.
  *
- * A compiled route is immutable once its generation is published, apart from the
- * per-worker fields noted below. */
+ * A compiled route is immutable once its generation is loaded; what a worker changes
+ * per route (the round-robin cursor, its shared figures) lives in net/route_state.h,
+ * indexed by the route's index. */
 #ifndef SP_CONFIG_ROUTES_H
 #define SP_CONFIG_ROUTES_H
 
@@ -119,7 +120,8 @@ typedef struct sp_route_nft {
 
 typedef struct sp_route {
     char *name;
-    int index;                /* 1-based position in the file, for messages */
+    int index;                /* 1-based place in the generation's routes (the file's order, then
+                                 the implicit ACME route): for messages and per-route tables */
     int priority;
     char *description;        /* or NULL: for people, shown by --check and /routes */
     char **tags;              /* for people and GET /routes?tag= */
@@ -145,8 +147,6 @@ typedef struct sp_route {
     int send_proxy_protocol;  /* 0: no; 1 or 2: that version, before any byte to the target */
     bool is_http;             /* request by request (protocol = "http", or an HTTP-only field) */
     sp_route_http http;
-    unsigned rr_next;         /* round-robin cursor; per worker since generations are */
-    struct sp_route_counter *counter; /* this route's shared figures, looked up once per worker */
     sp_route_nft nft;
 } sp_route;
 

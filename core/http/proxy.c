@@ -18,6 +18,7 @@
 #include "net/conn_impl.h"
 #include "net/route_limits.h"
 #include "util/access_log.h"
+#include "util/hostport.h"
 #include "util/log.h"
 
 typedef enum {
@@ -25,6 +26,12 @@ typedef enum {
     P_CONNECT,      /* the request waits for its target connection */
     P_EXCHANGE,     /* the request goes out (head, then body) and the response comes back */
 } http_phase;
+
+/* What a step that may end the session tells its caller. The session ends when its
+ * connection closes (sp_conn_close, sp_conn_abort: the memory stays until the connection
+ * is freed) or when a stream route takes the connection (the session is freed at once).
+ * A caller told SESSION_ENDED returns at once and touches nothing of the session again. */
+typedef enum { SESSION_GOES_ON = 0, SESSION_ENDED } session_fate;
 
 typedef struct sp_http {
     sp_conn *c;
@@ -50,6 +57,7 @@ typedef struct sp_http {
     bool head_method;
     bool keep_alive_10;
     bool dechunk;              /* an HTTP/1.0 client gets a chunked response de-chunked */
+    session_fate dechunk_fate; /* what the de-chunked sends of the last feed came to */
     bool reused;               /* the upstream connection served an exchange before */
     bool retried;
     uint64_t body_bytes;       /* request body bytes forwarded, as framed */
@@ -66,9 +74,10 @@ typedef struct sp_http {
     bool poolable;
 } sp_http;
 
-static void parse_client(sp_http *h);
+static session_fate parse_client(sp_http *h);
 static const sp_app_ops http_app;
-static void respond_local(sp_http *h, int status, sp_http_local why, const char *extra, const char *body, bool close);
+static session_fate respond_local(sp_http *h, int status, sp_http_local why, const char *extra, const char *body,
+                                  bool close);
 
 /* ---- small helpers ---- */
 
@@ -111,12 +120,9 @@ static void record_request(sp_http *h, int status, bool upstream)
 {
     sp_conn *c = h->c;
     if (h->route) {
-        sp_route *mr = (sp_route *)h->route; /* the cache is per worker: generations are */
-        if (!mr->counter)
-            mr->counter = sp_route_limits_get(W(h)->process->routes, mr->name);
-        if (mr->counter)
-            sp_route_counter_http(mr->counter, status,
-                                  h->req.head_ready ? (uv_hrtime() / 1000 - h->head_us) : 0);
+        sp_route_counter *rc = sp_route_counter_of(c->route_states, h->route);
+        if (rc)
+            sp_route_counter_http(rc, status, h->req.head_ready ? (uv_hrtime() / 1000 - h->head_us) : 0);
     }
     if (!c->gen->settings.log_access)
         return;
@@ -124,8 +130,7 @@ static void record_request(sp_http *h, int status, bool upstream)
     char client[SP_IP_STRLEN], target[300], time[32];
     sp_ip_format(&c->info.client_ip, client, sizeof client);
     if (upstream && c->dest.host)
-        snprintf(target, sizeof target, strchr(c->dest.host, ':') ? "[%s]:%s" : "%s:%s", c->dest.host,
-                 c->dest.port_text);
+        sp_hostport_format(target, sizeof target, c->dest.host, c->dest.port_text);
     bool parsed = h->req.head_ready;
     sp_access_request e = {
         .conn = c->id, .route = h->route ? h->route->name : NULL, .client_ip = client,
@@ -249,9 +254,9 @@ static void next_request(sp_http *h)
 
 /* ---- answers of our own ---- */
 
-static void send_bytes(sp_http *h, sp_side *to, const char *data, size_t len)
+static session_fate send_bytes(sp_http *h, sp_side *to, const char *data, size_t len)
 {
-    sp_pipe_send_bytes(h->c, to, data, len);
+    return sp_pipe_send_bytes(h->c, to, data, len) ? SESSION_GOES_ON : SESSION_ENDED;
 }
 
 /* Why the connection ends after an answer of our own with this status. */
@@ -264,7 +269,9 @@ static sp_end_reason closing_reason(int status)
     }
 }
 
-static void respond_local(sp_http *h, int status, sp_http_local why, const char *extra, const char *body, bool close)
+/* An answer of our own; then the next request, or the end of the connection (close). */
+static session_fate respond_local(sp_http *h, int status, sp_http_local why, const char *extra, const char *body,
+                                  bool close)
 {
     sp_conn *c = h->c;
     /* a request whose body we did not read leaves the connection unusable */
@@ -283,17 +290,18 @@ static void respond_local(sp_http *h, int status, sp_http_local why, const char 
     if (out.oom) {
         sp_buf_free(&out);
         sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-        return;
+        return SESSION_ENDED;
     }
-    send_bytes(h, &c->client, out.data, out.len);
+    session_fate sent = send_bytes(h, &c->client, out.data, out.len);
     sp_buf_free(&out);
-    if (c->state == SP_STATE_CLOSING)
-        return;
+    if (sent == SESSION_ENDED)
+        return SESSION_ENDED;
     if (close) {
         sp_conn_close(c, closing_reason(status));
-        return;
+        return SESSION_ENDED;
     }
     next_request(h);
+    return SESSION_GOES_ON;
 }
 
 /* ---- routing one request ---- */
@@ -482,8 +490,7 @@ static void build_upstream_head(sp_http *h)
     }
     char dflt[300] = "";
     if (!h->host[0]) /* an HTTP/1.0 request without Host: the target's name stands in */
-        snprintf(dflt, sizeof dflt, strchr(c->dest.host ? c->dest.host : "", ':') ? "[%s]:%u" : "%s:%u",
-                 c->dest.host ? c->dest.host : "localhost", c->dest.port);
+        sp_hostport_format(dflt, sizeof dflt, c->dest.host, c->dest.port_text); /* chosen by now */
     sp_request_out out = {
         .in = q, .target = url, .target_len = ulen, .client_ip = ip,
         .proto = c->info.tls ? "https" : "http", .host = h->host[0] ? h->host : NULL,
@@ -513,7 +520,7 @@ static bool make_key(sp_http *h, const sp_route *r, char *key, size_t len)
     return true;
 }
 
-static void start_exchange(sp_http *h);
+static session_fate start_exchange(sp_http *h);
 
 /* ---- the request body's clock (timeouts.request_body, see http/body_clock.h) ---- */
 
@@ -544,7 +551,7 @@ static uint64_t body_due(const sp_http *h)
 
 /* The body came too slowly: 408 when the client has no response yet, else a cut; the
  * upstream connection, with half a body sent, is closed. */
-static void body_timed_out(sp_http *h)
+static session_fate body_timed_out(sp_http *h)
 {
     sp_conn *c = h->c;
     sp_info("conn=%llu route=%s: request body not complete within timeouts.request_body "
@@ -554,33 +561,31 @@ static void body_timed_out(sp_http *h)
     drop_target(h);
     if (h->resp_head_sent) {
         sp_conn_abort(c, SP_END_REQUEST_BODY_TIMEOUT);
-        return;
+        return SESSION_ENDED;
     }
     h->phase = P_HEAD;
-    respond_local(h, 408, SP_HTTP_LOCAL_REQUEST_BODY_TIMEOUT, NULL, NULL, true);
+    return respond_local(h, 408, SP_HTTP_LOCAL_REQUEST_BODY_TIMEOUT, NULL, NULL, true);
 }
 
-/* Finds the upstream connection for the request: the one this client used last when it
- * goes to the same place, an idle one from the pool, or a new one. */
-static void acquire_target(sp_http *h)
+/* Finds the upstream connection for the request (req: its facts, for the route's target
+ * functions): the one this client used last when it goes to the same place, an idle one
+ * from the pool, or a new one. */
+static session_fate acquire_target(sp_http *h, const sp_conn_info *req)
 {
     sp_conn *c = h->c;
     const sp_route *r = h->route;
     c->route = r;
     c->candidates_tried = 0;
     c->dest.last_error = SP_END_CONNECT_ERROR;
-    if (sp_connect_choose(c) != 0) {
-        respond_local(h, 502, SP_HTTP_LOCAL_BAD_GATEWAY, NULL, NULL, false);
-        return;
-    }
+    if (sp_connect_choose(c, req) != 0)
+        return respond_local(h, 502, SP_HTTP_LOCAL_BAD_GATEWAY, NULL, NULL, false);
     build_upstream_head(h);
     char key[sizeof h->key];
     bool poolable = make_key(h, r, key, sizeof key);
     if (c->target.tcp && strcmp(key, h->key) == 0 && !c->target.eof) {
         h->reused = true;
         sp_counter_add(&W(h)->counters.http_upstream_reused, 1);
-        start_exchange(h);
-        return;
+        return start_exchange(h);
     }
     pool_target(h); /* the previous target, if any */
     h->poolable = poolable;
@@ -596,15 +601,14 @@ static void acquire_target(sp_http *h)
         c->target_ready = true;
         h->reused = true;
         sp_counter_add(&W(h)->counters.http_upstream_reused, 1);
-        start_exchange(h);
-        return;
+        return start_exchange(h);
     }
     h->reused = false;
     h->phase = P_CONNECT;
     sp_counter_add(&W(h)->counters.http_upstream_new, 1);
     sp_conn_set_state(c, SP_STATE_CONNECTING);
     sp_conn_arm_timer(c);
-    sp_connect_dest(c);
+    return sp_connect_dest(c) ? SESSION_GOES_ON : SESSION_ENDED; /* every candidate may fail at once */
 }
 
 static void http_target_ready(sp_conn *c)
@@ -625,36 +629,34 @@ static void http_target_failed(sp_conn *c, sp_end_reason why)
     sp_info("conn=%llu route=%s: %s %s:%s (%s)", (unsigned long long)c->id, h->route ? h->route->name : "-",
             timeout ? "504, target timed out" : "502, target unreachable", c->dest.host ? c->dest.host : "-",
             c->dest.port_text, sp_end_reason_name(why));
-    respond_local(h, timeout ? 504 : 502, timeout ? SP_HTTP_LOCAL_GATEWAY_TIMEOUT : SP_HTTP_LOCAL_BAD_GATEWAY,
-                  NULL, NULL, false);
-    if (c->state == SP_STATE_HTTP && h->phase == P_HEAD)
-        parse_client(h);
+    if (respond_local(h, timeout ? 504 : 502, timeout ? SP_HTTP_LOCAL_GATEWAY_TIMEOUT : SP_HTTP_LOCAL_BAD_GATEWAY,
+                      NULL, NULL, false) == SESSION_GOES_ON)
+        parse_client(h); /* a pipelined request may wait */
 }
 
 /* Writes the head, then whatever body bytes are already here. */
-static void start_exchange(sp_http *h)
+static session_fate start_exchange(sp_http *h)
 {
     sp_conn *c = h->c;
     h->phase = P_EXCHANGE;
     h->exchange_ms = uv_now(&W(h)->loop);
     c->phase_started_ms = h->exchange_ms;
     h->resp.skip_body = h->head_method;
-    send_bytes(h, &c->target, h->upstream_head.data, h->upstream_head.len);
-    if (c->state == SP_STATE_CLOSING)
-        return;
+    if (send_bytes(h, &c->target, h->upstream_head.data, h->upstream_head.len) == SESSION_ENDED)
+        return SESSION_ENDED;
     h->req_sent = h->req.done;
     sp_pipe_start_reading(c, &c->target);
     if (!h->req.head.expect_continue) /* else once told to continue, or when it starts */
         body_clock_start(h);
     sp_conn_arm_timer(c);
     if (!h->req_sent)
-        parse_client(h); /* body bytes that came with the head */
-    else
-        client_reading(h, in_len(h) < SP_HIGH_WATER); /* to notice a client that leaves */
+        return parse_client(h); /* body bytes that came with the head */
+    client_reading(h, in_len(h) < SP_HIGH_WATER); /* to notice a client that leaves */
+    return SESSION_GOES_ON;
 }
 
 /* A complete request head: route it, check it, answer it or send it on. */
-static void dispatch(sp_http *h)
+static session_fate dispatch(sp_http *h)
 {
     sp_conn *c = h->c;
     const sp_http_head *q = &h->req.head;
@@ -670,17 +672,13 @@ static void dispatch(sp_http *h)
     }
     h->head_method = q->method == HTTP_HEAD;
     h->keep_alive_10 = q->keep_alive && q->major == 1 && q->minor == 0;
-    if (q->method == HTTP_CONNECT) { /* a reverse proxy opens no tunnels on request */
-        respond_local(h, 405, SP_HTTP_LOCAL_BAD_REQUEST, "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n",
-                      NULL, true);
-        return;
-    }
+    if (q->method == HTTP_CONNECT) /* a reverse proxy opens no tunnels on request */
+        return respond_local(h, 405, SP_HTTP_LOCAL_BAD_REQUEST,
+                             "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n", NULL, true);
     const char *path;
     size_t path_len;
-    if (!read_host(h, &path, &path_len)) {
-        respond_local(h, 400, SP_HTTP_LOCAL_BAD_REQUEST, NULL, NULL, true);
-        return;
-    }
+    if (!read_host(h, &path, &path_len))
+        return respond_local(h, 400, SP_HTTP_LOCAL_BAD_REQUEST, NULL, NULL, true);
     const char *qm = memchr(path, '?', path_len);
     if (qm)
         path_len = (size_t)(qm - path);
@@ -691,16 +689,14 @@ static void dispatch(sp_http *h)
         if (!h->path) {
             h->path_cap = 0;
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-            return;
+            return SESSION_ENDED;
         }
     }
     long plen = path[0] == '*' ? 1 : sp_path_normalize(path, path_len, h->path);
     if (path[0] == '*')
         h->path[0] = '*';
-    if (plen < 0) {
-        respond_local(h, 400, SP_HTTP_LOCAL_BAD_REQUEST, NULL, NULL, true);
-        return;
-    }
+    if (plen < 0)
+        return respond_local(h, 400, SP_HTTP_LOCAL_BAD_REQUEST, NULL, NULL, true);
     h->path[plen] = 0;
 
     /* ACME HTTP-01 (plain HTTP only): answered here for a token being validated */
@@ -708,21 +704,21 @@ static void dispatch(sp_http *h)
     if (!c->info.tls && (size_t)plen > pre && memcmp(h->path, SP_ACME_CHALLENGE_PREFIX, pre) == 0 &&
         (q->method == HTTP_GET || q->method == HTTP_HEAD)) {
         char answer[512];
-        if (sp_challenges_get(W(h)->process->challenges, h->path + pre, (size_t)plen - pre, answer, sizeof answer)) {
-            respond_local(h, 200, SP_HTTP_LOCAL_ACME, NULL, answer, false);
-            return;
-        }
+        if (sp_challenges_get(W(h)->process->challenges, h->path + pre, (size_t)plen - pre, answer, sizeof answer))
+            return respond_local(h, 200, SP_HTTP_LOCAL_ACME, NULL, answer, false);
     }
 
-    /* route it: Host is the domain of an HTTP request */
-    sp_conn_info info = c->info;
-    info.domain = h->domain;
-    info.domain_len = strlen(h->domain);
-    info.http = q;
-    info.path = h->path;
-    info.path_len = (size_t)plen;
-    info.per_request = !first;
-    const sp_route *r = sp_route_select(c->gen, c->info.server_port, &info);
+    /* the request's facts: the connection's, with Host as the domain, the request and
+     * its path. Routing, the target's choice and Lua's ctx see these; the connection's
+     * own (its SNI for logs and the upstream's SNI) stay as they are. */
+    sp_conn_info req = c->info;
+    req.domain = h->domain;
+    req.domain_len = strlen(h->domain);
+    req.http = q;
+    req.path = h->path;
+    req.path_len = (size_t)plen;
+    req.per_request = !first;
+    const sp_route *r = sp_route_select(c->gen, c->info.server_port, &req);
     if (first && r && !r->is_http) {
         /* a stream route won: forward the connection's bytes as they are */
         snprintf(c->domain, sizeof c->domain, "%s", h->domain);
@@ -730,7 +726,7 @@ static void dispatch(sp_http *h)
         c->info.domain_len = strlen(c->domain);
         session_end(c);
         sp_conn_route_stream(c, r);
-        return;
+        return SESSION_ENDED;
     }
     if (first)
         sp_buf_free(&c->sniffed);
@@ -745,42 +741,33 @@ static void dispatch(sp_http *h)
             sp_info("conn=%llu port=%u client=%s host=%s: no route matched, closing", (unsigned long long)c->id,
                     c->info.server_port, client, h->domain);
             sp_conn_abort(c, SP_END_NO_ROUTE);
-            return;
+            return SESSION_ENDED;
         }
         sp_info("conn=%llu port=%u client=%s host=%s path=%s: no route matched, 404", (unsigned long long)c->id,
                 c->info.server_port, client, h->domain, h->path);
-        respond_local(h, 404, SP_HTTP_LOCAL_NO_ROUTE, NULL, NULL, false);
-        return;
+        return respond_local(h, 404, SP_HTTP_LOCAL_NO_ROUTE, NULL, NULL, false);
     }
-    c->info.route_name = r->name;
-    c->info.domain = c->domain; /* keep SNI for logs; Lua sees the request's Host via ctx */
-    if (first && !sp_conn_admit_route(c, r, false)) {
-        respond_local(h, 503, SP_HTTP_LOCAL_UNAVAILABLE, NULL, NULL, true); /* the route's limits */
-        return;
-    }
-    if (sp_ip_policy(&r->ip_allow_list, &r->ip_block_list, &c->info.client_ip) != SP_IP_ADMITTED) {
-        respond_local(h, 403, SP_HTTP_LOCAL_BLOCKED, NULL, NULL, false);
-        return;
-    }
+    c->info.route_name = req.route_name = r->name;
+    req.path_pattern = r->http.has_path ? &r->http.path : NULL;
+    if (first && !sp_conn_admit_route(c, r, false)) /* the route's limits */
+        return respond_local(h, 503, SP_HTTP_LOCAL_UNAVAILABLE, NULL, NULL, true);
+    if (sp_ip_policy(&r->ip_allow_list, &r->ip_block_list, &c->info.client_ip) != SP_IP_ADMITTED)
+        return respond_local(h, 403, SP_HTTP_LOCAL_BLOCKED, NULL, NULL, false);
     if (r->http.auth_realm && !auth_ok(r, q)) {
         char extra[300];
         snprintf(extra, sizeof extra, "WWW-Authenticate: Basic realm=\"%s\", charset=\"UTF-8\"\r\n", r->http.auth_realm);
-        respond_local(h, 401, SP_HTTP_LOCAL_UNAUTHORIZED, extra, NULL, false);
-        return;
+        return respond_local(h, 401, SP_HTTP_LOCAL_UNAUTHORIZED, extra, NULL, false);
     }
     if (r->http.rate_requests) {
         uint64_t retry = rate_limited(h, r);
         if (retry) {
             char extra[64];
             snprintf(extra, sizeof extra, "Retry-After: %llu\r\n", (unsigned long long)retry);
-            respond_local(h, 429, SP_HTTP_LOCAL_RATE_LIMITED, extra, NULL, false);
-            return;
+            return respond_local(h, 429, SP_HTTP_LOCAL_RATE_LIMITED, extra, NULL, false);
         }
     }
-    if (r->action == SP_ACTION_BLOCK) {
-        respond_local(h, 403, SP_HTTP_LOCAL_BLOCKED, NULL, NULL, false);
-        return;
-    }
+    if (r->action == SP_ACTION_BLOCK)
+        return respond_local(h, 403, SP_HTTP_LOCAL_BLOCKED, NULL, NULL, false);
     if (r->action == SP_ACTION_REDIRECT) {
         char ip[SP_IP_STRLEN], cport[8], port[8], id[24];
         sp_template_values vals;
@@ -793,41 +780,28 @@ static void dispatch(sp_http *h)
             if (loc.data[i] == '\r' || loc.data[i] == '\n')
                 loc.data[i] = ' ';
         sp_buf_append(&loc, "\r\n", 2);
-        respond_local(h, r->http.redirect_status, SP_HTTP_LOCAL_REDIRECT, loc.oom ? NULL : loc.data, "", false);
+        session_fate fate =
+            respond_local(h, r->http.redirect_status, SP_HTTP_LOCAL_REDIRECT, loc.oom ? NULL : loc.data, "", false);
         sp_buf_free(&loc);
-        return;
+        return fate;
     }
-    if (st->max_body_bytes && q->content_length > (int64_t)st->max_body_bytes) {
-        respond_local(h, 413, SP_HTTP_LOCAL_TOO_LARGE, NULL, NULL, true);
-        return;
-    }
+    if (st->max_body_bytes && q->content_length > (int64_t)st->max_body_bytes)
+        return respond_local(h, 413, SP_HTTP_LOCAL_TOO_LARGE, NULL, NULL, true);
     h->upgrade = q->upgrade && r->http.websocket && sp_http_find(q, "upgrade", NULL) != NULL;
     if (!q->keep_alive)
         h->close_after = true;
     /* the target is chosen per request; the head is written once it is known */
-    c->info.domain = h->domain;
-    c->info.domain_len = strlen(h->domain);
-    c->info.http = q;
-    c->info.path = h->path;
-    c->info.path_len = (size_t)plen;
-    c->info.path_pattern = r->http.has_path ? &r->http.path : NULL;
-    acquire_target(h);
-    if (c->app_ctx != h)
-        return;
-    /* the request's view ends with the target's choice: the connection's domain is its
-     * SNI again (logs, the upstream SNI of a re-encrypting route) */
-    c->info.http = NULL;
-    c->info.path_pattern = NULL;
-    c->info.domain = c->domain;
-    c->info.domain_len = strlen(c->domain);
+    if (acquire_target(h, &req) == SESSION_ENDED)
+        return SESSION_ENDED;
     if (h->phase == P_CONNECT)
         client_reading(h, false); /* the body waits for the target */
+    return SESSION_GOES_ON;
 }
 
 /* ---- bytes from the client ---- */
 
 /* Forwards raw request body bytes (as framed) to the target. */
-static void forward_body(sp_http *h, const char *data, size_t n)
+static session_fate forward_body(sp_http *h, const char *data, size_t n)
 {
     sp_conn *c = h->c;
     const sp_settings *st = &c->gen->settings;
@@ -839,13 +813,12 @@ static void forward_body(sp_http *h, const char *data, size_t n)
         if (!h->resp_head_sent) {
             drop_target(h);
             h->phase = P_HEAD;
-            respond_local(h, 413, SP_HTTP_LOCAL_TOO_LARGE, NULL, NULL, true);
-        } else {
-            sp_conn_abort(c, SP_END_HTTP_BAD_REQUEST);
+            return respond_local(h, 413, SP_HTTP_LOCAL_TOO_LARGE, NULL, NULL, true);
         }
-        return;
+        sp_conn_abort(c, SP_END_HTTP_BAD_REQUEST);
+        return SESSION_ENDED;
     }
-    send_bytes(h, &c->target, data, n);
+    return send_bytes(h, &c->target, data, n);
 }
 
 /* The first bytes on a port are not an HTTP request: a stream route that needs no
@@ -864,39 +837,40 @@ static bool stream_fallback(sp_http *h)
     return true;
 }
 
-static void parse_client(sp_http *h)
+/* Parses what the client sent: request heads (each dispatched), then the current
+ * request's body on to the target, for as long as there is something to do. Called
+ * while the connection is the session's (HTTP) or, for the first request, sniffing. */
+static session_fate parse_client(sp_http *h)
 {
     sp_conn *c = h->c;
-    while (c->state == SP_STATE_HTTP || (h->sniffing && c->state == SP_STATE_SNIFFING)) {
+    for (;;) {
         if (h->phase == P_HEAD) {
             if (h->req.done)
-                return; /* a request is being answered */
+                return SESSION_GOES_ON; /* a request is being answered */
             size_t used = 0;
             sp_msg_event ev = sp_http_msg_feed(&h->req, in_data(h), in_len(h), &used);
             in_consume(h, used);
             if (ev == SP_MSG_ERROR) {
                 if (h->sniffing && stream_fallback(h))
-                    return; /* not HTTP: a stream route without domains took it */
+                    return SESSION_ENDED; /* not HTTP: a stream route without domains took it */
                 sp_info("conn=%llu: bad request: %s", (unsigned long long)c->id, h->req.error ? h->req.error : "?");
                 h->req.head.keep_alive = false;
                 if (h->sniffing) {
                     h->sniffing = false;
                     sp_conn_set_state(c, SP_STATE_HTTP);
                 }
-                respond_local(h, h->req.error_status, h->req.error_status == 431 ? SP_HTTP_LOCAL_HEAD_TOO_LARGE
-                                                                                 : SP_HTTP_LOCAL_BAD_REQUEST,
-                              NULL, NULL, true);
-                return;
+                return respond_local(h, h->req.error_status,
+                                     h->req.error_status == 431 ? SP_HTTP_LOCAL_HEAD_TOO_LARGE : SP_HTTP_LOCAL_BAD_REQUEST,
+                                     NULL, NULL, true);
             }
             if (ev == SP_MSG_MORE) {
                 if (!h->sniffing)
                     client_reading(h, true);
-                return;
+                return SESSION_GOES_ON;
             }
             /* a head (and, for bodiless requests, the whole request) */
-            dispatch(h);
-            if (c->app_ctx != h)
-                return; /* a stream route took the connection: the session is gone */
+            if (dispatch(h) == SESSION_ENDED)
+                return SESSION_ENDED; /* closed, or a stream route took the connection */
             continue;
         }
         if (h->phase == P_EXCHANGE && !h->req_sent) {
@@ -904,7 +878,7 @@ static void parse_client(sp_http *h)
                 bool held = c->target.queued > SP_HIGH_WATER;
                 body_held(h, held);
                 client_reading(h, !held);
-                return;
+                return SESSION_GOES_ON;
             }
             size_t used = 0;
             sp_msg_event ev = sp_http_msg_feed(&h->req, in_data(h), in_len(h), &used);
@@ -913,17 +887,15 @@ static void parse_client(sp_http *h)
                 if (!h->resp_head_sent) {
                     drop_target(h);
                     h->phase = P_HEAD;
-                    respond_local(h, 400, SP_HTTP_LOCAL_BAD_REQUEST, NULL, NULL, true);
-                } else {
-                    sp_conn_abort(c, SP_END_HTTP_BAD_REQUEST);
+                    return respond_local(h, 400, SP_HTTP_LOCAL_BAD_REQUEST, NULL, NULL, true);
                 }
-                return;
+                sp_conn_abort(c, SP_END_HTTP_BAD_REQUEST);
+                return SESSION_ENDED;
             }
             const char *d = in_data(h);
             in_consume(h, used);
-            forward_body(h, d, used);
-            if (c->state != SP_STATE_HTTP)
-                return;
+            if (forward_body(h, d, used) == SESSION_ENDED)
+                return SESSION_ENDED;
             if (ev == SP_MSG_DONE) {
                 /* pipelined requests wait in `in` for this response; reading goes on (up
                  * to the high-water mark) so that a client that resets is noticed */
@@ -932,49 +904,56 @@ static void parse_client(sp_http *h)
             }
             continue;
         }
-        return; /* waiting for the target or the response */
+        return SESSION_GOES_ON; /* waiting for the target or the response */
     }
 }
 
 /* ---- bytes from the target ---- */
 
-static void exchange_done(sp_http *h, bool target_reusable)
+static session_fate flush_head(sp_http *h);
+
+/* The response is complete: its head goes out if it still waits for a body, it is
+ * counted and logged (also when that last write fails), then the next request or the
+ * end of the connection. */
+static session_fate exchange_done(sp_http *h, bool target_reusable)
 {
     sp_conn *c = h->c;
+    session_fate sent = flush_head(h);
     if (W(h)->stopping)
         h->close_after = true; /* draining: no further request on this connection */
     sp_counter_add(&W(h)->counters.http_responses[h->resp.head.status / 100 % 6], 1);
     record_request(h, h->resp.head.status, true);
     if (!target_reusable)
         drop_target(h);
+    if (sent == SESSION_ENDED)
+        return SESSION_ENDED;
     if (h->close_after) {
         h->phase = P_HEAD;
         sp_conn_close(c, SP_END_HTTP_DONE);
-        return;
+        return SESSION_ENDED;
     }
     next_request(h);
-    parse_client(h);
+    return parse_client(h);
 }
 
 /* 101: from now on bytes pass both ways untouched. */
-static void become_tunnel(sp_http *h, const char *rest, size_t rest_len)
+static session_fate become_tunnel(sp_http *h, const char *rest, size_t rest_len)
 {
     sp_conn *c = h->c;
     sp_conn_set_state(c, SP_STATE_PIPING);
     c->last_activity_ms = uv_now(&W(h)->loop);
-    if (rest_len)
-        send_bytes(h, &c->client, rest, rest_len);
-    if (in_len(h) && c->state == SP_STATE_PIPING)
-        send_bytes(h, &c->target, in_data(h), in_len(h));
+    if (rest_len && send_bytes(h, &c->client, rest, rest_len) == SESSION_ENDED)
+        return SESSION_ENDED;
+    if (in_len(h) && send_bytes(h, &c->target, in_data(h), in_len(h)) == SESSION_ENDED)
+        return SESSION_ENDED;
     in_consume(h, in_len(h));
-    if (c->state != SP_STATE_PIPING)
-        return;
     sp_pipe_resume(c, &c->client);
     sp_pipe_resume(c, &c->target);
     sp_conn_arm_timer(c);
+    return SESSION_GOES_ON; /* as a tunnel: net/ moves the bytes from now on */
 }
 
-static void bad_response(sp_http *h, const char *why)
+static session_fate bad_response(sp_http *h, const char *why)
 {
     sp_conn *c = h->c;
     sp_warn("conn=%llu route=%s: bad response from %s:%s: %s", (unsigned long long)c->id, h->route->name,
@@ -982,77 +961,79 @@ static void bad_response(sp_http *h, const char *why)
     drop_target(h);
     if (h->resp_head_sent) {
         sp_conn_abort(c, SP_END_BAD_RESPONSE);
-        return;
+        return SESSION_ENDED;
     }
     h->phase = P_HEAD;
-    respond_local(h, 502, SP_HTTP_LOCAL_BAD_GATEWAY, NULL, NULL, !h->req_sent);
-    if (c->state == SP_STATE_HTTP && h->phase == P_HEAD)
-        parse_client(h); /* a pipelined request may wait */
+    if (respond_local(h, 502, SP_HTTP_LOCAL_BAD_GATEWAY, NULL, NULL, !h->req_sent) == SESSION_ENDED)
+        return SESSION_ENDED;
+    return parse_client(h); /* a pipelined request may wait */
 }
 
-static void flush_head(sp_http *h)
+/* Sends the response head that waits for the first body bytes, when there is one. */
+static session_fate flush_head(sp_http *h)
 {
-    if (h->pend.len && h->c->state == SP_STATE_HTTP)
-        send_bytes(h, &h->c->client, h->pend.data, h->pend.len);
+    session_fate sent = h->pend.len ? send_bytes(h, &h->c->client, h->pend.data, h->pend.len) : SESSION_GOES_ON;
     sp_buf_reset(&h->pend);
+    return sent;
 }
 
 /* Response body bytes for the client, after the pending head when there is one: in the
  * same pool buffer when both fit, else as they are (the read buffer itself when it is all
  * body: *taken). */
-static void send_body(sp_http *h, void *buf, const char *data, size_t n, size_t len, bool *taken)
+static session_fate send_body(sp_http *h, void *buf, const char *data, size_t n, size_t len, bool *taken)
 {
     sp_conn *c = h->c;
     if (h->pend.len && h->pend.len + n <= SP_READ_BUF_SIZE) {
         char *out = sp_bufpool_get(&W(h)->pool);
         if (!out) {
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-            return;
+            return SESSION_ENDED;
         }
         memcpy(out, h->pend.data, h->pend.len);
         if (n)
             memcpy(out + h->pend.len, data, n);
         size_t total = h->pend.len + n;
         sp_buf_reset(&h->pend);
-        sp_pipe_send(c, &c->client, out, total);
-        return;
+        return sp_pipe_send(c, &c->client, out, total) ? SESSION_GOES_ON : SESSION_ENDED;
     }
-    flush_head(h);
+    if (flush_head(h) == SESSION_ENDED)
+        return SESSION_ENDED;
     if (n == len && data == buf) {
         *taken = true;
-        sp_pipe_send(c, &c->client, buf, n);
-    } else if (n) {
-        send_bytes(h, &c->client, data, n);
+        return sp_pipe_send(c, &c->client, buf, n) ? SESSION_GOES_ON : SESSION_ENDED;
     }
+    return n ? send_bytes(h, &c->client, data, n) : SESSION_GOES_ON;
 }
 
+/* The parser's callback for a de-chunked body piece: sent at once. It cannot return
+ * what the send came to, so that waits in h->dechunk_fate for target_bytes, and the
+ * pieces after a failed send are dropped. */
 static void dechunked_body(void *arg, const char *at, size_t n)
 {
     sp_http *h = arg;
-    flush_head(h);
-    if (h->c->state == SP_STATE_HTTP)
-        send_bytes(h, &h->c->client, at, n);
+    if (h->dechunk_fate == SESSION_GOES_ON)
+        h->dechunk_fate = flush_head(h);
+    if (h->dechunk_fate == SESSION_GOES_ON)
+        h->dechunk_fate = send_bytes(h, &h->c->client, at, n);
 }
 
 /* Response bytes from the target. `buf` is the pool buffer they are in: when all of it
  * is body it goes to the client as it is (*taken), else the parts are copied. */
-static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
+static session_fate target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
 {
     const char *data = buf;
     sp_conn *c = h->c;
     if (h->phase != P_EXCHANGE) {
         /* an idle upstream talking out of turn: not reusable */
         drop_target(h);
-        return;
+        return SESSION_GOES_ON;
     }
-    while (len > 0 && c->state == SP_STATE_HTTP) {
+    while (len > 0) {
         bool had_head = h->resp.head_ready;
         size_t used = 0;
         sp_msg_event ev = sp_http_msg_feed(&h->resp, data, len, &used);
-        if (ev == SP_MSG_ERROR) {
-            bad_response(h, h->resp.error ? h->resp.error : "malformed");
-            return;
-        }
+        if (ev == SP_MSG_ERROR)
+            return bad_response(h, h->resp.error ? h->resp.error : "malformed");
         if (!had_head && h->resp.head_ready) {
             const sp_http_head *rh = &h->resp.head;
             sp_buf_reset(&h->upstream_head); /* no retry once the server answered */
@@ -1066,6 +1047,7 @@ static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
             if (rh->chunked && h->req.head.major == 1 && h->req.head.minor == 0 && rh->status >= 200) {
                 /* HTTP/1.0 has no chunked coding: the body goes out plain, ended by a close */
                 h->dechunk = h->close_after = true;
+                h->dechunk_fate = SESSION_GOES_ON;
                 h->resp.on_body = dechunked_body;
                 h->resp.on_body_arg = h;
             }
@@ -1078,21 +1060,21 @@ static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
             sp_buf_init(&head);
             sp_head_write_response(&head, &out);
             h->resp_bytes += head.len;
+            session_fate sent = SESSION_GOES_ON;
             if (rh->status >= 200 && !switching)
                 sp_buf_append(&h->pend, head.data, head.len); /* goes out with the body */
             else
-                send_bytes(h, &c->client, head.data, head.len);
+                sent = send_bytes(h, &c->client, head.data, head.len);
             sp_buf_free(&head);
-            if (c->state != SP_STATE_HTTP)
-                return;
+            if (sent == SESSION_ENDED)
+                return SESSION_ENDED;
             data += used;
             len -= used;
             if (switching) {
                 sp_counter_add(&W(h)->counters.http_responses[1], 1);
                 record_request(h, 101, true);
                 h->key[0] = 0; /* a tunnel is never pooled */
-                become_tunnel(h, data, len);
-                return;
+                return become_tunnel(h, data, len);
             }
             if (rh->status < 200) { /* interim: the real response follows */
                 if (rh->status == 100)
@@ -1104,10 +1086,10 @@ static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
             h->resp_head_sent = true;
         } else {
             h->resp_bytes += used;
-            if (!h->dechunk) /* else dechunked_body sent the data during the feed */
-                send_body(h, buf, data, used, len, taken);
-            if (c->state != SP_STATE_HTTP)
-                return;
+            session_fate sent = h->dechunk ? h->dechunk_fate /* dechunked_body sent it during the feed */
+                                           : send_body(h, buf, data, used, len, taken);
+            if (sent == SESSION_ENDED)
+                return SESSION_ENDED;
             data += used;
             len -= used;
         }
@@ -1117,14 +1099,14 @@ static void target_bytes(sp_http *h, void *buf, size_t len, bool *taken)
             bool reusable = len == 0 && h->req_sent && h->resp.head.keep_alive && !h->resp.head.until_close;
             if (!h->req_sent)
                 h->close_after = true; /* the rest of the request body is unread */
-            flush_head(h);
-            exchange_done(h, reusable);
-            return;
+            return exchange_done(h, reusable);
         }
     }
-    flush_head(h); /* a head whose body has not come yet */
-    if (c->state == SP_STATE_HTTP && c->client.queued > SP_HIGH_WATER)
+    if (flush_head(h) == SESSION_ENDED) /* a head whose body has not come yet */
+        return SESSION_ENDED;
+    if (c->client.queued > SP_HIGH_WATER)
         sp_pipe_stop_reading(&c->target); /* resumed when the client drains */
+    return SESSION_GOES_ON;
 }
 
 /* The idempotent request on a reused connection met a server that had closed it: once,
@@ -1221,7 +1203,7 @@ static void http_side_ended(sp_conn *c, sp_side *from, bool error, sp_end_reason
 static void http_drained(sp_conn *c, sp_side *to)
 {
     sp_http *h = c->app_ctx;
-    if (c->state != SP_STATE_HTTP || h->phase != P_EXCHANGE)
+    if (h->phase != P_EXCHANGE)
         return;
     if (to == &c->target && !h->req_sent)
         parse_client(h);
@@ -1321,9 +1303,8 @@ static void http_timeout(sp_conn *c)
                 (unsigned long long)c->id, h->route->name, c->dest.host ? c->dest.host : "-", c->dest.port_text);
         drop_target(h);
         h->phase = P_HEAD;
-        respond_local(h, 504, SP_HTTP_LOCAL_GATEWAY_TIMEOUT, NULL, NULL, false);
-        if (c->state == SP_STATE_HTTP)
-            parse_client(h);
+        if (respond_local(h, 504, SP_HTTP_LOCAL_GATEWAY_TIMEOUT, NULL, NULL, false) == SESSION_GOES_ON)
+            parse_client(h); /* a pipelined request may wait */
         return;
     }
     if (h->phase == P_EXCHANGE && !h->req_sent && now >= body_due(h)) {

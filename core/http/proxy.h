@@ -12,7 +12,14 @@
  *
  * The session is the connection's application (net/app.h): sp_conn.app_ctx, reached by
  * net/ only through the ops table, and freed with the connection; the connection's one
- * cleanup path stays the only one. */
+ * cleanup path stays the only one. Each step of the session that may end it (the
+ * connection closing, or a stream route taking it) says so in what it returns, so no
+ * caller re-checks the connection's state after a call.
+ *
+ * Each request is routed on a copy of the connection's facts (sp_conn_info) with the
+ * request's Host, path and head in it: routing, the target's choice and Lua's ctx see
+ * the request, while the connection's own facts (its SNI, for logs and the upstream's
+ * SNI) are never changed for it. */
 #ifndef SP_HTTP_PROXY_H
 #define SP_HTTP_PROXY_H
 

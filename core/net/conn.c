@@ -11,6 +11,7 @@
 #include "net/route_limits.h"
 #include "proto/proxy_protocol.h"
 #include "util/access_log.h"
+#include "util/hostport.h"
 #include "util/log.h"
 
 static void on_handle_closed(uv_handle_t *h);
@@ -62,6 +63,7 @@ void sp_conn_release(sp_conn *c)
     if (c->route_counter)
         sp_route_counter_release(c->route_counter, &c->info.client_ip, c->route_counted_per_ip,
                                  c->client.bytes_read, c->target.bytes_read, uv_now(&w->loop));
+    sp_route_states_unref(c->route_states);
     sp_gen_unref(c->gen);
     bool counted = !c->background;
     free(c);
@@ -96,8 +98,7 @@ static void log_end(sp_conn *c)
     char client[SP_IP_STRLEN], target[300], time[32];
     sp_ip_format(&c->info.client_ip, client, sizeof client);
     if (c->dest.host)
-        snprintf(target, sizeof target, strchr(c->dest.host, ':') ? "[%s]:%s" : "%s:%s", c->dest.host,
-                 c->dest.port_text);
+        sp_hostport_format(target, sizeof target, c->dest.host, c->dest.port_text);
     sp_access_entry e = {
         .id = c->id, .route = c->route ? c->route->name : NULL, .client_ip = client,
         .client_port = c->info.client_port, .via = c->info.proxied_by, .port = c->info.server_port,
@@ -487,6 +488,7 @@ void sp_conn_accept(sp_worker *w, int fd, const struct sockaddr *peer, uint16_t 
     c->w = w;
     c->gen = g;
     sp_gen_ref(g);
+    c->route_states = sp_route_states_ref(w->route_states);
     c->id = atomic_fetch_add(&w->process->next_conn_id, 1) + 1;
     c->client.tcp = tcp;
     c->handles = 2; /* client socket and timer */

@@ -19,6 +19,7 @@
 
 #include "net/app.h"
 #include "net/conn.h"
+#include "net/route_state.h"
 #include "net/target.h"
 #include "route/router.h"
 #include "tls/stream.h"
@@ -56,6 +57,8 @@ struct sp_conn {
     sp_conn *prev, *next;     /* the worker's list of live connections */
     sp_worker *w;
     sp_gen *gen;              /* the generation this connection started on (a reference) */
+    sp_route_states *route_states; /* the worker's state of gen's routes (a reference); NULL
+                                      for a background task, which proxies nothing */
     const sp_route *route;
     uint64_t id;
     sp_conn_state state;
@@ -136,11 +139,13 @@ bool sp_conn_admit_route(sp_conn *c, const sp_route *r, bool abort_on_refusal);
 
 /* connect.c */
 void sp_connect_next(sp_conn *c);
-/* Puts the route's next candidate (round-robin) in c->dest; -1 when a Lua target
- * function failed (logged). */
-int sp_connect_choose(sp_conn *c);
-/* Resolves (unless literal) and connects to c->dest. */
-void sp_connect_dest(sp_conn *c);
+/* Puts the route's next candidate (round-robin) in c->dest, its functions called with
+ * info (the connection's facts, or an HTTP request's); -1 when a Lua target function
+ * failed (logged). */
+int sp_connect_choose(sp_conn *c, const sp_conn_info *info);
+/* Resolves (unless literal) and connects to c->dest. Every candidate may fail at once
+ * (the app is told, or the connection ends): false when the connection is closing. */
+bool sp_connect_dest(sp_conn *c);
 /* The connect timeout of the attempt or upstream handshake in flight expired. */
 void sp_connect_timed_out(sp_conn *c);
 
@@ -150,9 +155,10 @@ void sp_pipe_stop_reading(sp_side *s);
 /* Starts reading s again and pumps plaintext its TLS session may hold. */
 bool sp_pipe_resume(sp_conn *c, sp_side *s);
 /* Sends a pool buffer's first len bytes to a side (encrypting for a TLS side we speak);
- * takes the buffer. */
+ * takes the buffer. A failed write ends the connection: false when it is closing. */
 bool sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len);
-/* Sends bytes to a side (encrypting for a TLS side we speak), copied into pool buffers. */
+/* Sends bytes to a side (encrypting for a TLS side we speak), copied into pool buffers;
+ * false when the connection is closing (a failed write, or closing already). */
 bool sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len);
 /* Writes buf (a pool buffer with len bytes) to the socket of `to`; takes the buffer. */
 bool sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len);

@@ -168,29 +168,28 @@ static void give_up(sp_conn *c, sp_end_reason why)
         sp_conn_abort(c, why);
 }
 
-int sp_connect_choose(sp_conn *c)
+int sp_connect_choose(sp_conn *c, const sp_conn_info *info)
 {
     const sp_route *r = c->route;
     sp_end_reason last = c->dest.last_error;
-    sp_route *mr = (sp_route *)r; /* the cursor is per worker: generations are per worker */
-    const sp_target *t = &r->targets[mr->rr_next++ % r->ntargets];
+    const sp_target *t = sp_route_next_target(c->route_states, r);
     c->candidates_tried++;
     sp_target_choice_clear(&c->dest);
     c->dest.last_error = last;
     char err[512];
-    if (sp_target_choose(c->gen, t, &c->info, &c->dest, err, sizeof err) != 0) {
+    if (sp_target_choose(c->gen, t, info, &c->dest, err, sizeof err) != 0) {
         sp_error("conn=%llu route=%s: %s", (unsigned long long)c->id, r->name, err);
         return -1;
     }
     return 0;
 }
 
-void sp_connect_dest(sp_conn *c)
+bool sp_connect_dest(sp_conn *c)
 {
     struct sockaddr_storage ss;
     if (sp_target_literal(&c->dest, &ss)) {
         try_address(c, (struct sockaddr *)&ss);
-        return;
+        return c->state != SP_STATE_CLOSING;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     c->gai.data = c;
@@ -198,10 +197,11 @@ void sp_connect_dest(sp_conn *c)
     if (rc != 0) {
         c->dest.last_error = SP_END_RESOLVE_FAILED;
         sp_connect_next(c);
-        return;
+        return c->state != SP_STATE_CLOSING;
     }
     c->resolving = true;
     c->lookups++;
+    return true;
 }
 
 void sp_connect_next(sp_conn *c)
@@ -229,7 +229,7 @@ void sp_connect_next(sp_conn *c)
         give_up(c, why);
         return;
     }
-    if (sp_connect_choose(c) != 0) {
+    if (sp_connect_choose(c, &c->info) != 0) {
         give_up(c, SP_END_LUA_ERROR);
         return;
     }

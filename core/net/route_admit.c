@@ -3,6 +3,7 @@
  * which is why it sits in net/, below both. */
 #include "net/conn_impl.h"
 #include "net/route_limits.h"
+#include "net/route_state.h"
 
 /* The route's security: block list, allow list (block wins), then its limits; an
  * admitted connection is counted in the route's figures. */
@@ -18,10 +19,7 @@ bool sp_conn_admit_route(sp_conn *c, const sp_route *r, bool abort_on_refusal)
         why = SP_REFUSED_IP_NOT_ALLOWED;
         end = SP_END_IP_NOT_ALLOWED;
     } else {
-        sp_route *mr = (sp_route *)r; /* the cache is per worker: generations are */
-        if (!mr->counter)
-            mr->counter = sp_route_limits_get(c->w->process->routes, r->name);
-        sp_route_counter *rc = mr->counter;
+        sp_route_counter *rc = sp_route_counter_of(c->route_states, r);
         int v = rc ? sp_route_counter_admit(rc, &c->info.client_ip, r->max_connections,
                                             r->max_connections_per_ip, uv_now(&c->w->loop))
                    : 0;

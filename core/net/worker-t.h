@@ -60,6 +60,7 @@ typedef struct sp_worker {
     uint64_t mail_drain_ms;
 
     sp_gen *gen;                      /* current generation (one reference) */
+    struct sp_route_states *route_states; /* the state of gen's routes (one reference) */
     sp_listener *listeners;
     sp_conn *conns;                   /* live connections, for shutdown */
     uint64_t nconns;

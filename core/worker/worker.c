@@ -10,6 +10,7 @@
 #include "lua/task.h"
 #include "net/conn.h"
 #include "net/listener.h"
+#include "net/route_state.h"
 #include "util/log.h"
 
 /* Loads a generation in this worker's thread and starts serving it. On failure the
@@ -23,6 +24,12 @@ static int load_generation(sp_worker *w, sp_source_set *sources, uint64_t number
         return 1;
     }
     g->number = number;
+    sp_route_states *states = sp_route_states_new(g->nroutes, w->process->routes);
+    if (!states) {
+        sp_error("worker %d: generation %llu rejected: out of memory", w->id, (unsigned long long)number);
+        sp_gen_unref(g);
+        return 1;
+    }
     sp_lua_set_worker(g->L, w);
     sp_lua_set_shared(g->L, w->process->shared);
     int rc = sp_listeners_sync(w, g, err, sizeof err);
@@ -30,14 +37,17 @@ static int load_generation(sp_worker *w, sp_source_set *sources, uint64_t number
         /* at startup a port that cannot be bound is fatal (exit 2); main reports it */
         sp_error("%s", err);
         sp_listeners_close_all(w);
+        sp_route_states_unref(states);
         sp_gen_unref(g);
         return 2;
     }
     if (rc != 0)
         sp_error("worker %d: generation %llu: %s", w->id, (unsigned long long)number, err);
     if (w->gen)
-        sp_gen_unref(w->gen); /* live connections keep their own references */
+        sp_gen_unref(w->gen); /* live connections keep their own references, */
+    sp_route_states_unref(w->route_states); /* of both */
     w->gen = g;
+    w->route_states = states;
     sp_conns_end_background(w, g); /* the old generation's timers stop with it */
     sp_lua_start_spawns(w, g);
     sp_debug("worker %d: serving generation %llu", w->id, (unsigned long long)number);
@@ -140,6 +150,8 @@ static void worker_main(void *arg)
     if (w->gen)
         sp_gen_unref(w->gen);
     w->gen = NULL;
+    sp_route_states_unref(w->route_states);
+    w->route_states = NULL;
     sp_bufpool_clear(&w->pool);
     if (uv_loop_close(&w->loop) != 0)
         sp_error("worker %d: event loop closed with handles still open", w->id);

@@ -28,6 +28,7 @@
 #include "net/app.h"
 #include "net/conn.h"
 #include "net/conn_impl.h"
+#include "net/route_state.h"
 #include "unit.h"
 #include "util/log.h"
 
@@ -358,7 +359,7 @@ static void fresh_case(begin_mode m)
     G.settings.accept_proxy_protocol = false;
     R.half_open = false;
     T.port = 0;
-    R.rr_next = 0;
+    W.route_states->at[0].rr_next = 0;
 }
 
 /* Accepts one client the way a listener does and hands it to net/. */
@@ -775,8 +776,10 @@ int main(int argc, char **argv)
     T.host = "127.0.0.1";
     T.port_kind = SP_PORT_FIXED;
     R.name = "test";
+    R.index = 1;
     R.targets = &T;
     R.ntargets = 1;
+    W.route_states = sp_route_states_new(1, NULL); /* no route figures: admission is the session's */
     sp_conn_install_session(&test_session);
     proxy_lfd = listen_on(&proxy_port, 64);
     if (proxy_lfd < 0) {
@@ -806,6 +809,7 @@ int main(int argc, char **argv)
     for (void *buf; (buf = W.pool.n ? W.pool.free[--W.pool.n] : NULL);)
         free(buf);
     free(W.pool.free);
+    sp_route_states_unref(W.route_states);
     uv_close((uv_handle_t *)&tick, NULL);
     uv_run(&W.loop, UV_RUN_DEFAULT);
     uv_loop_close(&W.loop);
