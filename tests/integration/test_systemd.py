@@ -108,3 +108,27 @@ def test_without_notify_socket_nothing_is_sent(start_proxy):
                     env=env_with(WATCHDOG_USEC="200000"))
     assert p.stop() == 0
     assert "systemd" not in p.stderr_tail()
+
+
+def test_unit_file_passes_systemd_analyze_verify(tmp_path):
+    """systemd-analyze verify, which needs no running systemd: every directive known, the
+    commands executable (ExecStart names the binary under test here, /usr/bin/smartproxy
+    in the package) and the Documentation= man pages present (MANPATH: docs/man)."""
+    if not shutil.which("systemd-analyze"):
+        pytest.fail("systemd-analyze is missing (.ci/deps installs systemd)")
+    text = UNIT.read_text()
+    for line in ("Type=notify", "ExecStart=/usr/bin/smartproxy /etc/smartproxy/proxy.lua",
+                 "ExecReload=/bin/kill -HUP $MAINPID", "User=smartproxy", "StateDirectory=smartproxy",
+                 "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+                 "AmbientCapabilities=CAP_NET_BIND_SERVICE", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+                 "WatchdogSec="):
+        assert re.search(rf"^{re.escape(line)}", text, re.M), f"{line} missing from {UNIT}"
+    for section in ("man1", "man5"):
+        (tmp_path / "man" / section).mkdir(parents=True)
+    for page in (sp.REPO / "docs" / "man").iterdir():
+        (tmp_path / "man" / f"man{page.suffix[1:]}" / page.name).symlink_to(page)
+    unit = tmp_path / "smartproxy.service"
+    unit.write_text(text.replace("ExecStart=/usr/bin/smartproxy", f"ExecStart={sp.BIN}"))
+    r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "MANPATH": str(tmp_path / "man")})
+    assert r.returncode == 0 and not r.stderr.strip(), r.stdout + r.stderr
