@@ -116,13 +116,12 @@ static void release_user_chunks(lua_State *L, bool jit)
     lua_setfield(L, LUA_REGISTRYINDEX, USER_CHUNKS_KEY);
 }
 
-/* package.loaders entry while recording: finds the module like the standard Lua loader
- * and keeps its source. The library's own modules are searched in the library folder
- * only, and a miss there ends the search: a file beside the config never stands in. */
-static int recording_loader(lua_State *L)
+/* Finds module `name` as the standard Lua loader does, except that the library's own
+ * modules are looked for in the library folder only, and a miss there is an error: a file
+ * beside the config never stands in. Returns the path (on the stack), or NULL with the
+ * standard "no file ..." message on top. */
+static const char *find_module(lua_State *L, const char *name)
 {
-    recorder *r = lua_touserdata(L, lua_upvalueindex(1));
-    const char *name = luaL_checkstring(L, 1);
     bool library = sp_lua_library_module(name);
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "searchpath");
@@ -134,11 +133,13 @@ static int recording_loader(lua_State *L)
         lua_getfield(L, -3, "path");
     lua_call(L, 2, 2);
     if (lua_isnil(L, -2) && library)
-        return luaL_error(L, "module '%s' is not part of the smartproxy library in %s",
-                          name, sp_lua_library_dir());
-    if (lua_isnil(L, -2))
-        return 1; /* the "no file ..." message, as the standard loader reports */
-    const char *path = lua_tostring(L, -2);
+        luaL_error(L, "module '%s' is not part of the smartproxy library in %s", name, sp_lua_library_dir());
+    return lua_isnil(L, -2) ? NULL : lua_tostring(L, -2);
+}
+
+/* Loads the module `name` from `path` on disk; with a recorder, keeps its source. */
+static int load_module_file(lua_State *L, const char *name, const char *path, recorder *r)
+{
     size_t len;
     char *text = read_file(path, &len);
     if (!text)
@@ -147,11 +148,26 @@ static int recording_loader(lua_State *L)
         free(text);
         return lua_error(L);
     }
-    record(r, name, path, text, len);
+    if (r)
+        record(r, name, path, text, len);
+    else
+        free(text);
     return 1;
 }
 
-/* package.loaders entry in workers: serves modules from the recorded sources. */
+/* package.loaders entry while recording: finds the module and keeps its source. */
+static int recording_loader(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *path = find_module(L, name);
+    if (!path)
+        return 1; /* the "no file ..." message, as the standard loader reports */
+    return load_module_file(L, name, path, lua_touserdata(L, lua_upvalueindex(1)));
+}
+
+/* package.loaders entry in workers: serves modules from the recorded sources. A library
+ * module the config did not load itself (one a handler requires later) comes from the
+ * library folder, never from package.path, where the config's folder comes first. */
 static int replay_loader(lua_State *L)
 {
     const sp_source_set *set = lua_touserdata(L, lua_upvalueindex(1));
@@ -164,11 +180,13 @@ static int replay_loader(lua_State *L)
             return 1;
         }
     }
+    if (sp_lua_library_module(name))
+        return load_module_file(L, name, find_module(L, name), NULL);
     lua_pushfstring(L, "\n\tno recorded source for '%s'", name);
     return 1;
 }
 
-/* Prepends the config file's own folder (the library has its own search: recording_loader). */
+/* Prepends the config file's own folder (the library has its own search: find_module). */
 static void set_package_path(lua_State *L, const char *file)
 {
     char dir[1024];

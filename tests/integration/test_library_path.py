@@ -23,7 +23,7 @@ sock:write(mine.greeting .. " " .. pkg.name .. " " .. type(sp.http_route) .. " "
 
 def shadowing_folder(d):
     (d / "smartproxy").mkdir(parents=True)
-    for name in ("init", "http", "routes"):
+    for name in ("init", "http", "routes", "template"):
         (d / "smartproxy" / f"{name}.lua").write_text(FAKE.format(f"smartproxy/{name}.lua"))
     (d / "mymod.lua").write_text('return { greeting = "hello" }\n')
     (d / "mine").mkdir()
@@ -44,6 +44,21 @@ def test_config_named_smartproxy_with_a_smartproxy_folder_uses_the_library(start
 
     r = run_cli("--check", p.config_path)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_handler_requiring_the_library_later_gets_the_library(start_proxy, tmp_path):
+    """A library module the config did not load itself, first required by a handler in a
+    worker (not in the recorded sources), still comes from the library."""
+    shadowing_folder(tmp_path / "proxy0")
+    port = sp.free_port()
+    late = """
+    local template = require "smartproxy.template"
+    sock:write(type(template) .. " " .. require("mymod").greeting .. "\\n")
+    """
+    p = start_proxy({"workers": Lua('(function() require "mymod"; return 1 end)()'),
+                     "routes": [handler_route("late", port, late)]}, config_name="smartproxy.lua")
+    with p.connect(port) as s:
+        assert sp.recv_line(s).decode().strip() == "table hello"
 
 
 def test_a_missing_library_module_is_not_looked_for_beside_the_config(tmp_path):
