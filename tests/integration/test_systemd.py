@@ -3,7 +3,6 @@ binds as NOTIFY_SOCKET, and the packaged unit file checked by systemd-analyze ve
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import uuid
