@@ -17,7 +17,7 @@ static bool holds_library(const char *dir)
     return access(init, R_OK) == 0;
 }
 
-/* <folder of the executable>/../SP_LUA_INSTALL_SUBDIR, canonical, or "" */
+/* <folder of the executable>/../SP_LUA_LIBRARY_SUBDIR, canonical, or "" */
 static void beside_executable(char *out, size_t outlen)
 {
     char exe[PATH_MAX], dir[PATH_MAX + 64];
@@ -29,7 +29,7 @@ static void beside_executable(char *out, size_t outlen)
     if (!slash)
         return;
     *slash = '\0';
-    snprintf(dir, sizeof dir, "%s/../%s", exe, SP_LUA_INSTALL_SUBDIR);
+    snprintf(dir, sizeof dir, "%s/../%s", exe, SP_LUA_LIBRARY_SUBDIR);
     char real[PATH_MAX];
     if (realpath(dir, real) && strlen(real) < outlen)
         snprintf(out, outlen, "%s", real);
@@ -39,7 +39,7 @@ static void resolve(void)
 {
     char installed[PATH_MAX];
     beside_executable(installed, sizeof installed);
-    const char *candidates[] = {installed, SP_LUA_DIR, SP_LUA_INSTALL_DIR};
+    const char *candidates[] = {installed, SP_LUA_DIR, SP_LUA_LIBRARY_INSTALL_DIR};
     const char *found = SP_LUA_DIR;
     for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
         if (candidates[i][0] && holds_library(candidates[i])) {
