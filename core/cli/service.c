@@ -60,6 +60,8 @@ void sp_service_ready(sp_service *s, uint64_t generation, uint64_t connections)
 
 void sp_service_reloading(sp_service *s)
 {
+    if (s->stopping)
+        return; /* a reload refused while stopping is no news: systemd waits for the exit */
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     char state[128];
@@ -70,12 +72,15 @@ void sp_service_reloading(sp_service *s)
 
 void sp_service_reloaded(sp_service *s, uint64_t generation, const char *error)
 {
+    if (s->stopping)
+        return;
     s->generation = generation;
     send_status(s, "READY=1\n", error);
 }
 
 void sp_service_stopping(sp_service *s)
 {
+    s->stopping = true;
     notify(s, "STOPPING=1\nSTATUS=stopping: draining connections");
 }
 

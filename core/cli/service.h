@@ -6,7 +6,7 @@
  *   READY=1       once the workers listen on every port and the admin endpoint is up
  *   RELOADING=1   before a configuration reload (with MONOTONIC_USEC, as systemd >= 253
  *                 wants), then READY=1 when it is done, whether it succeeded or not
- *   STOPPING=1    when a graceful stop begins
+ *   STOPPING=1    when a graceful stop begins (no RELOADING/READY after it)
  *   STATUS=...    the serving generation and the open connections, when they change
  *   WATCHDOG=1    from the main loop, every half WATCHDOG_USEC (WatchdogSec= in the unit):
  *                 a main loop that stops turning stops the pings and systemd acts. */
@@ -22,6 +22,7 @@ typedef struct sp_service {
     uv_timer_t watchdog;      /* runs only with WATCHDOG_USEC */
     uint64_t generation, connections;
     bool reported;            /* STATUS= was sent for (generation, connections) */
+    bool stopping;            /* STOPPING=1 was sent: no more RELOADING/READY */
 } sp_service;
 
 /* Reads the environment and, with WATCHDOG_USEC, starts the pings on `loop`. */

@@ -3,6 +3,7 @@ binds as NOTIFY_SOCKET, and the packaged unit file checked by systemd-analyze ve
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import uuid
@@ -91,6 +92,29 @@ def test_notify_ready_status_reload_and_stopping(start_proxy, serve, notify):
     assert p.stop() == 0
     notify.wait_for(r"^STOPPING=1$", refused + 1)
     assert not any(m.startswith("WATCHDOG=1") for m in notify.received()), "no WATCHDOG_USEC, no pings"
+
+
+def test_no_reloading_or_ready_once_stopping(start_proxy, serve, notify):
+    """A SIGHUP while connections drain is refused and tells systemd nothing: after
+    STOPPING=1 it waits for the exit."""
+    backend = serve(sp.echo)
+    port = sp.free_port()
+    p = start_proxy({"timeouts": {"graceful_shutdown": 30000},
+                     "routes": [route("r", port, "127.0.0.1", backend.port)]},
+                    env=env_with(NOTIFY_SOCKET=notify.address))
+    live = p.connect(port)
+    sp.roundtrip(live, b"x")  # keeps the drain going
+    p.proc.send_signal(signal.SIGTERM)
+    stopping = notify.wait_for(r"^STOPPING=1$")
+    p.proc.send_signal(signal.SIGHUP)
+    sp.wait_until(lambda: "SIGHUP: reloading" in p.stderr_tail(), 10, msg="the SIGHUP handled")
+    # SIGUSR1 is handled after the SIGHUP handler returned: whatever it sent is here by then
+    p.proc.send_signal(signal.SIGUSR1)
+    sp.wait_until(lambda: "SIGUSR1" in p.stderr_tail(), 10, msg="the SIGUSR1 handled")
+    after = notify.received()[stopping + 1:]
+    assert not [m for m in after if re.search(r"^(RELOADING|READY)=1$", m, re.M)], after
+    live.close()
+    assert p.wait_exit(15) == 0
 
 
 def test_watchdog_pings_from_the_main_loop(start_proxy, notify):
