@@ -22,6 +22,7 @@
 #include "cli/check.h"
 #include "cli/explain.h"
 #include "cli/reload.h"
+#include "cli/service.h"
 #include "cli/watch.h"
 #include "config/describe.h"
 #include "lua/config_load.h"
@@ -66,6 +67,7 @@ typedef struct app {
     sp_nft *nft;                  /* kernel forwarding (nftables routes) */
     sp_certmgr *certs;            /* certificate = "auto" (core/cert/) */
     sp_watch watcher;             /* --watch */
+    sp_service service;           /* what systemd is told (Type=notify) */
     uv_timer_t sweep;             /* forgets idle per-IP entries */
     uv_timer_t sampler;           /* samples totals once a second for the rates */
     sp_rate_window rates;
@@ -91,7 +93,8 @@ static void usage(FILE *out)
           "                           process left behind, exit\n"
           "  -V, --version            print version and linked library versions\n"
           "  -h, --help\n"
-          "signals: SIGHUP reloads; SIGTERM/SIGINT stop gracefully\n"
+          "signals: SIGHUP reloads; SIGTERM/SIGINT stop gracefully; SIGUSR1 reopens the access log\n"
+          "under systemd (NOTIFY_SOCKET): Type=notify, READY/RELOADING/STOPPING/STATUS/WATCHDOG\n"
           "exit status: 0 clean stop or valid config, 1 configuration error, 2 runtime error\n",
           out);
 }
@@ -162,6 +165,7 @@ static void on_sample(uv_timer_t *t)
     sp_counters_sum(a->counters, a->nworkers, &c);
     sp_rate_window_sample(&a->rates, uv_now(a->loop), &c);
     check_heartbeats(a);
+    sp_service_status(&a->service, a->generation, c.active);
 }
 
 /* What the admin report reads, as it is now. */
@@ -250,9 +254,14 @@ static int load_and_install(app *a, const char *routes_text, char *err, size_t e
     return 0;
 }
 
+/* A reload of the configuration file (SIGHUP, POST /reload, --watch). */
 static int do_reload(void *ud, char *err, size_t errlen)
 {
-    return load_and_install(ud, NULL, err, errlen);
+    app *a = ud;
+    sp_service_reloading(&a->service);
+    int rc = load_and_install(a, NULL, err, errlen);
+    sp_service_reloaded(&a->service, a->generation, rc == 0 ? NULL : err);
+    return rc;
 }
 
 static void on_routes_update(uv_async_t *h)
@@ -309,6 +318,7 @@ static void close_main_handles(app *a)
     uv_close((uv_handle_t *)&a->sampler, NULL);
     uv_close((uv_handle_t *)&a->stop_deadline, NULL);
     sp_watch_close(&a->watcher);
+    sp_service_close(&a->service);
     sp_admin_stop(a->admin);
     a->admin = NULL;
     sp_certmgr_stop(a->certs);
@@ -346,6 +356,7 @@ static void begin_stop(app *a, const char *why)
     if (a->stopping)
         return;
     a->stopping = true;
+    sp_service_stopping(&a->service);
     uint64_t drain = a->gen->settings.timeouts.graceful_shutdown;
     sp_info("%s: stopping, draining connections for up to %llu ms", why, (unsigned long long)drain);
     sp_nft_uninstall(a->nft);
@@ -507,6 +518,7 @@ int main(int argc, char **argv)
 
     a.loop = uv_default_loop();
     a.started_ms = uv_now(a.loop);
+    sp_service_init(&a.service, a.loop);
     a.generation = 1;
     a.gen->number = 1;
     a.nworkers = a.cli_workers ? a.cli_workers
@@ -605,6 +617,7 @@ int main(int argc, char **argv)
             sp_watch_sources(&a.watcher, a.sources);
         sp_info("smartproxy %s: %d worker(s), %zu route(s) on %zu port(s), generation 1", SP_VERSION,
                 a.nworkers, a.gen->nroutes, a.gen->nports);
+        sp_service_ready(&a.service, a.generation, 0);
     } else {
         a.gen->settings.timeouts.graceful_shutdown = 0;
         begin_stop(&a, "startup failed");

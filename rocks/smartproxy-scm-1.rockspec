@@ -1,7 +1,7 @@
 -- The Lua library of smartproxy: `require "smartproxy"` in configurations and socket
 -- handlers, plus the route helpers, the ready-made handlers and a small HTTP/1.1 server.
 --
---   luarocks make rocks/smartproxy-scm-1.rockspec --tree /some/tree --lua-version 5.1
+--   luarocks --lua-version 5.1 make rocks/smartproxy-scm-1.rockspec --tree /some/tree
 --
 -- Pure Lua (LuaJIT 2.1 / Lua 5.1 semantics). "smartproxy.core" is not part of the rock:
 -- the proxy preloads it in its Lua states; outside the proxy the helpers still work.
@@ -9,10 +9,15 @@ rockspec_format = "3.0"
 package = "smartproxy"
 version = "scm-1"
 
--- The project has no public repository address yet: `luarocks make` builds from the
--- checkout it runs in and does not use source.url. Set it before publishing the rock.
+-- `luarocks make` builds from the checkout it runs in and does not fetch source.url; the
+-- URL is for `luarocks install`/`luarocks pack`. A release rock is a copy of this file named
+-- smartproxy-<X.Y.Z>-1.rockspec with version = "<X.Y.Z>-1" and, instead of the branch,
+-- tag = "v<X.Y.Z>" (the release's git tag). Before publishing, replace
+-- example.invalid/smartproxy with the project's public repository (owner/name): until then
+-- the reserved name makes `luarocks install` fail instead of fetching a stranger's code.
 source = {
-   url = "git+https://example.invalid/smartproxy.git",
+   url = "git+https://example.invalid/smartproxy/smartproxy.git",
+   branch = "main",
 }
 
 description = {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lua/budget.h"
+#include "lua/library.h"
 #include "lua/memory.h"
 #include "lua/task.h"
 #include "tls/context.h"
@@ -80,24 +81,15 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
-static bool is_library_path(const char *path)
-{
-    static const char *const dirs[] = {SP_LUA_DIR "/", SP_LUA_INSTALL_DIR "/"};
-    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
-        if (strncmp(path, dirs[i], strlen(dirs[i])) == 0)
-            return true;
-    return false;
-}
-
-/* Loads a chunk of the config or of a module it requires. The user's own code runs with
- * the JIT off, so that timeouts.lua_budget can stop any loop in it (lua/budget.h); the
- * chunks are remembered in case limits.lua_jit turns it back on. */
-static int load_chunk(lua_State *L, const char *text, size_t len, const char *path)
+/* Loads a chunk of the config (module NULL) or of a module it requires. The user's own
+ * code runs with the JIT off, so that timeouts.lua_budget can stop any loop in it
+ * (lua/budget.h); the chunks are remembered in case limits.lua_jit turns it back on. */
+static int load_chunk(lua_State *L, const char *text, size_t len, const char *path, const char *module)
 {
     char name[1024];
     snprintf(name, sizeof name, "@%s", path);
     int rc = luaL_loadbuffer(L, text, len, name);
-    if (rc == 0 && !is_library_path(path)) {
+    if (rc == 0 && !(module && sp_lua_library_module(module))) {
         sp_lua_budget_mark_user_code(L);
         lua_getfield(L, LUA_REGISTRYINDEX, USER_CHUNKS_KEY);
         if (lua_istable(L, -1)) {
@@ -124,33 +116,58 @@ static void release_user_chunks(lua_State *L, bool jit)
     lua_setfield(L, LUA_REGISTRYINDEX, USER_CHUNKS_KEY);
 }
 
-/* package.loaders entry while recording: finds the module on package.path like the
- * standard Lua loader, and keeps its source. */
-static int recording_loader(lua_State *L)
+/* Finds module `name` as the standard Lua loader does, except that the library's own
+ * modules are looked for in the library folder only, and a miss there is an error: a file
+ * beside the config never stands in. Returns the path (on the stack), or NULL with the
+ * standard "no file ..." message on top. */
+static const char *find_module(lua_State *L, const char *name)
 {
-    recorder *r = lua_touserdata(L, lua_upvalueindex(1));
-    const char *name = luaL_checkstring(L, 1);
+    bool library = sp_lua_library_module(name);
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "searchpath");
     lua_pushstring(L, name);
-    lua_getfield(L, -3, "path");
+    if (library) {
+        const char *dir = sp_lua_library_dir();
+        lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", dir, dir);
+    } else
+        lua_getfield(L, -3, "path");
     lua_call(L, 2, 2);
-    if (lua_isnil(L, -2))
-        return 1; /* the "no file ..." message, as the standard loader reports */
-    const char *path = lua_tostring(L, -2);
+    if (lua_isnil(L, -2) && library)
+        luaL_error(L, "module '%s' is not part of the smartproxy library in %s", name, sp_lua_library_dir());
+    return lua_isnil(L, -2) ? NULL : lua_tostring(L, -2);
+}
+
+/* Loads the module `name` from `path` on disk; with a recorder, keeps its source. */
+static int load_module_file(lua_State *L, const char *name, const char *path, recorder *r)
+{
     size_t len;
     char *text = read_file(path, &len);
     if (!text)
         return luaL_error(L, "cannot read module '%s' from %s", name, path);
-    if (load_chunk(L, text, len, path) != 0) {
+    if (load_chunk(L, text, len, path, name) != 0) {
         free(text);
         return lua_error(L);
     }
-    record(r, name, path, text, len);
+    if (r)
+        record(r, name, path, text, len);
+    else
+        free(text);
     return 1;
 }
 
-/* package.loaders entry in workers: serves modules from the recorded sources. */
+/* package.loaders entry while recording: finds the module and keeps its source. */
+static int recording_loader(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *path = find_module(L, name);
+    if (!path)
+        return 1; /* the "no file ..." message, as the standard loader reports */
+    return load_module_file(L, name, path, lua_touserdata(L, lua_upvalueindex(1)));
+}
+
+/* package.loaders entry in workers: serves modules from the recorded sources. A library
+ * module the config did not load itself (one a handler requires later) comes from the
+ * library folder, never from package.path, where the config's folder comes first. */
 static int replay_loader(lua_State *L)
 {
     const sp_source_set *set = lua_touserdata(L, lua_upvalueindex(1));
@@ -158,16 +175,18 @@ static int replay_loader(lua_State *L)
     for (size_t i = 0; i < set->n; i++) {
         const sp_source *s = &set->items[i];
         if (s->module && strcmp(s->module, name) == 0) {
-            if (load_chunk(L, s->text, s->len, s->path) != 0)
+            if (load_chunk(L, s->text, s->len, s->path, s->module) != 0)
                 return lua_error(L);
             return 1;
         }
     }
+    if (sp_lua_library_module(name))
+        return load_module_file(L, name, find_module(L, name), NULL);
     lua_pushfstring(L, "\n\tno recorded source for '%s'", name);
     return 1;
 }
 
-/* Prepends the smartproxy library folders and the config file's own folder. */
+/* Prepends the config file's own folder (the library has its own search: find_module). */
 static void set_package_path(lua_State *L, const char *file)
 {
     char dir[1024];
@@ -178,9 +197,7 @@ static void set_package_path(lua_State *L, const char *file)
         snprintf(dir, sizeof dir, ".");
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;" SP_LUA_DIR "/?.lua;" SP_LUA_DIR "/?/init.lua;"
-                       SP_LUA_INSTALL_DIR "/?.lua;" SP_LUA_INSTALL_DIR "/?/init.lua;%s",
-                    dir, dir, lua_tostring(L, -1));
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
     lua_setfield(L, -3, "path");
     lua_pop(L, 2);
 }
@@ -261,7 +278,7 @@ sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **
         goto fail;
     }
 
-    if (load_chunk(L, text, len, file) != 0) {
+    if (load_chunk(L, text, len, file, NULL) != 0) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1)); /* "file:line: message" */
         goto fail;
     }

@@ -21,13 +21,14 @@ def _binary_and_reaper():
 
 @pytest.fixture
 def start_proxy(request, tmp_path):
-    """start_proxy(config, args=(), net=sp.HOST, wait=True) -> sp.Proxy, ready to serve:
-    admin /healthz answers and every route port listens."""
+    """start_proxy(config, args=(), net=sp.HOST, wait=True, **kw) -> sp.Proxy, ready to
+    serve: admin /healthz answers and every route port listens. kw: sp.Proxy's
+    config_name and env."""
     started = []
     request.node._sp_proxies = started
 
-    def start(config, *, args=(), net=sp.HOST, wait=True):
-        p = sp.Proxy(tmp_path / f"proxy{len(started)}", config, args=args, net=net)
+    def start(config, *, args=(), net=sp.HOST, wait=True, **kw):
+        p = sp.Proxy(tmp_path / f"proxy{len(started)}", config, args=args, net=net, **kw)
         started.append(p)
         return p.start(wait=wait)
 

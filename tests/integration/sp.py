@@ -674,12 +674,14 @@ def _reap_all():
 
 
 class Proxy:
-    """One smartproxy process: config in dir/proxy.lua, stderr/stdout in dir/."""
+    """One smartproxy process: config in dir/proxy.lua (or dir/<config_name>), stderr/stdout
+    in dir/."""
 
-    def __init__(self, workdir, config, *, args=(), net=HOST):
+    def __init__(self, workdir, config, *, args=(), net=HOST, config_name="proxy.lua", env=None):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.config_path = self.dir / "proxy.lua"
+        self.config_path = self.dir / config_name
+        self.env = env
         self.stderr_path = self.dir / "stderr.log"
         self.stdout_path = self.dir / "stdout.log"
         self.args = list(map(str, args))
@@ -723,7 +725,7 @@ class Proxy:
         cmd += [BIN, *self.args, str(self.config_path)]
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                         cwd=self.dir)
+                                         cwd=self.dir, env=self.env)
         _live.add(self)
         if wait:
             self.wait_ready(timeout)
