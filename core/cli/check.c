@@ -57,7 +57,8 @@ static void collect(const sp_gen *g, warnings *ws)
         check_certificate(&g->routes[i], ws);
 }
 
-static void print_json(const sp_gen *g, const warnings *ws, FILE *out)
+/* Prints {"ok": ok, ...what `rest` writes} and a newline. */
+static void print_result(bool ok, void (*rest)(sp_json *j, const void *arg), const void *arg, FILE *out)
 {
     sp_buf b;
     sp_buf_init(&b);
@@ -65,38 +66,51 @@ static void print_json(const sp_gen *g, const warnings *ws, FILE *out)
     sp_json_init(&j, &b);
     sp_json_obj_open(&j);
     sp_json_key(&j, "ok");
-    sp_json_bool(&j, true);
-    sp_json_key(&j, "file");
-    sp_json_str(&j, g->file);
-    sp_json_key(&j, "ports");
-    sp_json_arr_open(&j);
-    for (size_t i = 0; i < g->nports; i++)
-        sp_json_uint(&j, g->ports[i].port);
-    sp_json_arr_close(&j);
-    sp_json_key(&j, "listen_addresses");
-    sp_json_arr_open(&j);
-    for (size_t i = 0; i < g->settings.nlisten_addresses; i++)
-        sp_json_str(&j, g->settings.listen_addresses[i]);
-    sp_json_arr_close(&j);
-    sp_json_key(&j, "routes");
-    sp_json_arr_open(&j);
-    for (size_t i = 0; i < g->nroutes; i++)
-        sp_route_json(&g->routes[i], &j);
-    sp_json_arr_close(&j);
-    sp_json_key(&j, "warnings");
-    sp_json_arr_open(&j);
-    for (size_t i = 0; i < ws->n; i++) {
-        sp_json_obj_open(&j);
-        sp_json_key(&j, "route");
-        sp_json_str(&j, ws->items[i].route->name);
-        sp_json_key(&j, "message");
-        sp_json_str(&j, ws->items[i].message);
-        sp_json_obj_close(&j);
-    }
-    sp_json_arr_close(&j);
+    sp_json_bool(&j, ok);
+    rest(&j, arg);
     sp_json_obj_close(&j);
     fprintf(out, "%.*s\n", (int)b.len, b.data);
     sp_buf_free(&b);
+}
+
+typedef struct summary {
+    const sp_gen *g;
+    const warnings *ws;
+} summary;
+
+static void summary_json(sp_json *j, const void *arg)
+{
+    const summary *s = arg;
+    const sp_gen *g = s->g;
+    const warnings *ws = s->ws;
+    sp_json_key(j, "file");
+    sp_json_str(j, g->file);
+    sp_json_key(j, "ports");
+    sp_json_arr_open(j);
+    for (size_t i = 0; i < g->nports; i++)
+        sp_json_uint(j, g->ports[i].port);
+    sp_json_arr_close(j);
+    sp_json_key(j, "listen_addresses");
+    sp_json_arr_open(j);
+    for (size_t i = 0; i < g->settings.nlisten_addresses; i++)
+        sp_json_str(j, g->settings.listen_addresses[i]);
+    sp_json_arr_close(j);
+    sp_json_key(j, "routes");
+    sp_json_arr_open(j);
+    for (size_t i = 0; i < g->nroutes; i++)
+        sp_route_json(&g->routes[i], j);
+    sp_json_arr_close(j);
+    sp_json_key(j, "warnings");
+    sp_json_arr_open(j);
+    for (size_t i = 0; i < ws->n; i++) {
+        sp_json_obj_open(j);
+        sp_json_key(j, "route");
+        sp_json_str(j, ws->items[i].route->name);
+        sp_json_key(j, "message");
+        sp_json_str(j, ws->items[i].message);
+        sp_json_obj_close(j);
+    }
+    sp_json_arr_close(j);
 }
 
 size_t sp_check_print(const sp_gen *g, const sp_nft_ruleset *kernel, bool json, FILE *out)
@@ -104,7 +118,8 @@ size_t sp_check_print(const sp_gen *g, const sp_nft_ruleset *kernel, bool json, 
     warnings ws = {0};
     collect(g, &ws);
     if (json) {
-        print_json(g, &ws, out);
+        summary s = {g, &ws};
+        print_result(true, summary_json, &s, out);
     } else {
         sp_gen_print_summary(g, out);
         sp_nft_print(kernel, out);
@@ -118,22 +133,17 @@ size_t sp_check_print(const sp_gen *g, const sp_nft_ruleset *kernel, bool json, 
     return n;
 }
 
+static void error_json(sp_json *j, const void *err)
+{
+    sp_json_key(j, "error");
+    sp_json_str(j, err);
+}
+
 void sp_check_print_error(const char *err, bool json, FILE *out)
 {
     if (!json) {
         fprintf(stderr, "%s\n", err);
         return;
     }
-    sp_buf b;
-    sp_buf_init(&b);
-    sp_json j;
-    sp_json_init(&j, &b);
-    sp_json_obj_open(&j);
-    sp_json_key(&j, "ok");
-    sp_json_bool(&j, false);
-    sp_json_key(&j, "error");
-    sp_json_str(&j, err);
-    sp_json_obj_close(&j);
-    fprintf(out, "%.*s\n", (int)b.len, b.data);
-    sp_buf_free(&b);
+    print_result(false, error_json, err, out);
 }

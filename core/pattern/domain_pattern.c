@@ -58,6 +58,16 @@ static size_t canonical_ipv6(const char *s, size_t n, char buf[SP_IP_STRLEN])
     return sp_ip_format(&ip, buf, SP_IP_STRLEN);
 }
 
+/* The pattern's kind and its name, lowercased (n <= 253). */
+static void store_name(sp_domain_pattern *out, sp_domain_kind kind, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out->name[i] = to_lower(s[i]);
+    out->name[n] = '\0';
+    out->len = n;
+    out->kind = kind;
+}
+
 /* A glob: label characters, dots and glob syntax; each label of each spelling is
  * checked loosely (no empty label, none over 63), then the glob itself. */
 static const char *parse_glob(const char *s, size_t n, sp_domain_pattern *out)
@@ -82,11 +92,7 @@ static const char *parse_glob(const char *s, size_t n, sp_domain_pattern *out)
     const char *why = sp_glob_check(s, n);
     if (why != NULL)
         return why;
-    for (size_t i = 0; i < n; i++)
-        out->name[i] = to_lower(s[i]);
-    out->name[n] = '\0';
-    out->len = n;
-    out->kind = SP_DOMAIN_GLOB;
+    store_name(out, SP_DOMAIN_GLOB, s, n);
     return NULL;
 }
 
@@ -117,21 +123,18 @@ static const char *parse(const char *s, sp_domain_pattern *out)
         out->kind = SP_DOMAIN_ANY;
         return NULL;
     }
-    out->kind = SP_DOMAIN_EXACT;
     if (sp_glob_has_magic(s, n) && !(n >= 2 && s[0] == '*' && s[1] == '.' && !sp_glob_has_magic(s + 1, n - 1)))
         return parse_glob(s, n, out);
+    sp_domain_kind kind = SP_DOMAIN_EXACT;
     if (n >= 2 && s[0] == '*' && s[1] == '.') {
-        out->kind = SP_DOMAIN_WILDCARD;
+        kind = SP_DOMAIN_WILDCARD;
         s += 2;
         n -= 2;
     }
     const char *why = check_labels(s, n);
     if (why != NULL)
         return why;
-    for (size_t i = 0; i < n; i++)
-        out->name[i] = to_lower(s[i]);
-    out->name[n] = '\0';
-    out->len = n;
+    store_name(out, kind, s, n);
     return NULL;
 }
 
