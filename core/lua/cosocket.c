@@ -50,8 +50,7 @@ sp_cosock *sp_cosock_new(sp_task *t, uv_tcp_t *tcp, bool is_client)
 void sp_cosock_close(sp_cosock *s)
 {
     sp_conn *c = s->task->conn;
-    if (s->resolving)
-        uv_cancel((uv_req_t *)&s->gai); /* its callback still comes; the task outlives it */
+    sp_dial_cancel(&s->dial); /* a lookup's callback still comes; the connection waits for it */
     if (s->tcp) {
         sp_conn_close_handle(c, (uv_handle_t *)s->tcp);
         s->tcp = NULL;
@@ -73,9 +72,6 @@ void sp_cosock_destroy(sp_cosock *s)
         free(s->head);
         s->head = NULL;
     }
-    if (s->addrs)
-        uv_freeaddrinfo(s->addrs);
-    free(s->literal);
     free(s->sni);
     free(s->host);
     sp_tls_free(&s->tls);
@@ -524,23 +520,10 @@ static int tls_input(sp_cosock *s, const char *data, size_t len)
     return tls_flush(s);
 }
 
-/* After the TCP connect: the PROXY header, then the TLS handshake if asked. */
+/* After the TCP connect (and the PROXY header): the TLS handshake if asked. */
 static void connected(sp_cosock *s)
 {
     sp_conn *c = s->task->conn;
-    if (s->proxy_protocol) {
-        uint8_t hdr[SP_PP_V2_MAX_TLV + 16];
-        size_t n = s->proxy_protocol == 1
-                       ? sp_proxy_write_v1((char *)hdr, sizeof hdr, &c->info.client_ip, c->info.client_port,
-                                           &c->info.server_ip, c->info.server_port)
-                       : sp_proxy_write_v2(hdr, sizeof hdr, &c->info.client_ip, c->info.client_port,
-                                           &c->info.server_ip, c->info.server_port, NULL);
-        if (n == 0 || queue_bytes(s, (const char *)hdr, n) != 0) {
-            sp_cosock_close(s);
-            connect_done(s, "cannot write the PROXY header");
-            return;
-        }
-    }
     if (!s->want_tls) {
         connect_done(s, NULL);
         return;
@@ -668,14 +651,12 @@ void sp_cosock_register(lua_State *L)
 
 /* ---- sp.connect ---- */
 
-static void connect_next(sp_cosock *s);
-
 static void connect_done(sp_cosock *s, const char *err)
 {
     sp_task *t = s->task;
     s->connecting = false;
     if (t->wait != SP_WAIT_CONNECT || t->waiting_on != s)
-        return; /* failed before the caller yielded: it reports the error itself */
+        return; /* failed before the caller yielded: it reports s->connect_error itself */
     if (err) {
         lua_pushnil(t->co);
         lua_pushstring(t->co, err);
@@ -686,74 +667,34 @@ static void connect_done(sp_cosock *s, const char *err)
     sp_task_resume(t, 1);
 }
 
-static void on_connect(uv_connect_t *req, int status)
+/* What sp.connect answers when the dial failed. */
+static const char *dial_error(sp_dial_result r, int status)
 {
-    sp_cosock *s = req->data;
-    if (s->task->done || !s->connecting)
-        return; /* abandoned: timed out, or the connection is ending */
-    if (status < 0) {
-        sp_cosock_close(s);
-        if (s->next_addr) {
-            connect_next(s);
-            return;
-        }
-        connect_done(s, uv_strerror(status));
+    switch (r) {
+    case SP_DIAL_RESOLVE_NOT_STARTED: return "cannot resolve";
+    case SP_DIAL_RESOLVE_FAILED: return status == UV_ECANCELED ? "timeout" : uv_strerror(status);
+    case SP_DIAL_CONNECT_FAILED: return status ? uv_strerror(status) : "cannot connect";
+    case SP_DIAL_PREAMBLE_FAILED: return "cannot write the PROXY header";
+    default: return "cannot connect";
+    }
+}
+
+static void on_dialed(sp_dial *d, sp_dial_result r, int status, uv_tcp_t *tcp)
+{
+    sp_cosock *s = d->owner;
+    if (r != SP_DIAL_CONNECTED) {
+        s->connect_error = dial_error(r, status);
+        connect_done(s, s->connect_error);
         return;
     }
-    uv_tcp_nodelay(s->tcp, 1);
+    sp_conn *c = s->task->conn;
+    s->tcp = tcp;
+    tcp->data = s;
+    sp_side_count_written(c, &c->target, d->preamble_len);
     connected(s);
 }
 
-static void connect_next(sp_cosock *s)
-{
-    sp_conn *c = s->task->conn;
-    while (s->next_addr) {
-        struct addrinfo *ai = s->next_addr;
-        s->next_addr = ai->ai_next;
-        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
-            continue;
-        struct sockaddr_storage ss;
-        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-        ((struct sockaddr_in *)&ss)->sin_port = htons(s->port);
-        uv_tcp_t *tcp = malloc(sizeof *tcp);
-        if (!tcp)
-            break;
-        uv_tcp_init(&c->w->loop, tcp);
-        tcp->data = s;
-        c->handles++;
-        s->tcp = tcp;
-        s->connect_req.data = s;
-        int rc = uv_tcp_connect(&s->connect_req, tcp, (struct sockaddr *)&ss, on_connect);
-        if (rc == 0)
-            return;
-        s->dial_error = rc;
-        sp_cosock_close(s);
-    }
-    connect_done(s, s->dial_error ? uv_strerror(s->dial_error) : "cannot connect");
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    sp_cosock *s = req->data;
-    sp_conn *c = s->task->conn;
-    s->resolving = false;
-    c->lookups--;
-    if (s->task->done || !s->connecting) {
-        if (res)
-            uv_freeaddrinfo(res);
-        if (s->task->done)
-            sp_conn_release(c); /* it may have waited for this lookup */
-        return;
-    }
-    if (status < 0 || !res) {
-        if (res)
-            uv_freeaddrinfo(res);
-        connect_done(s, status == UV_ECANCELED ? "timeout" : uv_strerror(status));
-        return;
-    }
-    s->addrs = s->next_addr = res;
-    connect_next(s);
-}
+static const sp_dial_ops dial_ops = {.done = on_dialed};
 
 int sp_cosock_connect(lua_State *L, sp_task *t)
 {
@@ -786,47 +727,34 @@ int sp_cosock_connect(lua_State *L, sp_task *t)
             return luaL_error(L, "sp.connect: proxy_protocol: expected \"v1\", \"v2\", true or false");
         lua_pop(L, 5);
     }
+    sp_conn *c = t->conn;
+    uint8_t header[SP_PP_V2_MAX_TLV + 16];
+    size_t header_len = 0;
+    if (pp) { /* the real client and the address it connected to */
+        header_len = pp == 1 ? sp_proxy_write_v1((char *)header, sizeof header, &c->info.client_ip,
+                                                 c->info.client_port, &c->info.server_ip, c->info.server_port)
+                             : sp_proxy_write_v2(header, sizeof header, &c->info.client_ip, c->info.client_port,
+                                                 &c->info.server_ip, c->info.server_port, NULL);
+        if (header_len == 0) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "cannot write the PROXY header");
+            return 2;
+        }
+    }
     sp_cosock *s = sp_cosock_new(t, NULL, false);
     if (!s)
         return luaL_error(L, "out of memory");
-    s->proxy_protocol = pp;
     s->want_tls = tls;
     s->tls_verify = verify;
     if ((sni && !(s->sni = strdup(sni))) || !(s->host = strdup(host)))
         return luaL_error(L, "out of memory");
-    s->port = (uint16_t)port;
     s->timeout_ms = DEFAULT_TIMEOUT_MS;
-    sp_target_choice lit = {.host = (char *)host, .port = s->port};
-    struct sockaddr_storage ss;
-    if (sp_target_literal(&lit, &ss)) {
-        /* a literal address: one synthetic addrinfo (freed in sp_cosock_destroy) */
-        struct addrinfo *ai = calloc(1, sizeof *ai + sizeof ss);
-        if (!ai)
-            return luaL_error(L, "out of memory");
-        ai->ai_family = ss.ss_family;
-        ai->ai_addr = (struct sockaddr *)(ai + 1);
-        ai->ai_addrlen = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-        memcpy(ai->ai_addr, &ss, ai->ai_addrlen);
-        s->next_addr = ai;
-        s->literal = ai;
-        s->connecting = true;
-        connect_next(s);
-    } else {
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-        s->gai.data = s;
-        if (uv_getaddrinfo(&t->conn->w->loop, &s->gai, on_resolved, host, NULL, &hints) != 0) {
-            lua_pushnil(L);
-            lua_pushliteral(L, "cannot resolve");
-            return 2;
-        }
-        s->resolving = true;
-        s->connecting = true;
-        t->conn->lookups++;
-    }
+    s->connecting = true;
+    sp_dial_init(&s->dial, &c->w->loop, &dial_ops, &sp_conn_dial_keeper, c, s);
+    sp_dial_start(&s->dial, host, (uint16_t)port, 0, header, header_len); /* bounded by `timeout` as a whole */
     if (!s->connecting) {
-        /* failed synchronously: connect_done found nobody waiting */
         lua_pushnil(L);
-        lua_pushstring(L, s->dial_error ? uv_strerror(s->dial_error) : "cannot connect");
+        lua_pushstring(L, s->connect_error);
         return 2;
     }
     return sp_task_yield(t, SP_WAIT_CONNECT, s, timeout);

@@ -42,7 +42,7 @@ void sp_pipe_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     buf->len = buf->base ? SP_READ_BUF_SIZE : 0;
 }
 
-static sp_end_reason error_reason(sp_conn *c, sp_side *s, int err)
+sp_end_reason sp_pipe_error_reason(sp_conn *c, sp_side *s, int err)
 {
     bool client = s == &c->client;
     if (err == UV_ECONNRESET || err == UV_EPIPE)
@@ -79,7 +79,7 @@ static void on_write(uv_write_t *req, int status)
     if (status == UV_ECANCELED)
         return; /* the handle is closing; nothing more to do */
     if (status < 0) {
-        sp_conn_abort(c, error_reason(c, to, status));
+        sp_conn_abort(c, sp_pipe_error_reason(c, to, status));
         return;
     }
     c->last_activity_ms = uv_now(&c->w->loop);
@@ -117,7 +117,7 @@ void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len)
             b.len -= (unsigned)n;
         } else if (n != UV_EAGAIN) {
             sp_bufpool_put(&c->w->pool, buf);
-            sp_conn_abort(c, error_reason(c, to, n));
+            sp_conn_abort(c, sp_pipe_error_reason(c, to, n));
             return;
         }
     }
@@ -134,7 +134,7 @@ void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len)
     if (rc != 0) {
         sp_bufpool_put(&c->w->pool, buf);
         free(wr);
-        sp_conn_abort(c, error_reason(c, to, rc));
+        sp_conn_abort(c, sp_pipe_error_reason(c, to, rc));
         return;
     }
     to->queued += SP_READ_BUF_SIZE;
@@ -354,14 +354,14 @@ void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (nread == UV_EOF)
             on_eof(c, from);
         else if (nread != UV_ENOBUFS && sp_app_active(c) && c->app->side_ended)
-            c->app->side_ended(c, from, true, error_reason(c, from, (int)nread));
+            c->app->side_ended(c, from, true, sp_pipe_error_reason(c, from, (int)nread));
         else if (nread == UV_ENOBUFS)
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
         else if (from->tls.ssl && !from->tls.established) {
             from->tls.failure = SP_TLSFAIL_EOF;
             sp_conn_tls_failed(c, from);
         } else
-            sp_conn_abort(c, error_reason(c, from, (int)nread));
+            sp_conn_abort(c, sp_pipe_error_reason(c, from, (int)nread));
         return;
     }
     from->bytes_read += (uint64_t)nread;
