@@ -459,15 +459,43 @@ static int sock_write(lua_State *L)
 
 static void connect_done(sp_cosock *s, const char *err);
 
+/* The TLS pump's view of the socket (tls/stream.h): ciphertext goes to the write queue,
+ * plaintext to what Lua reads (bounded by READ_AHEAD through the socket's reading). */
+static void *tls_get_buf(void *ctx, size_t *cap)
+{
+    sp_cosock *s = ctx;
+    *cap = SP_READ_BUF_SIZE;
+    return sp_bufpool_get(&s->task->conn->w->pool);
+}
+
+static void tls_put_buf(void *ctx, void *buf)
+{
+    sp_cosock *s = ctx;
+    sp_bufpool_put(&s->task->conn->w->pool, buf);
+}
+
+static int tls_send(void *ctx, void *buf, size_t len)
+{
+    int rc = queue_bytes(ctx, buf, len);
+    tls_put_buf(ctx, buf);
+    return rc == 0 ? 0 : -1;
+}
+
+static int tls_receive(void *ctx, void *buf, size_t len)
+{
+    sp_cosock *s = ctx;
+    sp_buf_append(&s->in, buf, len);
+    tls_put_buf(ctx, buf);
+    return 0;
+}
+
+static const sp_tls_io tls_io = {
+    .get_buf = tls_get_buf, .put_buf = tls_put_buf, .send = tls_send, .receive = tls_receive};
+
 /* Sends what the TLS session wants sent. */
 static int tls_flush(sp_cosock *s)
 {
-    char buf[16384];
-    size_t n;
-    while ((n = sp_tls_take_output(&s->tls, buf, sizeof buf)) > 0)
-        if (queue_bytes(s, buf, n) != 0)
-            return -1;
-    return 0;
+    return sp_tls_flush(&s->tls, &tls_io, s) == 0 ? 0 : -1;
 }
 
 static int tls_write(sp_cosock *s, const char *data, size_t len)
@@ -485,9 +513,12 @@ static int tls_input(sp_cosock *s, const char *data, size_t len)
         s->error = UV_ENOMEM;
         return -1;
     }
-    if (!s->tls.established) {
-        sp_tls_result r = sp_tls_handshake(&s->tls);
-        if (tls_flush(s) != 0 || r == SP_TLS_FAILED) {
+    bool handshaking = !s->tls.established;
+    sp_tls_pump_status st = sp_tls_pump(&s->tls, &tls_io, s);
+    if (handshaking) {
+        if (st == SP_TLS_PUMP_HANDSHAKING)
+            return 0;
+        if (st != SP_TLS_PUMP_ESTABLISHED) {
             char why[96];
             snprintf(why, sizeof why, "tls handshake failed: %s", sp_tls_failure_name(s->tls.failure));
             sp_counter_add(&s->task->conn->w->counters.upstream_tls_failures[s->tls.failure], 1);
@@ -497,27 +528,23 @@ static int tls_input(sp_cosock *s, const char *data, size_t len)
             connect_done(s, why);
             return -1;
         }
-        if (r == SP_TLS_WANT)
-            return 0;
         uv_read_stop((uv_stream_t *)s->tcp); /* reads resume when Lua reads */
         s->reading = false;
         connect_done(s, NULL);
         return 0;
     }
-    char buf[16384];
-    for (;;) {
-        ssize_t n = sp_tls_read(&s->tls, buf, sizeof buf);
-        if (n > 0) {
-            sp_buf_append(&s->in, buf, (size_t)n);
-            continue;
-        }
-        if (n < 0)
-            s->error = UV_EPROTO;
-        else if (s->tls.peer_closed)
-            s->eof = true;
-        break;
+    switch (st) {
+    case SP_TLS_PUMP_FAILED:
+        s->error = UV_EPROTO;
+        return 0;
+    case SP_TLS_PUMP_PEER_CLOSED:
+        s->eof = true;
+        return 0;
+    case SP_TLS_PUMP_DRAINED:
+        return 0;
+    default: /* what the session wanted sent could not be queued */
+        return -1;
     }
-    return tls_flush(s);
 }
 
 /* After the TCP connect (and the PROXY header): the TLS handshake if asked. */
@@ -531,7 +558,7 @@ static void connected(sp_cosock *s)
     SSL_CTX *ctx = c->w->process->lua_tls[s->tls_verify ? 1 : 0];
     const char *name = s->sni ? s->sni : s->host;
     if (sp_tls_init_client(&s->tls, ctx, name, name) != 0 ||
-        sp_tls_handshake(&s->tls) == SP_TLS_FAILED || tls_flush(s) != 0 ||
+        sp_tls_pump(&s->tls, &tls_io, s) != SP_TLS_PUMP_HANDSHAKING || /* the ClientHello */
         uv_read_start((uv_stream_t *)s->tcp, on_alloc, on_read) != 0) {
         sp_cosock_close(s);
         connect_done(s, "cannot start TLS");

@@ -140,16 +140,59 @@ void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len)
     to->queued += SP_READ_BUF_SIZE;
 }
 
+/* ---- the TLS pump's view of a side (tls/stream.h) ---- */
+
+typedef struct pipe_tls_ctx {
+    sp_conn *c;
+    sp_side *s;
+} pipe_tls_ctx;
+
+static void *tls_get_buf(void *ctx, size_t *cap)
+{
+    pipe_tls_ctx *p = ctx;
+    *cap = SP_READ_BUF_SIZE;
+    return sp_bufpool_get(&p->c->w->pool);
+}
+
+static void tls_put_buf(void *ctx, void *buf) { sp_bufpool_put(&((pipe_tls_ctx *)ctx)->c->w->pool, buf); }
+
+static int tls_send(void *ctx, void *buf, size_t len)
+{
+    pipe_tls_ctx *p = ctx;
+    sp_pipe_write(p->c, p->s, buf, len);
+    return p->s->tcp ? 0 : -1; /* a failed write aborted the connection */
+}
+
+static void deliver(sp_conn *c, sp_side *to, void *buf, size_t len);
+
+/* Plaintext out of a side's session: to the application, else to the peer. */
+static int tls_receive(void *ctx, void *buf, size_t len)
+{
+    pipe_tls_ctx *p = ctx;
+    sp_conn *c = p->c;
+    if (sp_app_active(c) && c->app->input)
+        c->app->input(c, p->s, buf, len);
+    else
+        deliver(c, peer_of(c, p->s), buf, len);
+    return p->s->tcp && c->state != SP_STATE_CLOSING ? 0 : -1;
+}
+
+static bool tls_has_room(void *ctx)
+{
+    pipe_tls_ctx *p = ctx;
+    return has_room(p->c, peer_of(p->c, p->s));
+}
+
+static const sp_tls_io pipe_tls_io = {
+    .get_buf = tls_get_buf, .put_buf = tls_put_buf, .send = tls_send,
+    .receive = tls_receive, .has_room = tls_has_room,
+};
+
 void sp_pipe_flush_tls(sp_conn *c, sp_side *s)
 {
-    while (s->tcp && s->tls.ssl && sp_tls_output_pending(&s->tls) > 0) {
-        void *buf = sp_bufpool_get(&c->w->pool);
-        if (!buf) {
-            sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-            return;
-        }
-        sp_pipe_write(c, s, buf, sp_tls_take_output(&s->tls, buf, SP_READ_BUF_SIZE));
-    }
+    pipe_tls_ctx ctx = {c, s};
+    if (s->tcp && s->tls.ssl && sp_tls_flush(&s->tls, &pipe_tls_io, &ctx) == -2)
+        sp_conn_abort(c, SP_END_INTERNAL_ERROR);
 }
 
 bool sp_pipe_hold_early(sp_conn *c, void *buf, size_t len)
@@ -292,44 +335,33 @@ static void on_established(sp_conn *c, sp_side *s)
 
 void sp_pipe_tls_pump(sp_conn *c, sp_side *s)
 {
-    sp_side *to = peer_of(c, s);
-    if (!s->tls.established) {
-        sp_tls_result r = sp_tls_handshake(&s->tls);
-        sp_pipe_flush_tls(c, s);
-        if (r == SP_TLS_FAILED) {
+    pipe_tls_ctx ctx = {c, s};
+    for (;;) {
+        if (s->tls.established && (!s->tcp || c->state == SP_STATE_CLOSING))
+            return;
+        switch (sp_tls_pump(&s->tls, &pipe_tls_io, &ctx)) {
+        case SP_TLS_PUMP_ESTABLISHED:
+            on_established(c, s);
+            continue; /* then the plaintext that came with the last flight */
+        case SP_TLS_PUMP_FULL:
+            sp_pipe_stop_reading(s); /* resumed, and pumped again, when the peer drains */
+            return;
+        case SP_TLS_PUMP_HANDSHAKE_FAILED:
             sp_conn_tls_failed(c, s);
             return;
-        }
-        if (r == SP_TLS_WANT || c->state == SP_STATE_CLOSING)
+        case SP_TLS_PUMP_FAILED:
+            sp_conn_abort(c, SP_END_TLS_ERROR);
             return;
-        on_established(c, s);
-        if (c->state == SP_STATE_CLOSING)
-            return;
-    }
-    while (s->tcp && c->state != SP_STATE_CLOSING) {
-        if (!has_room(c, to)) {
-            sp_pipe_stop_reading(s); /* resumed, and pumped again, when the peer drains */
-            break;
-        }
-        void *buf = sp_bufpool_get(&c->w->pool);
-        if (!buf) {
+        case SP_TLS_PUMP_OUT_OF_MEMORY:
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
             return;
-        }
-        ssize_t n = sp_tls_read(&s->tls, buf, SP_READ_BUF_SIZE);
-        if (n <= 0) {
-            sp_bufpool_put(&c->w->pool, buf);
-            sp_pipe_flush_tls(c, s); /* post-handshake messages, alerts */
-            if (n < 0)
-                sp_conn_abort(c, SP_END_TLS_ERROR);
-            else if (s->tls.peer_closed && !s->eof)
+        case SP_TLS_PUMP_PEER_CLOSED:
+            if (!s->eof)
                 on_eof(c, s);
             return;
+        default: /* handshaking, drained, or the connection ended */
+            return;
         }
-        if (sp_app_active(c) && c->app->input)
-            c->app->input(c, s, buf, (size_t)n);
-        else
-            deliver(c, to, buf, (size_t)n);
     }
 }
 
