@@ -72,8 +72,6 @@ void sp_cosock_destroy(sp_cosock *s)
         free(s->head);
         s->head = NULL;
     }
-    free(s->sni);
-    free(s->host);
     sp_tls_free(&s->tls);
     free(s);
 }
@@ -457,7 +455,6 @@ static int sock_write(lua_State *L)
 
 /* ---- TLS (sp.connect with tls = true) ---- */
 
-static void connect_done(sp_cosock *s, const char *err);
 
 /* The TLS pump's view of the socket (tls/stream.h): ciphertext goes to the write queue,
  * plaintext to what Lua reads (bounded by READ_AHEAD through the socket's reading). */
@@ -505,35 +502,15 @@ static int tls_write(sp_cosock *s, const char *data, size_t len)
     return tls_flush(s);
 }
 
-/* Feeds network bytes to the session: advances the handshake (finishing sp.connect) or
- * appends the plaintext to what Lua reads. */
+/* Feeds network bytes to the session (established by the dialer) and appends the
+ * plaintext to what Lua reads. */
 static int tls_input(sp_cosock *s, const char *data, size_t len)
 {
     if (sp_tls_feed(&s->tls, data, len) != 0) {
         s->error = UV_ENOMEM;
         return -1;
     }
-    bool handshaking = !s->tls.established;
-    sp_tls_pump_status st = sp_tls_pump(&s->tls, &tls_io, s);
-    if (handshaking) {
-        if (st == SP_TLS_PUMP_HANDSHAKING)
-            return 0;
-        if (st != SP_TLS_PUMP_ESTABLISHED) {
-            char why[96];
-            snprintf(why, sizeof why, "tls handshake failed: %s", sp_tls_failure_name(s->tls.failure));
-            sp_counter_add(&s->task->conn->w->counters.upstream_tls_failures[s->tls.failure], 1);
-            uv_read_stop((uv_stream_t *)s->tcp);
-            s->reading = false;
-            sp_cosock_close(s);
-            connect_done(s, why);
-            return -1;
-        }
-        uv_read_stop((uv_stream_t *)s->tcp); /* reads resume when Lua reads */
-        s->reading = false;
-        connect_done(s, NULL);
-        return 0;
-    }
-    switch (st) {
+    switch (sp_tls_pump(&s->tls, &tls_io, s)) {
     case SP_TLS_PUMP_FAILED:
         s->error = UV_EPROTO;
         return 0;
@@ -545,26 +522,6 @@ static int tls_input(sp_cosock *s, const char *data, size_t len)
     default: /* what the session wanted sent could not be queued */
         return -1;
     }
-}
-
-/* After the TCP connect (and the PROXY header): the TLS handshake if asked. */
-static void connected(sp_cosock *s)
-{
-    sp_conn *c = s->task->conn;
-    if (!s->want_tls) {
-        connect_done(s, NULL);
-        return;
-    }
-    SSL_CTX *ctx = c->w->process->lua_tls[s->tls_verify ? 1 : 0];
-    const char *name = s->sni ? s->sni : s->host;
-    if (sp_tls_init_client(&s->tls, ctx, name, name) != 0 ||
-        sp_tls_pump(&s->tls, &tls_io, s) != SP_TLS_PUMP_HANDSHAKING || /* the ClientHello */
-        uv_read_start((uv_stream_t *)s->tcp, on_alloc, on_read) != 0) {
-        sp_cosock_close(s);
-        connect_done(s, "cannot start TLS");
-        return;
-    }
-    s->reading = true;
 }
 
 /* ---- the rest ---- */
@@ -683,7 +640,7 @@ static void connect_done(sp_cosock *s, const char *err)
     sp_task *t = s->task;
     s->connecting = false;
     if (t->wait != SP_WAIT_CONNECT || t->waiting_on != s)
-        return; /* failed before the caller yielded: it reports s->connect_error itself */
+        return; /* failed before the caller yielded: it reports the error itself */
     if (err) {
         lua_pushnil(t->co);
         lua_pushstring(t->co, err);
@@ -694,34 +651,53 @@ static void connect_done(sp_cosock *s, const char *err)
     sp_task_resume(t, 1);
 }
 
-/* What sp.connect answers when the dial failed. */
-static const char *dial_error(sp_dial_result r, int status)
+/* What sp.connect answers when the dial failed (into buf when it must be composed). */
+static const char *dial_error(const sp_dial *d, char *buf, size_t cap)
 {
-    switch (r) {
+    switch (d->result) {
     case SP_DIAL_RESOLVE_NOT_STARTED: return "cannot resolve";
-    case SP_DIAL_RESOLVE_FAILED: return status == UV_ECANCELED ? "timeout" : uv_strerror(status);
-    case SP_DIAL_CONNECT_FAILED: return status ? uv_strerror(status) : "cannot connect";
+    case SP_DIAL_RESOLVE_FAILED: return d->status == UV_ECANCELED ? "timeout" : uv_strerror(d->status);
+    case SP_DIAL_CONNECT_FAILED: return d->status ? uv_strerror(d->status) : "cannot connect";
     case SP_DIAL_PREAMBLE_FAILED: return "cannot write the PROXY header";
+    case SP_DIAL_TLS_NOT_STARTED: return "cannot start TLS";
+    case SP_DIAL_TLS_FAILED:
+        snprintf(buf, cap, "tls handshake failed: %s", sp_tls_failure_name(d->tls_failure));
+        return buf;
     default: return "cannot connect";
     }
+}
+
+/* The PROXY header and the handshake, counted as bytes to and from a target. */
+static void on_transferred(sp_dial *d, size_t read, size_t written)
+{
+    sp_cosock *s = d->owner;
+    sp_conn *c = s->task->conn;
+    if (read) {
+        c->last_activity_ms = uv_now(&c->w->loop);
+        sp_counter_add(&c->w->counters.bytes_from_targets, (int64_t)read);
+        c->target.bytes_read += (uint64_t)read;
+    }
+    if (written)
+        sp_side_count_written(c, &c->target, written);
 }
 
 static void on_dialed(sp_dial *d, sp_dial_result r, int status, uv_tcp_t *tcp)
 {
     sp_cosock *s = d->owner;
-    if (r != SP_DIAL_CONNECTED) {
-        s->connect_error = dial_error(r, status);
-        connect_done(s, s->connect_error);
+    if (r == SP_DIAL_CONNECTED) {
+        s->tcp = tcp;
+        tcp->data = s;
+        sp_dial_take_tls(d, &s->tls); /* reads resume when Lua reads */
+        connect_done(s, NULL);
         return;
     }
-    sp_conn *c = s->task->conn;
-    s->tcp = tcp;
-    tcp->data = s;
-    sp_side_count_written(c, &c->target, d->preamble_len);
-    connected(s);
+    if (r == SP_DIAL_TLS_FAILED)
+        sp_counter_add(&s->task->conn->w->counters.upstream_tls_failures[d->tls_failure], 1);
+    char why[96];
+    connect_done(s, dial_error(d, why, sizeof why));
 }
 
-static const sp_dial_ops dial_ops = {.done = on_dialed};
+static const sp_dial_ops dial_ops = {.done = on_dialed, .transferred = on_transferred};
 
 int sp_cosock_connect(lua_State *L, sp_task *t)
 {
@@ -771,17 +747,17 @@ int sp_cosock_connect(lua_State *L, sp_task *t)
     sp_cosock *s = sp_cosock_new(t, NULL, false);
     if (!s)
         return luaL_error(L, "out of memory");
-    s->want_tls = tls;
-    s->tls_verify = verify;
-    if ((sni && !(s->sni = strdup(sni))) || !(s->host = strdup(host)))
-        return luaL_error(L, "out of memory");
     s->timeout_ms = DEFAULT_TIMEOUT_MS;
     s->connecting = true;
+    const char *name = sni ? sni : host; /* SNI and the name the certificate must carry */
+    sp_dial_tls upstream = {.ctx = c->w->process->lua_tls[verify ? 1 : 0], .sni = name, .verify_host = name};
     sp_dial_init(&s->dial, &c->w->loop, &dial_ops, &sp_conn_dial_keeper, c, s);
-    sp_dial_start(&s->dial, host, (uint16_t)port, 0, header, header_len); /* bounded by `timeout` as a whole */
+    sp_dial_start(&s->dial, host, (uint16_t)port, 0 /* bounded by `timeout` as a whole */, header, header_len,
+                  tls ? &upstream : NULL);
     if (!s->connecting) {
+        char why[96];
         lua_pushnil(L);
-        lua_pushstring(L, s->connect_error);
+        lua_pushstring(L, dial_error(&s->dial, why, sizeof why));
         return 2;
     }
     return sp_task_yield(t, SP_WAIT_CONNECT, s, timeout);

@@ -46,13 +46,8 @@ struct sp_cosock {
     size_t read_n;
     struct sp_http_msg *head;     /* sock:read_request_head: llhttp, kept between reads */
     /* sp.connect */
-    sp_dial dial;                 /* resolve and connect (net/dial.h), the PROXY header first */
-    bool connecting;              /* an sp.connect waits on this socket (dial, then TLS) */
-    const char *connect_error;    /* why it failed before its caller yielded */
-    bool want_tls;                /* sp.connect: TLS after the TCP connect */
-    bool tls_verify;              /* ... checking the certificate against the system CAs */
-    char *sni;                    /* sp.connect: the TLS server name (default: the host) */
-    char *host;
+    sp_dial dial;                 /* resolve, connect, PROXY header, TLS (net/dial.h) */
+    bool connecting;              /* an sp.connect waits on this socket */
     sp_tls_stream tls;            /* tls.ssl set when the socket speaks TLS */
 };
 

@@ -3,9 +3,10 @@
  *
  * Candidates are taken round-robin; each is dialed (net/dial.c: the host resolved, its
  * addresses tried in order, each attempt within timeouts.connect, the route's PROXY
- * header first). A failed dial moves to the next candidate; when all are spent the
- * client is closed (or the application answers) with the reason of the last failure.
- * The upstream TLS of a re-encrypting route then runs through the pipe's TLS pump. */
+ * header first, the upstream handshake of a re-encrypting route last). A failed connect
+ * moves to the next candidate; when all are spent the client is closed (or the
+ * application answers) with the reason of the last failure. A failed handshake ends
+ * there: the target answered. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,19 +21,6 @@ static sp_end_reason connect_reason(int status)
     case UV_ETIMEDOUT: return SP_END_CONNECT_TIMEOUT;
     default: return SP_END_CONNECT_ERROR;
     }
-}
-
-/* The upstream TLS leg of a re-encrypting route: SNI is upstream_sni, else the client's
- * SNI, else none; the certificate is checked against that name, else the target host. */
-static int start_upstream_tls(sp_conn *c)
-{
-    const sp_route_tls *t = &c->route->tls;
-    const char *sni = t->upstream_sni ? t->upstream_sni : c->info.domain_len ? c->info.domain : NULL;
-    const char *verify = sni ? sni : c->dest.host;
-    if (sp_tls_init_client(&c->target.tls, t->client_ctx, sni, verify) != 0)
-        return -1;
-    sp_pipe_tls_pump(c, &c->target); /* writes the ClientHello */
-    return 0;
 }
 
 /* The route's PROXY header, before any other byte to the target: the real client (also
@@ -53,12 +41,7 @@ static size_t proxy_header(const sp_conn *c, uint8_t *buf, size_t cap)
                              &tlvs);
 }
 
-static void on_attempt_started(sp_dial *d)
-{
-    sp_conn *c = d->owner;
-    c->phase_started_ms = d->attempt_started_ms; /* an upstream handshake's deadline counts from here */
-    sp_conn_arm_timer(c);
-}
+static void on_attempt_started(sp_dial *d) { sp_conn_arm_timer(d->owner); }
 
 static void on_attempt_failed(sp_dial *d, int status)
 {
@@ -67,35 +50,31 @@ static void on_attempt_failed(sp_dial *d, int status)
              c->dest.port_text, uv_strerror(status));
 }
 
-/* The target is connected (its PROXY header on the way): re-encrypting routes stay in
- * "connecting" (and under its deadline, from the attempt's start) until the upstream
- * handshake completes. */
-static void connected(sp_conn *c, uv_tcp_t *tcp)
+/* The PROXY header and the upstream handshake, counted as the target's bytes. */
+static void on_transferred(sp_dial *d, size_t read, size_t written)
 {
-    sp_counters_observe_connect(&c->w->counters, uv_hrtime() - c->dial.attempt_started_ns);
-    c->target.tcp = tcp;
-    tcp->data = c;
-    if (c->route->send_proxy_protocol)
-        sp_side_count_written(c, &c->target, c->dial.preamble_len);
-    if (c->route->tls.mode == SP_TLS_REENCRYPT) {
-        if (start_upstream_tls(c) != 0) {
-            sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-            return;
-        }
-        if (c->state == SP_STATE_CONNECTING)
-            sp_pipe_start_reading(c, &c->target);
-        return;
+    sp_conn *c = d->owner;
+    if (read) {
+        c->target.bytes_read += read;
+        sp_counter_add(&c->w->counters.bytes_from_targets, (int64_t)read);
+        c->last_activity_ms = uv_now(&c->w->loop);
     }
-    c->target_ready = true;
-    sp_pipe_start(c);
+    if (written)
+        sp_side_count_written(c, &c->target, written);
 }
 
 static void on_dialed(sp_dial *d, sp_dial_result r, int status, uv_tcp_t *tcp)
 {
     sp_conn *c = d->owner;
+    if (d->connect_ns)
+        sp_counters_observe_connect(&c->w->counters, d->connect_ns);
     switch (r) {
     case SP_DIAL_CONNECTED:
-        connected(c, tcp);
+        c->target.tcp = tcp;
+        tcp->data = c;
+        sp_dial_take_tls(d, &c->target.tls);
+        c->target_ready = true;
+        sp_pipe_start(c);
         return;
     case SP_DIAL_RESOLVE_FAILED:
         sp_warn("conn=%llu route=%s: cannot resolve target %s: %s", (unsigned long long)c->id,
@@ -109,10 +88,19 @@ static void on_dialed(sp_dial *d, sp_dial_result r, int status, uv_tcp_t *tcp)
         if (status < 0)
             c->dest.last_error = connect_reason(status);
         break;
+    case SP_DIAL_TLS_FAILED:
+        if (status < 0) { /* writing the handshake failed */
+            sp_conn_abort(c, sp_pipe_error_reason(c, &c->target, status));
+            return;
+        }
+        c->target.tls.failure = d->tls_failure;
+        sp_conn_tls_failed(c, &c->target); /* no other candidate: the target answered */
+        return;
     case SP_DIAL_PREAMBLE_FAILED:
         sp_conn_abort(c, status == UV_ENOMEM ? SP_END_INTERNAL_ERROR
                                              : sp_pipe_error_reason(c, &c->target, status));
         return;
+    case SP_DIAL_TLS_NOT_STARTED:
     case SP_DIAL_OUT_OF_MEMORY:
         sp_conn_abort(c, SP_END_INTERNAL_ERROR);
         return;
@@ -120,32 +108,24 @@ static void on_dialed(sp_dial *d, sp_dial_result r, int status, uv_tcp_t *tcp)
     sp_connect_next(c);
 }
 
-static const sp_dial_ops dial_ops = {
-    .done = on_dialed, .attempt_started = on_attempt_started, .attempt_failed = on_attempt_failed};
+static const sp_dial_ops dial_ops = {.done = on_dialed,
+                                     .attempt_started = on_attempt_started,
+                                     .attempt_failed = on_attempt_failed,
+                                     .transferred = on_transferred};
 
 void sp_connect_init(sp_conn *c)
 {
     sp_dial_init(&c->dial, &c->w->loop, &dial_ops, &sp_conn_dial_keeper, c, c);
 }
 
-uint64_t sp_connect_deadline(const sp_conn *c)
-{
-    uint64_t connect = c->gen->settings.timeouts.connect;
-    if (!connect)
-        return UINT64_MAX;
-    return sp_dial_attempting(&c->dial) ? sp_dial_deadline(&c->dial) : c->phase_started_ms + connect;
-}
+uint64_t sp_connect_deadline(const sp_conn *c) { return sp_dial_deadline(&c->dial); }
 
 void sp_connect_timed_out(sp_conn *c)
 {
-    if (sp_dial_attempting(&c->dial)) { /* this attempt took too long: try the next address or target */
+    if (sp_dial_attempting(&c->dial)) /* this attempt took too long: try the next address or target */
         sp_debug("conn=%llu connect to %s:%s timed out", (unsigned long long)c->id, c->dest.host,
                  c->dest.port_text);
-        sp_dial_timed_out(&c->dial);
-    } else if (c->target.tls.ssl && !c->target.tls.established) {
-        c->target.tls.failure = SP_TLSFAIL_TIMEOUT;
-        sp_conn_tls_failed(c, &c->target);
-    }
+    sp_dial_timed_out(&c->dial); /* or the upstream handshake did: it fails */
 }
 
 /* Every candidate failed: the client is closed (streams), or the application answers
@@ -175,11 +155,22 @@ int sp_connect_choose(sp_conn *c)
     return 0;
 }
 
+/* The upstream TLS leg of a re-encrypting route: SNI is upstream_sni, else the client's
+ * SNI, else none; the certificate is checked against that name, else the target host. */
+static sp_dial_tls upstream_tls(const sp_conn *c)
+{
+    const sp_route_tls *t = &c->route->tls;
+    const char *sni = t->upstream_sni ? t->upstream_sni : c->info.domain_len ? c->info.domain : NULL;
+    return (sp_dial_tls){.ctx = t->client_ctx, .sni = sni, .verify_host = sni ? sni : c->dest.host};
+}
+
 void sp_connect_dest(sp_conn *c)
 {
     uint8_t header[SP_PP_V2_MAX_TLV + 16];
     size_t len = c->route->send_proxy_protocol ? proxy_header(c, header, sizeof header) : 0;
-    sp_dial_start(&c->dial, c->dest.host, c->dest.port, c->gen->settings.timeouts.connect, header, len);
+    sp_dial_tls tls = upstream_tls(c);
+    sp_dial_start(&c->dial, c->dest.host, c->dest.port, c->gen->settings.timeouts.connect, header, len,
+                  c->route->tls.mode == SP_TLS_REENCRYPT ? &tls : NULL);
 }
 
 void sp_connect_next(sp_conn *c)

@@ -1,12 +1,14 @@
-/* dial: from a host name (or address) and a port to one connected TCP socket.
+/* dial: from a host name (or address) and a port to one connected TCP socket, with its
+ * TLS session established when asked.
  *
  * One dial resolves the host with uv_getaddrinfo (never blocking the loop; an IP literal
- * is used as it is), tries its addresses in the order the resolver gave them, each
- * attempt bounded by the dial's connect timeout, and writes the caller's preamble (a
- * PROXY header) before anything else. It ends by calling `done` once: with the
- * connected socket (TCP_NODELAY set, the preamble written or queued in order), or with
- * why it failed. What to do next (another target, an error to Lua, a 502) is the
- * caller's.
+ * is used as it is), tries its addresses in the order the resolver gave them, writes the
+ * caller's preamble (a PROXY header) before anything else and, for an upstream TLS
+ * client context, runs the handshake through the TLS pump (tls/stream.h). Each attempt,
+ * its handshake included, is bounded by the dial's connect timeout. It ends by calling
+ * `done` once: with the connected socket (TCP_NODELAY set, the preamble written or
+ * queued in order, the TLS session in d->tls), or with why it failed. What to do next
+ * (another target, an error to Lua, a 502) is the caller's.
  *
  * Forward routes and the HTTP engine dial through net/connect.c, Lua's sp.connect
  * through lua/cosocket.c; each embeds an sp_dial in its own state.
@@ -33,6 +35,8 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "tls/stream.h"
+
 typedef struct sp_dial sp_dial;
 
 typedef enum {
@@ -42,8 +46,18 @@ typedef enum {
     SP_DIAL_CONNECT_FAILED,       /* every address failed; status: the last one's error
                                      (UV_ETIMEDOUT: timed out), 0 when none was tried */
     SP_DIAL_PREAMBLE_FAILED,      /* connected, but the preamble could not be written */
+    SP_DIAL_TLS_NOT_STARTED,      /* the TLS session could not be set up */
+    SP_DIAL_TLS_FAILED,           /* the handshake failed (d->tls_failure says how), or
+                                     status: writing to the socket failed */
     SP_DIAL_OUT_OF_MEMORY,
 } sp_dial_result;
+
+/* The upstream TLS of a dial: the client context, the name sent as SNI (NULL: none)
+ * and the name the certificate is checked against (NULL: no name check). */
+typedef struct sp_dial_tls {
+    SSL_CTX *ctx;
+    const char *sni, *verify_host;
+} sp_dial_tls;
 
 /* The keeper of a dial's handles (see above); ctx is the keeper's own pointer. */
 typedef struct sp_dial_keeper {
@@ -67,6 +81,9 @@ typedef struct sp_dial_ops {
     /* An attempt's connect came back failed (status); the dial goes on with the next
      * address. For logs; optional. */
     void (*attempt_failed)(sp_dial *d, int status);
+    /* Bytes read from or written to the connected socket (the preamble, the handshake),
+     * as they move, for the owner's counters. Optional. */
+    void (*transferred)(sp_dial *d, size_t read, size_t written);
 } sp_dial_ops;
 
 /* One attempt at one address: its socket comes first, so freeing the socket frees it. */
@@ -91,36 +108,53 @@ struct sp_dial {
     uint16_t port;
     uint64_t timeout_ms;          /* per attempt; 0: unbounded */
     char *preamble;               /* malloc'd copy while dialing, or NULL */
-    size_t preamble_len;          /* of the last dial: what a connected owner counts as sent */
+    size_t preamble_len;
     bool have_literal;            /* the host was an address: the one candidate */
     struct sockaddr_storage literal;
     struct addrinfo *addrs, *next_addr;
     sp_dial_attempt *attempt;     /* the connect in flight, or NULL */
     int last_status;
-    uint64_t attempt_started_ms;  /* loop time; for the owner's own deadlines */
-    uint64_t attempt_started_ns;  /* uv_hrtime; for connect-time histograms */
+    uint64_t attempt_started_ms;  /* loop time, for the deadline */
+    uint64_t attempt_started_ns;
+    uint64_t connect_ns;          /* how long the TCP connect took; 0 until one succeeds */
+    /* Upstream TLS: the session (set up at start, established when done), the socket
+     * it is handshaking on, and a buffer for its reads and writes. */
+    bool want_tls;
+    sp_tls_stream tls;
+    sp_tls_failure tls_failure;   /* of the last dial, when it ended SP_DIAL_TLS_FAILED */
+    uv_tcp_t *handshaking;
+    char *tls_buf;
+    int write_error;
+    /* How the last dial ended (for an owner that reports it later). */
+    sp_dial_result result;
+    int status;
 };
 
 void sp_dial_init(sp_dial *d, uv_loop_t *loop, const sp_dial_ops *ops, const sp_dial_keeper *keeper,
                   void *keeper_ctx, void *owner);
 
 /* Starts dialing host:port (host: a name, an IPv4 or IPv6 address, or "[v6]"). The
- * preamble (may be NULL) is copied. The dial must be idle (never started, done, or
- * cancelled with no lookup outstanding). `done` may run before this returns. */
+ * preamble (may be NULL) is copied; tls (may be NULL: plain TCP) is used at once. The
+ * dial must be idle (never started, done, or cancelled with no lookup outstanding).
+ * `done` may run before this returns. */
 void sp_dial_start(sp_dial *d, const char *host, uint16_t port, uint64_t timeout_ms,
-                   const void *preamble, size_t preamble_len);
+                   const void *preamble, size_t preamble_len, const sp_dial_tls *tls);
+
+/* Moves the established TLS session of a connected dial into *into (empty without TLS). */
+void sp_dial_take_tls(sp_dial *d, sp_tls_stream *into);
 
 /* Ends a dial early: the attempt in flight is closed (through the keeper), the lookup
  * cancelled; `done` is not called. Does nothing to an idle dial; safe to call twice. */
 void sp_dial_cancel(sp_dial *d);
 
-/* True while a connect attempt is in flight. */
+/* True while a connect attempt is in flight (not during the handshake). */
 bool sp_dial_attempting(const sp_dial *d);
-/* Loop time by which the attempt in flight must connect; UINT64_MAX when there is none
- * or the dial's timeout is 0. */
+/* Loop time by which the attempt in flight must connect and finish its handshake;
+ * UINT64_MAX when there is none or the dial's timeout is 0. */
 uint64_t sp_dial_deadline(const sp_dial *d);
-/* The attempt in flight took too long: it is closed and the next address tried (its
- * status UV_ETIMEDOUT when it was the last). */
+/* The attempt in flight took too long: a connect is closed and the next address tried
+ * (status UV_ETIMEDOUT when it was the last); a handshake fails the dial
+ * (SP_DIAL_TLS_FAILED, SP_TLSFAIL_TIMEOUT). */
 void sp_dial_timed_out(sp_dial *d);
 
 /* True when host is an IPv4 or IPv6 literal (IPv6 possibly in brackets); fills ss with

@@ -311,26 +311,22 @@ static void on_eof(sp_conn *c, sp_side *from)
     sp_conn_close(c, from == &c->client ? SP_END_CLIENT_CLOSED : SP_END_TARGET_CLOSED);
 }
 
+/* The client's handshake completed (a target's is the dialer's, net/dial.c). */
 static void on_established(sp_conn *c, sp_side *s)
 {
-    if (s == &c->client) {
-        sp_counter_add(&c->w->counters.tls_handshakes, 1);
-        if (sp_tls_resumed(&s->tls))
-            sp_counter_add(&c->w->counters.tls_resumed, 1);
-        c->info.tls_version = sp_tls_version(&s->tls);
-        unsigned len;
-        const unsigned char *alpn = sp_tls_alpn(&s->tls, &len);
-        if (alpn && len < sizeof c->alpn) {
-            memcpy(c->alpn, alpn, len);
-            c->alpn[len] = 0;
-            c->info.alpn = c->alpn;
-        }
-        if (c->state == SP_STATE_HANDSHAKE)
-            sp_conn_connect_target(c);
-        return;
+    sp_counter_add(&c->w->counters.tls_handshakes, 1);
+    if (sp_tls_resumed(&s->tls))
+        sp_counter_add(&c->w->counters.tls_resumed, 1);
+    c->info.tls_version = sp_tls_version(&s->tls);
+    unsigned len;
+    const unsigned char *alpn = sp_tls_alpn(&s->tls, &len);
+    if (alpn && len < sizeof c->alpn) {
+        memcpy(c->alpn, alpn, len);
+        c->alpn[len] = 0;
+        c->info.alpn = c->alpn;
     }
-    c->target_ready = true; /* the upstream handshake completed */
-    sp_pipe_start(c);
+    if (c->state == SP_STATE_HANDSHAKE)
+        sp_conn_connect_target(c);
 }
 
 void sp_pipe_tls_pump(sp_conn *c, sp_side *s)

@@ -1,11 +1,14 @@
 /* The dialer (core/net/dial.c) on real loopback sockets and a uv loop, with a keeper that
  * counts what the dial opens: refused, connected (preamble first), addresses in the
- * resolver's order, the per-attempt timeout, and cancel during resolve and connect.
+ * resolver's order, the per-attempt timeout, the upstream TLS handshake (done, peer
+ * gone, timed out), and cancel during resolve, connect and handshake.
  * After each test every handle is closed and every lookup back. Links nothing of
  * core/http/ or core/lua/. */
 #include "net/dial.h"
 
 #include <arpa/inet.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -16,6 +19,7 @@ typedef struct owner {
     sp_dial dial;
     int handles, lookups;     /* what the dial left open */
     int done_calls, attempts_started, attempts_failed;
+    size_t bytes_read, bytes_written;
     sp_dial_result result;
     int status;
     uv_tcp_t *tcp;
@@ -48,6 +52,13 @@ static void keeper_lookup(void *ctx, bool started)
 
 static const sp_dial_keeper keeper = {keeper_adopt, keeper_close, keeper_lookup};
 
+static void on_transferred(sp_dial *d, size_t read, size_t written)
+{
+    owner *o = d->owner;
+    o->bytes_read += read;
+    o->bytes_written += written;
+}
+
 static void on_done(sp_dial *d, sp_dial_result r, int status, uv_tcp_t *tcp)
 {
     owner *o = d->owner;
@@ -60,7 +71,7 @@ static void on_done(sp_dial *d, sp_dial_result r, int status, uv_tcp_t *tcp)
 static void on_attempt_started(sp_dial *d) { ((owner *)d->owner)->attempts_started++; }
 static void on_attempt_failed(sp_dial *d, int status) { ((owner *)d->owner)->attempts_failed++; }
 
-static const sp_dial_ops ops = {on_done, on_attempt_started, on_attempt_failed};
+static const sp_dial_ops ops = {on_done, on_attempt_started, on_attempt_failed, on_transferred};
 
 static void owner_init(owner *o)
 {
@@ -93,12 +104,18 @@ static uint16_t unused_port(void)
     return ntohs(sa.sin_port);
 }
 
-/* A listener on 127.0.0.1 that accepts one connection and collects what it receives. */
+/* A listener on 127.0.0.1 that accepts one connection and collects what it receives;
+ * with a TLS context it answers the handshake (through the same pump), and with
+ * close_at_once it closes the connection as soon as it has it. */
 typedef struct listener {
     uv_tcp_t server, peer;
-    bool accepted, peer_closed;
+    bool accepted, peer_closed, close_at_once;
     char got[256];
     size_t got_len;
+    SSL_CTX *tls_ctx;
+    size_t skip;              /* leading bytes that are not TLS (a preamble), collected */
+    sp_tls_stream tls;
+    char tls_in[32768];
 } listener;
 
 static void on_peer_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -110,13 +127,53 @@ static void on_peer_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 
 static void on_peer_closed(uv_handle_t *h) { ((listener *)h->data)->peer_closed = true; }
 
+static void *server_get_buf(void *ctx, size_t *cap)
+{
+    *cap = 16384;
+    return malloc(16384);
+}
+
+static void server_put_buf(void *ctx, void *buf) { free(buf); }
+
+static int server_send(void *ctx, void *buf, size_t len)
+{
+    listener *l = ctx;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    int n = uv_try_write((uv_stream_t *)&l->peer, &b, 1); /* a handshake flight fits a socket */
+    free(buf);
+    return n == (int)len ? 0 : -1;
+}
+
+static int server_receive(void *ctx, void *buf, size_t len)
+{
+    free(buf);
+    return 0;
+}
+
+static const sp_tls_io server_io = {server_get_buf, server_put_buf, server_send, server_receive, NULL};
+
 static void on_peer_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     listener *l = s->data;
-    if (n > 0)
+    if (n > 0 && l->tls_ctx) {
+        size_t plain = (size_t)n < l->skip ? (size_t)n : l->skip;
+        memcpy(l->got + l->got_len, buf->base, plain);
+        l->got_len += plain;
+        l->skip -= plain;
+        sp_tls_feed(&l->tls, buf->base + plain, (size_t)n - plain);
+        sp_tls_pump(&l->tls, &server_io, l);
+    } else if (n > 0) {
         l->got_len += (size_t)n;
-    else if (n < 0)
+    } else if (n < 0) {
         uv_close((uv_handle_t *)s, on_peer_closed);
+    }
+}
+
+static void on_tls_peer_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    listener *l = h->data;
+    buf->base = l->tls_in;
+    buf->len = sizeof l->tls_in;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -126,7 +183,13 @@ static void on_connection(uv_stream_t *server, int status)
     l->peer.data = l;
     if (uv_accept(server, (uv_stream_t *)&l->peer) == 0) {
         l->accepted = true;
-        uv_read_start((uv_stream_t *)&l->peer, on_peer_alloc, on_peer_read);
+        if (l->close_at_once) {
+            uv_close((uv_handle_t *)&l->peer, on_peer_closed);
+        } else {
+            if (l->tls_ctx)
+                sp_tls_init_server(&l->tls, l->tls_ctx);
+            uv_read_start((uv_stream_t *)&l->peer, l->tls_ctx ? on_tls_peer_alloc : on_peer_alloc, on_peer_read);
+        }
     }
     uv_close((uv_handle_t *)server, NULL); /* one connection is all a test needs */
 }
@@ -151,6 +214,26 @@ static void run_until_done(owner *o)
         ;
 }
 
+static SSL_CTX *server_ctx(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, k);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)"t", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_sign(x, k, EVP_sha256());
+    SSL_CTX_use_certificate(ctx, x);
+    SSL_CTX_use_PrivateKey(ctx, k);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return ctx;
+}
+
 TEST(literal_addresses)
 {
     struct sockaddr_storage ss;
@@ -167,7 +250,7 @@ TEST(refused_port_reports_the_refusal)
 {
     owner o;
     owner_init(&o);
-    sp_dial_start(&o.dial, "127.0.0.1", unused_port(), 5000, NULL, 0);
+    sp_dial_start(&o.dial, "127.0.0.1", unused_port(), 5000, NULL, 0, NULL);
     CHECK(sp_dial_attempting(&o.dial));
     run_until_done(&o);
     CHECK_EQ_INT(o.done_calls, 1);
@@ -187,7 +270,7 @@ TEST(listening_port_connects_and_gets_the_preamble_first)
     listener l;
     uint16_t port = listen_loopback(&o.loop, &l);
     static const char preamble[] = "PROXY TCP4 192.0.2.1 192.0.2.2 1234 80\r\n";
-    sp_dial_start(&o.dial, "127.0.0.1", port, 5000, preamble, sizeof preamble - 1);
+    sp_dial_start(&o.dial, "127.0.0.1", port, 5000, preamble, sizeof preamble - 1, NULL);
     run_until_done(&o);
     REQUIRE(o.done_calls == 1);
     CHECK_EQ_INT(o.result, SP_DIAL_CONNECTED);
@@ -229,7 +312,7 @@ TEST(addresses_tried_in_resolver_order)
     uv_tcp_init(&o.loop, &v6);
     bool both = uv_tcp_bind(&v6, (struct sockaddr *)&sa6, 0) == 0 &&
                 uv_listen((uv_stream_t *)&v6, 8, NULL) == 0;
-    sp_dial_start(&o.dial, "localhost", port, 5000, NULL, 0);
+    sp_dial_start(&o.dial, "localhost", port, 5000, NULL, 0, NULL);
     CHECK(!sp_dial_attempting(&o.dial)); /* resolving first */
     CHECK_EQ_INT(o.lookups, 1);
     run_until_done(&o);
@@ -253,7 +336,7 @@ TEST(timed_out_attempt_moves_on_and_reports_the_timeout)
 {
     owner o;
     owner_init(&o);
-    sp_dial_start(&o.dial, "127.0.0.1", unused_port(), 250, NULL, 0);
+    sp_dial_start(&o.dial, "127.0.0.1", unused_port(), 250, NULL, 0, NULL);
     REQUIRE(sp_dial_attempting(&o.dial));
     CHECK_EQ_INT(sp_dial_deadline(&o.dial), o.dial.attempt_started_ms + 250);
     sp_dial_timed_out(&o.dial); /* as the owner's timer would, past the deadline */
@@ -270,7 +353,7 @@ TEST(no_timeout_means_no_deadline)
 {
     owner o;
     owner_init(&o);
-    sp_dial_start(&o.dial, "127.0.0.1", unused_port(), 0, NULL, 0);
+    sp_dial_start(&o.dial, "127.0.0.1", unused_port(), 0, NULL, 0, NULL);
     CHECK(sp_dial_attempting(&o.dial));
     CHECK(sp_dial_deadline(&o.dial) == UINT64_MAX);
     run_until_done(&o);
@@ -283,7 +366,7 @@ TEST(cancel_during_connect_closes_the_attempt_once)
     owner_init(&o);
     listener l;
     uint16_t port = listen_loopback(&o.loop, &l);
-    sp_dial_start(&o.dial, "127.0.0.1", port, 5000, "x", 1);
+    sp_dial_start(&o.dial, "127.0.0.1", port, 5000, "x", 1, NULL);
     REQUIRE(sp_dial_attempting(&o.dial));
     CHECK_EQ_INT(o.handles, 1);
     sp_dial_cancel(&o.dial);
@@ -300,7 +383,7 @@ TEST(cancel_during_resolve_waits_for_the_lookup)
 {
     owner o;
     owner_init(&o);
-    sp_dial_start(&o.dial, "localhost", 9, 5000, NULL, 0);
+    sp_dial_start(&o.dial, "localhost", 9, 5000, NULL, 0, NULL);
     CHECK_EQ_INT(o.lookups, 1);
     sp_dial_cancel(&o.dial);
     CHECK(o.dial.resolving); /* its callback still comes */
@@ -315,15 +398,108 @@ TEST(an_ended_dial_starts_again)
     owner o;
     owner_init(&o);
     uint16_t port = unused_port();
-    sp_dial_start(&o.dial, "127.0.0.1", port, 5000, NULL, 0);
+    sp_dial_start(&o.dial, "127.0.0.1", port, 5000, NULL, 0, NULL);
     run_until_done(&o);
     REQUIRE(o.done_calls == 1);
-    sp_dial_start(&o.dial, "::1", port, 5000, NULL, 0); /* the next candidate, say */
+    sp_dial_start(&o.dial, "::1", port, 5000, NULL, 0, NULL); /* the next candidate, say */
     o.done_calls = 0;
     run_until_done(&o);
     CHECK_EQ_INT(o.done_calls, 1);
     CHECK_EQ_INT(o.result, SP_DIAL_CONNECT_FAILED); /* refused, or no IPv6 here */
     owner_finish(&o);
+}
+
+TEST(tls_handshake_done_before_the_socket_is_handed_over)
+{
+    owner o;
+    owner_init(&o);
+    listener l;
+    uint16_t port = listen_loopback(&o.loop, &l);
+    l.tls_ctx = server_ctx();
+    l.skip = 5;
+    SSL_CTX *client = SSL_CTX_new(TLS_client_method());
+    sp_dial_tls tls = {.ctx = client, .sni = "example.test", .verify_host = "example.test"};
+    sp_dial_start(&o.dial, "127.0.0.1", port, 5000, "PRE\r\n", 5, &tls);
+    run_until_done(&o);
+    REQUIRE(o.done_calls == 1);
+    CHECK_EQ_INT(o.result, SP_DIAL_CONNECTED);
+    REQUIRE(o.tcp != NULL);
+    sp_tls_stream taken;
+    sp_dial_take_tls(&o.dial, &taken);
+    CHECK(taken.ssl != NULL && taken.established);
+    CHECK(o.dial.tls.ssl == NULL);
+    CHECK(o.bytes_written > 5 && o.bytes_read > 0); /* the preamble, then the handshake */
+    CHECK(l.got_len == 5 && memcmp(l.got, "PRE\r\n", 5) == 0);
+    while (!l.tls.established && uv_run(&o.loop, UV_RUN_ONCE)) /* the client's Finished, sent before */
+        ;
+    CHECK(l.tls.established);
+    CHECK(o.dial.tls_buf == NULL);
+    owner_finish(&o);
+    sp_tls_free(&taken);
+    sp_tls_free(&l.tls);
+    SSL_CTX_free(l.tls_ctx);
+    SSL_CTX_free(client);
+}
+
+TEST(tls_peer_that_closes_fails_the_handshake_with_eof)
+{
+    owner o;
+    owner_init(&o);
+    listener l;
+    uint16_t port = listen_loopback(&o.loop, &l);
+    l.close_at_once = true;
+    SSL_CTX *client = SSL_CTX_new(TLS_client_method());
+    sp_dial_tls tls = {.ctx = client};
+    sp_dial_start(&o.dial, "127.0.0.1", port, 5000, NULL, 0, &tls);
+    run_until_done(&o);
+    REQUIRE(o.done_calls == 1);
+    CHECK_EQ_INT(o.result, SP_DIAL_TLS_FAILED);
+    CHECK_EQ_INT(o.dial.tls_failure, SP_TLSFAIL_EOF);
+    CHECK(o.tcp == NULL && o.dial.tls.ssl == NULL);
+    owner_finish(&o);
+    SSL_CTX_free(client);
+}
+
+TEST(tls_handshake_shares_the_attempts_deadline)
+{
+    owner o;
+    owner_init(&o);
+    listener l;
+    uint16_t port = listen_loopback(&o.loop, &l); /* plain: it reads and never answers */
+    SSL_CTX *client = SSL_CTX_new(TLS_client_method());
+    sp_dial_tls tls = {.ctx = client};
+    sp_dial_start(&o.dial, "127.0.0.1", port, 250, NULL, 0, &tls);
+    uint64_t due = sp_dial_deadline(&o.dial);
+    while (o.dial.handshaking == NULL && o.done_calls == 0 && uv_run(&o.loop, UV_RUN_ONCE))
+        ;
+    REQUIRE(o.dial.handshaking != NULL);
+    CHECK(!sp_dial_attempting(&o.dial));
+    CHECK_EQ_INT(sp_dial_deadline(&o.dial), due); /* the handshake is within the attempt's bound */
+    sp_dial_timed_out(&o.dial);
+    CHECK_EQ_INT(o.done_calls, 1);
+    CHECK_EQ_INT(o.result, SP_DIAL_TLS_FAILED);
+    CHECK_EQ_INT(o.dial.tls_failure, SP_TLSFAIL_TIMEOUT);
+    owner_finish(&o);
+    SSL_CTX_free(client);
+}
+
+TEST(cancel_during_the_handshake_closes_its_socket)
+{
+    owner o;
+    owner_init(&o);
+    listener l;
+    uint16_t port = listen_loopback(&o.loop, &l);
+    SSL_CTX *client = SSL_CTX_new(TLS_client_method());
+    sp_dial_tls tls = {.ctx = client};
+    sp_dial_start(&o.dial, "127.0.0.1", port, 5000, NULL, 0, &tls);
+    while (o.dial.handshaking == NULL && o.done_calls == 0 && uv_run(&o.loop, UV_RUN_ONCE))
+        ;
+    REQUIRE(o.dial.handshaking != NULL);
+    sp_dial_cancel(&o.dial);
+    CHECK(o.dial.handshaking == NULL && o.dial.tls.ssl == NULL && o.dial.tls_buf == NULL);
+    owner_finish(&o);
+    CHECK_EQ_INT(o.done_calls, 0);
+    SSL_CTX_free(client);
 }
 
 int main(int argc, char **argv)
@@ -338,6 +514,10 @@ int main(int argc, char **argv)
         UNIT(cancel_during_connect_closes_the_attempt_once),
         UNIT(cancel_during_resolve_waits_for_the_lookup),
         UNIT(an_ended_dial_starts_again),
+        UNIT(tls_handshake_done_before_the_socket_is_handed_over),
+        UNIT(tls_peer_that_closes_fails_the_handshake_with_eof),
+        UNIT(tls_handshake_shares_the_attempts_deadline),
+        UNIT(cancel_during_the_handshake_closes_its_socket),
     };
     return unit_main(tests, UNIT_COUNT(tests), argc, argv);
 }
