@@ -7,12 +7,11 @@
 #include "net/dial.h"
 
 #include <arpa/inet.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "unit.h"
+#include "unit_tls.h"
 
 typedef struct owner {
     uv_loop_t loop;
@@ -214,26 +213,6 @@ static void run_until_done(owner *o)
         ;
 }
 
-static SSL_CTX *server_ctx(void)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    EVP_PKEY *k = EVP_EC_gen("P-256");
-    X509 *x = X509_new();
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), 0);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, k);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)"t", -1, -1, 0);
-    X509_set_issuer_name(x, X509_get_subject_name(x));
-    X509_sign(x, k, EVP_sha256());
-    SSL_CTX_use_certificate(ctx, x);
-    SSL_CTX_use_PrivateKey(ctx, k);
-    X509_free(x);
-    EVP_PKEY_free(k);
-    return ctx;
-}
-
 TEST(literal_addresses)
 {
     struct sockaddr_storage ss;
@@ -415,7 +394,7 @@ TEST(tls_handshake_done_before_the_socket_is_handed_over)
     owner_init(&o);
     listener l;
     uint16_t port = listen_loopback(&o.loop, &l);
-    l.tls_ctx = server_ctx();
+    l.tls_ctx = unit_tls_server_ctx();
     l.skip = 5;
     SSL_CTX *client = SSL_CTX_new(TLS_client_method());
     sp_dial_tls tls = {.ctx = client, .sni = "example.test", .verify_host = "example.test"};

@@ -4,11 +4,10 @@
  * that ends, and no memory. No socket, nothing of core/net/, core/http/ or core/lua/. */
 #include "tls/stream.h"
 
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <stdlib.h>
 
 #include "unit.h"
+#include "unit_tls.h"
 
 #define BUF_CAP 4096 /* small, so that flights and plaintext take several buffers */
 
@@ -63,26 +62,6 @@ static bool has_room(void *ctx) { return !((end *)ctx)->full; }
 
 static const sp_tls_io io = {get_buf, put_buf, send_out, receive, has_room};
 
-static SSL_CTX *server_ctx(void)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    EVP_PKEY *k = EVP_EC_gen("P-256");
-    X509 *x = X509_new();
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), 0);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, k);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)"t", -1, -1, 0);
-    X509_set_issuer_name(x, X509_get_subject_name(x));
-    X509_sign(x, k, EVP_sha256());
-    SSL_CTX_use_certificate(ctx, x);
-    SSL_CTX_use_PrivateKey(ctx, k);
-    X509_free(x);
-    EVP_PKEY_free(k);
-    return ctx;
-}
-
 typedef struct pair {
     SSL_CTX *sctx, *cctx;
     end client, server;
@@ -91,7 +70,7 @@ typedef struct pair {
 static void pair_init(pair *p)
 {
     memset(p, 0, sizeof *p);
-    p->sctx = server_ctx();
+    p->sctx = unit_tls_server_ctx();
     p->cctx = SSL_CTX_new(TLS_client_method());
     sp_tls_init_server(&p->server.tls, p->sctx);
     sp_tls_init_client(&p->client.tls, p->cctx, "example.test", NULL);
