@@ -1,8 +1,9 @@
 /* pipe: bytes both ways between client and target, plain or through TLS.
  *
  * Reads land in pooled 64 KiB buffers. A side whose TLS we terminate has its bytes fed
- * into its session and the plaintext read out; a side that gets TLS from us has its
- * plaintext encrypted on the way. Writes are tried synchronously first and queued only
+ * into its session and the plaintext read out (through the TLS pump, tls/stream.h); a
+ * side that gets TLS from us (its handshake done by the dialer) has its plaintext
+ * encrypted on the way. Writes are tried synchronously first and queued only
  * when the socket is full; a reader stops while its peer's queue is above the high-water
  * mark and resumes below the low-water mark, which bounds memory per connection. */
 #include <stdlib.h>
