@@ -453,8 +453,7 @@ static int sock_write(lua_State *L)
     return 1;
 }
 
-/* ---- TLS (sp.connect with tls = true) ---- */
-
+/* ---- TLS (sp.connect with tls = true; the dialer did the handshake) ---- */
 
 /* The TLS pump's view of the socket (tls/stream.h): ciphertext goes to the write queue,
  * plaintext to what Lua reads (bounded by READ_AHEAD through the socket's reading). */

@@ -127,7 +127,7 @@ void sp_connect_next(sp_conn *c);
 /* Puts the route's next candidate (round-robin) in c->dest; -1 when a Lua target
  * function failed (logged). */
 int sp_connect_choose(sp_conn *c);
-/* Resolves (unless literal) and connects to c->dest. */
+/* Dials c->dest: its PROXY header and upstream TLS as the route says. */
 void sp_connect_dest(sp_conn *c);
 /* When the attempt or upstream handshake in flight must be done (timeouts.connect from
  * the attempt's start); UINT64_MAX when there is no bound. */
