@@ -17,14 +17,16 @@
  * cleanup path counts every handle and DNS lookup before it frees anything), told of
  * each through sp_dial_keeper. A socket is the first member of a malloc'd block that the
  * keeper frees in its close callback. sp_dial_cancel is the one call that ends a dial
- * early: it closes the attempt in flight through the keeper and cancels the lookup (whose
- * callback still comes; the keeper hears of it then and may free everything, the dial
- * included). After a cancel, `done` is not called.
+ * early: it closes the socket connecting or handshaking through the keeper and cancels
+ * the lookup (whose callback still comes; the keeper hears of it then and may free
+ * everything, the dial included). After a cancel, `done` is not called. A keeper stays
+ * alive while any of its dials is active (the connection cancels its dials before it
+ * can be freed).
  *
  * Timeout. A dial has no timer of its own: its keeper has one anyway, and a second
  * handle per connection would cost on the hot path. The owner arms its timer for
- * sp_dial_deadline and calls sp_dial_timed_out when it passes; the attempt in flight
- * is abandoned and the next address tried. */
+ * sp_dial_deadline and calls sp_dial_timed_out when it passes: a connect is abandoned
+ * and the next address tried, a handshake fails. */
 #ifndef SP_NET_DIAL_H
 #define SP_NET_DIAL_H
 
