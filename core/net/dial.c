@@ -348,7 +348,8 @@ void sp_dial_start(sp_dial *d, const char *host, uint16_t port, uint64_t timeout
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     d->gai.data = d;
-    int rc = uv_getaddrinfo(d->loop, &d->gai, on_resolved, host, NULL, &hints);
+    /* a cancelled lookup still outstanding holds the request: no second one on it */
+    int rc = d->resolving ? UV_EBUSY : uv_getaddrinfo(d->loop, &d->gai, on_resolved, host, NULL, &hints);
     if (rc != 0) {
         finish(d, SP_DIAL_RESOLVE_NOT_STARTED, rc, NULL);
         return;
