@@ -248,20 +248,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0 && s->tls.ssl) {
         if (tls_input(s, buf->base, (size_t)nread) != 0) {
             sp_bufpool_put(&c->w->pool, buf->base);
-            return; /* the handshake failed and was reported, or the error is recorded */
+            return; /* what the session wanted sent could not be queued */
         }
-        c->last_activity_ms = uv_now(&c->w->loop);
-        sp_counter_add(&c->w->counters.bytes_from_targets, nread);
-        c->target.bytes_read += (uint64_t)nread;
-        if (!s->tls.established) { /* still handshaking: nothing for Lua yet */
-            sp_bufpool_put(&c->w->pool, buf->base);
-            return;
-        }
+        sp_side_count_read(c, &c->target, (size_t)nread);
     } else if (nread > 0) {
         sp_buf_append(&s->in, buf->base, (size_t)nread);
-        c->last_activity_ms = uv_now(&c->w->loop);
-        sp_counter_add(s->is_client ? &c->w->counters.bytes_from_clients : &c->w->counters.bytes_from_targets, nread);
-        (s->is_client ? &c->client : &c->target)->bytes_read += (uint64_t)nread;
+        sp_side_count_read(c, s->is_client ? &c->client : &c->target, (size_t)nread);
     } else if (nread == UV_EOF) {
         s->eof = true;
     } else if (nread < 0) {
@@ -666,20 +658,6 @@ static const char *dial_error(const sp_dial *d, char *buf, size_t cap)
     }
 }
 
-/* The PROXY header and the handshake, counted as bytes to and from a target. */
-static void on_transferred(sp_dial *d, size_t read, size_t written)
-{
-    sp_cosock *s = d->owner;
-    sp_conn *c = s->task->conn;
-    if (read) {
-        c->last_activity_ms = uv_now(&c->w->loop);
-        sp_counter_add(&c->w->counters.bytes_from_targets, (int64_t)read);
-        c->target.bytes_read += (uint64_t)read;
-    }
-    if (written)
-        sp_side_count_written(c, &c->target, written);
-}
-
 static void on_dialed(sp_dial *d, sp_dial_result r, int status, uv_tcp_t *tcp)
 {
     sp_cosock *s = d->owner;
@@ -696,7 +674,7 @@ static void on_dialed(sp_dial *d, sp_dial_result r, int status, uv_tcp_t *tcp)
     connect_done(s, dial_error(d, why, sizeof why));
 }
 
-static const sp_dial_ops dial_ops = {.done = on_dialed, .transferred = on_transferred};
+static const sp_dial_ops dial_ops = {.done = on_dialed};
 
 int sp_cosock_connect(lua_State *L, sp_task *t)
 {

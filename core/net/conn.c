@@ -98,8 +98,18 @@ static void keep_dial_lookup(void *ctx, bool started)
         sp_conn_release(c); /* it may have waited for this lookup */
 }
 
+/* A dial's bytes (a PROXY header, a handshake) are the target side's. */
+static void count_dial_bytes(void *ctx, size_t read, size_t written)
+{
+    sp_conn *c = ctx;
+    if (read)
+        sp_side_count_read(c, &c->target, read);
+    if (written)
+        sp_side_count_written(c, &c->target, written);
+}
+
 const sp_dial_keeper sp_conn_dial_keeper = {
-    .adopt = keep_dial_handle, .close = close_dial_handle, .lookup = keep_dial_lookup};
+    .adopt = keep_dial_handle, .close = close_dial_handle, .lookup = keep_dial_lookup, .count = count_dial_bytes};
 
 static void close_side(sp_conn *c, sp_side *s)
 {

@@ -116,8 +116,8 @@ void sp_conn_route_stream(sp_conn *c, const sp_route *r);
 void sp_conn_tls_failed(sp_conn *c, sp_side *s);
 void sp_conn_close_handle(sp_conn *c, uv_handle_t *h);
 /* The connection as the keeper of dials (net/dial.h): its handle and lookup counts
- * cover theirs, its close path closes their sockets. For the target's dial and the
- * dials of sp.connect. */
+ * cover theirs, its close path closes their sockets, its target side counts their
+ * bytes. For the target's dial and the dials of sp.connect. */
 extern const sp_dial_keeper sp_conn_dial_keeper;
 
 /* connect.c */
@@ -149,6 +149,9 @@ void sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len);
 void sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len);
 /* The end reason of a failed read or write (libuv error err) on side s. */
 sp_end_reason sp_pipe_error_reason(sp_conn *c, sp_side *s, int err);
+/* Counts len bytes as read from side `from` (bytes_from_* counters, route figures) and
+ * as activity. */
+void sp_side_count_read(sp_conn *c, sp_side *from, size_t len);
 /* Counts len bytes as sent to side `to` (access log `out`, bytes_to_* counters). */
 void sp_side_count_written(sp_conn *c, sp_side *to, size_t len);
 /* Takes bytes bound for the target before it is ready; false when the queue is full. */

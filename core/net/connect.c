@@ -50,19 +50,6 @@ static void on_attempt_failed(sp_dial *d, int status)
              c->dest.port_text, uv_strerror(status));
 }
 
-/* The PROXY header and the upstream handshake, counted as the target's bytes. */
-static void on_transferred(sp_dial *d, size_t read, size_t written)
-{
-    sp_conn *c = d->owner;
-    if (read) {
-        c->target.bytes_read += read;
-        sp_counter_add(&c->w->counters.bytes_from_targets, (int64_t)read);
-        c->last_activity_ms = uv_now(&c->w->loop);
-    }
-    if (written)
-        sp_side_count_written(c, &c->target, written);
-}
-
 static void on_dialed(sp_dial *d, sp_dial_result r, int status, uv_tcp_t *tcp)
 {
     sp_conn *c = d->owner;
@@ -108,10 +95,8 @@ static void on_dialed(sp_dial *d, sp_dial_result r, int status, uv_tcp_t *tcp)
     sp_connect_next(c);
 }
 
-static const sp_dial_ops dial_ops = {.done = on_dialed,
-                                     .attempt_started = on_attempt_started,
-                                     .attempt_failed = on_attempt_failed,
-                                     .transferred = on_transferred};
+static const sp_dial_ops dial_ops = {
+    .done = on_dialed, .attempt_started = on_attempt_started, .attempt_failed = on_attempt_failed};
 
 void sp_connect_init(sp_conn *c)
 {

@@ -105,8 +105,7 @@ static int write_now_or_queue(sp_dial *d, uv_tcp_t *tcp, const char *data, size_
             return rc;
         }
     }
-    if (d->ops->transferred)
-        d->ops->transferred(d, 0, len);
+    d->keeper->count(d->keeper_ctx, 0, len);
     return 0;
 }
 
@@ -186,8 +185,7 @@ static void on_tls_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
         handshake_failed(d, SP_DIAL_TLS_FAILED, 0);
         return;
     }
-    if (d->ops->transferred)
-        d->ops->transferred(d, (size_t)n, 0);
+    d->keeper->count(d->keeper_ctx, (size_t)n, 0);
     if (sp_tls_feed(&d->tls, buf->base, (size_t)n) != 0) {
         handshake_failed(d, SP_DIAL_OUT_OF_MEMORY, UV_ENOMEM);
         return;

@@ -70,6 +70,9 @@ typedef struct sp_dial_keeper {
     /* A lookup started (true) or its callback came back (false). After the callback of
      * a cancelled dial's lookup the keeper may free everything, the dial included. */
     void (*lookup)(void *ctx, bool started);
+    /* Bytes read from or written to a connected socket (the preamble, the handshake),
+     * as they move, for the keeper's counters. */
+    void (*count)(void *ctx, size_t read, size_t written);
 } sp_dial_keeper;
 
 typedef struct sp_dial_ops {
@@ -83,9 +86,6 @@ typedef struct sp_dial_ops {
     /* An attempt's connect came back failed (status); the dial goes on with the next
      * address. For logs; optional. */
     void (*attempt_failed)(sp_dial *d, int status);
-    /* Bytes read from or written to the connected socket (the preamble, the handshake),
-     * as they move, for the owner's counters. Optional. */
-    void (*transferred)(sp_dial *d, size_t read, size_t written);
 } sp_dial_ops;
 
 /* One attempt at one address: its socket comes first, so freeing the socket frees it. */

@@ -92,6 +92,14 @@ static void on_write(uv_write_t *req, int status)
         c->app->drained(c, to);
 }
 
+void sp_side_count_read(sp_conn *c, sp_side *from, size_t len)
+{
+    from->bytes_read += len;
+    sp_counter_add(from == &c->client ? &c->w->counters.bytes_from_clients : &c->w->counters.bytes_from_targets,
+                   (int64_t)len);
+    c->last_activity_ms = uv_now(&c->w->loop);
+}
+
 void sp_side_count_written(sp_conn *c, sp_side *to, size_t len)
 {
     to->bytes_written += len;
@@ -393,10 +401,7 @@ void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             sp_conn_abort(c, sp_pipe_error_reason(c, from, (int)nread));
         return;
     }
-    from->bytes_read += (uint64_t)nread;
-    sp_counter_add(from == &c->client ? &c->w->counters.bytes_from_clients
-                                      : &c->w->counters.bytes_from_targets, nread);
-    c->last_activity_ms = uv_now(&c->w->loop);
+    sp_side_count_read(c, from, (size_t)nread);
 
     if (c->state == SP_STATE_SNIFFING || c->state == SP_STATE_PROXY_HEADER) {
         sp_buf_append(&c->sniffed, buf->base, (size_t)nread);

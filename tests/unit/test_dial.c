@@ -49,14 +49,14 @@ static void keeper_lookup(void *ctx, bool started)
     o->lookups += started ? 1 : -1;
 }
 
-static const sp_dial_keeper keeper = {keeper_adopt, keeper_close, keeper_lookup};
-
-static void on_transferred(sp_dial *d, size_t read, size_t written)
+static void keeper_count(void *ctx, size_t read, size_t written)
 {
-    owner *o = d->owner;
+    owner *o = ctx;
     o->bytes_read += read;
     o->bytes_written += written;
 }
+
+static const sp_dial_keeper keeper = {keeper_adopt, keeper_close, keeper_lookup, keeper_count};
 
 static void on_done(sp_dial *d, sp_dial_result r, int status, uv_tcp_t *tcp)
 {
@@ -70,7 +70,7 @@ static void on_done(sp_dial *d, sp_dial_result r, int status, uv_tcp_t *tcp)
 static void on_attempt_started(sp_dial *d) { ((owner *)d->owner)->attempts_started++; }
 static void on_attempt_failed(sp_dial *d, int status) { ((owner *)d->owner)->attempts_failed++; }
 
-static const sp_dial_ops ops = {on_done, on_attempt_started, on_attempt_failed, on_transferred};
+static const sp_dial_ops ops = {on_done, on_attempt_started, on_attempt_failed};
 
 static void owner_init(owner *o)
 {
