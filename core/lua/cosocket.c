@@ -5,8 +5,10 @@
  * socket reads (only while a read waits: a handler that does not read applies
  * backpressure) and the coroutine yields until the read is satisfied, the peer closes,
  * or the timeout passes. A write returns once its bytes are queued, yielding only while
- * more than the high-water mark waits to be sent. */
-#include <arpa/inet.h>
+ * more than the high-water mark waits to be sent.
+ *
+ * sp.connect dials through net/dial.c (resolve, addresses in turn, the PROXY header, the
+ * TLS handshake); a TLS socket's bytes then go through the TLS pump (tls/stream.h). */
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdlib.h>

@@ -7,7 +7,6 @@
  * moves to the next candidate; when all are spent the client is closed (or the
  * application answers) with the reason of the last failure. A failed handshake ends
  * there: the target answered. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "net/conn_impl.h"
