@@ -17,14 +17,14 @@
 
 #include "admin/admin.h"
 #include "admin/report.h"
-#include "cert/live.h"
+#include "tls/cert_live.h"
 #include "cert/manager.h"
+#include "cli/check.h"
 #include "cli/explain.h"
 #include "cli/reload.h"
 #include "cli/watch.h"
 #include "config/describe.h"
-#include "config/load.h"
-#include "config/print.h"
+#include "lua/config_load.h"
 #include "lua/budget.h"
 #include "lua/memory.h"
 #include "lua/shared.h"
@@ -77,7 +77,8 @@ typedef struct app {
 static void usage(FILE *out)
 {
     fputs("usage: smartproxy [options] [CONFIG]       CONFIG defaults to ./proxy.lua\n"
-          "  -t, --check              load and validate CONFIG, print its ports and routes, exit\n"
+          "  -t, --check              load and validate CONFIG, print its ports, routes and warnings, exit\n"
+          "      --format FORMAT      with --check: text | json (default text)\n"
           "  -w, --workers N          worker threads (default: config `workers`, else CPUs)\n"
           "      --watch              reload when CONFIG or a Lua file it requires changes\n"
           "  -l, --log-level LEVEL    error | warn | info | debug (default info)\n"
@@ -203,49 +204,8 @@ static void routes_json(void *ud, sp_json *j)
     sp_json_uint(j, a->generation);
     sp_json_key(j, "routes");
     sp_json_arr_open(j);
-    for (size_t i = 0; i < g->nroutes; i++) {
-        sp_route_desc d;
-        sp_route_describe(&g->routes[i], &d);
-        sp_json_obj_open(j);
-        sp_json_key(j, "name");
-        sp_json_str(j, d.name);
-        sp_json_key(j, "index");
-        sp_json_int(j, d.index);
-        sp_json_key(j, "priority");
-        sp_json_int(j, d.priority);
-        sp_json_key(j, "ports");
-        sp_json_arr_open(j);
-        for (size_t k = 0; k < d.nports; k++) {
-            sp_json_arr_open(j);
-            sp_json_int(j, d.ports[k].from);
-            sp_json_int(j, d.ports[k].to);
-            sp_json_arr_close(j);
-        }
-        sp_json_arr_close(j);
-        sp_json_key(j, "action");
-        sp_json_str(j, d.action == SP_ACTION_BLOCK ? "block" : "forward");
-        if (d.kernel) {
-            sp_json_key(j, "forwarding_engine");
-            sp_json_str(j, "nftables");
-        }
-        sp_json_key(j, "targets");
-        sp_json_arr_open(j);
-        for (size_t k = 0; k < d.ntargets; k++) {
-            sp_target_desc t;
-            sp_target_describe(&d.targets[k], &t);
-            sp_json_obj_open(j);
-            sp_json_key(j, "host");
-            sp_json_str(j, t.host);
-            sp_json_key(j, "port");
-            if (t.port_kind == SP_PORT_FIXED)
-                sp_json_int(j, t.port);
-            else
-                sp_json_str(j, t.port_word);
-            sp_json_obj_close(j);
-        }
-        sp_json_arr_close(j);
-        sp_json_obj_close(j);
-    }
+    for (size_t i = 0; i < g->nroutes; i++)
+        sp_route_json(&g->routes[i], j);
     sp_json_arr_close(j);
     sp_json_obj_close(j);
 }
@@ -416,12 +376,12 @@ int main(int argc, char **argv)
         {"port", required_argument, NULL, 'P'},  {"client-ip", required_argument, NULL, 'C'},
         {"sni", required_argument, NULL, 'S'},   {"host", required_argument, NULL, 'H'},
         {"path", required_argument, NULL, 'Q'},  {"header", required_argument, NULL, 'R'},
-        {"nft-cleanup", no_argument, NULL, 'N'},
+        {"nft-cleanup", no_argument, NULL, 'N'}, {"format", required_argument, NULL, 'O'},
         {"version", no_argument, NULL, 'V'},     {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     app a = {.file = "proxy.lua", .cli_log_level = -1, .cli_log_json = -1};
-    bool check = false, do_explain = false, nft_cleanup = false;
+    bool check = false, do_explain = false, nft_cleanup = false, check_json = false;
     sp_explain_args ex = {.client_ip = "127.0.0.1", .sni = ""};
     int opt;
     while ((opt = getopt_long(argc, argv, "tw:l:Vh", longopts, NULL)) != -1) {
@@ -465,6 +425,13 @@ int main(int argc, char **argv)
             sp_buf_appendf(&ex.headers, "%s\r\n", optarg);
             break;
         case 'N': nft_cleanup = true; break;
+        case 'O':
+            if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0) {
+                fprintf(stderr, "smartproxy: --format: expected text or json, got \"%s\"\n", optarg);
+                return 1;
+            }
+            check_json = strcmp(optarg, "json") == 0;
+            break;
         case 'V': print_version(); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
@@ -504,15 +471,13 @@ int main(int argc, char **argv)
         a.gen = NULL;
     }
     if (!a.gen) {
-        fprintf(stderr, "%s\n", err);
+        sp_check_print_error(err, check && check_json, stdout);
         return 1;
     }
     if (check || do_explain) {
         int rc = 0;
-        if (check) {
-            sp_gen_print_summary(a.gen, stdout);
-            sp_nft_print(kernel, stdout);
-        }
+        if (check)
+            sp_check_print(a.gen, kernel, check_json, stdout);
         else if (ex.port < 1 || ex.port > 65535) {
             fprintf(stderr, "smartproxy: --explain needs --port N\n");
             rc = 1;

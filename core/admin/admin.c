@@ -18,7 +18,7 @@ struct sp_admin {
     sp_acceptor acceptor;      /* pauses instead of spinning when descriptors run out */
     uv_loop_t *loop;
     sp_admin_hooks hooks;
-    sp_admin_address listen;
+    sp_ip_endpoint listen;
     admin_conn *conns;
     int handles;               /* open handles: the server and each connection's two */
     bool stopping;
@@ -431,8 +431,8 @@ static void on_acceptor_closed(sp_acceptor *acc)
 sp_admin *sp_admin_start(uv_loop_t *loop, const char *listen, const sp_admin_hooks *hooks,
                          char *err, size_t errlen)
 {
-    sp_admin_address addr;
-    if (sp_admin_address_parse(listen, &addr) != 0) {
+    sp_ip_endpoint addr;
+    if (sp_ip_endpoint_parse(listen, &addr) != 0) {
         snprintf(err, errlen, "metrics.listen: expected \"ADDRESS:PORT\", got \"%s\"", listen);
         return NULL;
     }

@@ -4,46 +4,6 @@
 #include <string.h>
 #include <strings.h>
 
-static bool ip_is_loopback(const sp_ip *ip)
-{
-    static const uint8_t v6_loopback[16] = {[15] = 1};
-    return (sp_ip_is_v4(ip) && ip->b[12] == 127) || memcmp(ip->b, v6_loopback, 16) == 0;
-}
-
-static bool ip_is_wildcard(const sp_ip *ip)
-{
-    static const uint8_t zero[16];
-    return (sp_ip_is_v4(ip) && memcmp(ip->b + 12, zero, 4) == 0) || memcmp(ip->b, zero, 16) == 0;
-}
-
-int sp_admin_address_parse(const char *s, sp_admin_address *out)
-{
-    memset(out, 0, sizeof *out);
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s)
-        return -1;
-    size_t hl = (size_t)(colon - s);
-    if (s[0] == '[') {
-        if (hl < 3 || s[hl - 1] != ']')
-            return -1;
-        s++;
-        hl -= 2;
-    }
-    if (hl >= sizeof out->host)
-        return -1;
-    memcpy(out->host, s, hl);
-    out->host[hl] = 0;
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (!colon[1] || *end || colon[1] < '0' || colon[1] > '9' || port < 1 || port > 65535 ||
-        sp_ip_parse(out->host, &out->ip) != 0)
-        return -1;
-    out->port = (uint16_t)port;
-    out->loopback = ip_is_loopback(&out->ip);
-    out->wildcard = ip_is_wildcard(&out->ip);
-    return 0;
-}
-
 static bool in_hosts(const sp_admin_names *n, const char *name, size_t len)
 {
     for (size_t i = 0; i < n->nhosts; i++)
@@ -62,7 +22,7 @@ static bool names_endpoint(const sp_admin_names *n, const char *hostport, size_t
         return false;
     memcpy(text, name, nl);
     text[nl] = 0;
-    const sp_admin_address *l = n->listen;
+    const sp_ip_endpoint *l = n->listen;
     sp_ip ip;
     if (sp_ip_parse(text, &ip) == 0) {
         /* An IP literal cannot be a rebound name. On a wildcard listen the endpoint is

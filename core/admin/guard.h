@@ -21,28 +21,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "route/domain_pattern.h"
-#include "route/ip_pattern.h"
+#include "pattern/domain_pattern.h"
+#include "pattern/ip_pattern.h"
 
 /* The custom header that marks a state change as sent on purpose (any value). */
 #define SP_ADMIN_HEADER "X-Smartproxy-Admin"
 
-/* metrics.listen, "ADDRESS:PORT" (IPv6 as "[::1]:9100"). */
-typedef struct sp_admin_address {
-    char host[SP_IP_STRLEN];   /* the address as written, without brackets */
-    sp_ip ip;
-    uint16_t port;
-    bool loopback;             /* 127.0.0.0/8 or ::1 */
-    bool wildcard;             /* 0.0.0.0 or ::: every local address */
-} sp_admin_address;
-
-/* Returns 0, or -1 when s is not exactly an IP address and a port from 1 to 65535. */
-int sp_admin_address_parse(const char *s, sp_admin_address *out);
 
 /* Who the endpoint is, for the Host and Origin checks: its address and the names in
  * metrics.hosts (exact names or IP literals). */
 typedef struct sp_admin_names {
-    const sp_admin_address *listen;
+    const sp_ip_endpoint *listen;
     const sp_domain_pattern *hosts;
     size_t nhosts;
 } sp_admin_names;

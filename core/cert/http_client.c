@@ -18,6 +18,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "pattern/domain_pattern.h"
 #include "tls/openssl_error.h"
 
 #define MAX_RESPONSE (1 << 20)
@@ -88,7 +89,7 @@ static int split_url(const char *url, char *host, size_t hl, char *port, size_t 
 static int dial(const char *host, const char *port, int timeout_ms, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(host, port, &hints, &res);
+    int rc = sp_name_is_invalid(host) ? EAI_NONAME : getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
         snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
         return -1;

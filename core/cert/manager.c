@@ -10,8 +10,8 @@
 #include <time.h>
 
 #include "cert/acme.h"
-#include "cert/live.h"
-#include "cert/pair.h"
+#include "tls/cert_live.h"
+#include "tls/cert_pair.h"
 #include "cert/store.h"
 #include "lua/budget.h"
 #include "util/log.h"

@@ -4,7 +4,7 @@
  * certificate, in the SPEC 8 order: the store (certificates.store), then the Lua hook
  * certificates.provision(domain) called on the main thread's Lua state (a table
  * { cert = PEM, key = PEM } is stored and served; "acme" asks ACME; nil declines), then
- * ACME when `acme` is configured. What it finds is published in core/cert/live.h, from
+ * ACME when `acme` is configured. What it finds is published in core/tls/cert_live.h, from
  * where every worker's handshakes pick it up: a new or renewed certificate takes effect
  * without a reload and without touching live connections.
  *

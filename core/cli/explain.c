@@ -5,9 +5,9 @@
 #include <string.h>
 
 #include "config/describe.h"
-#include "http/message.h"
-#include "http/path_pattern.h"
-#include "route/ip_pattern.h"
+#include "proto/http_message.h"
+#include "pattern/path_pattern.h"
+#include "pattern/ip_pattern.h"
 #include "route/router.h"
 
 /* --host/--path/--header make it an HTTP request: parsed by the real message parser, so

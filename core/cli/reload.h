@@ -22,7 +22,7 @@
 
 #include "cert/manager.h"
 #include "config/config.h"
-#include "config/load.h"
+#include "lua/config_load.h"
 #include "nft/nft.h"
 #include "util/access_log.h"
 #include "worker/worker.h"

@@ -10,7 +10,7 @@
 
 #include <uv.h>
 
-#include "config/load.h"
+#include "lua/config_load.h"
 
 #define SP_WATCH_MAX_DIRS 64
 

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 
 #include "config/schema.h"
-#include "lua/memory.h"
 
 static int compile_protected(lua_State *L)
 {
@@ -45,11 +44,12 @@ static void gen_free(sp_gen *g, bool close_state)
     sp_settings_free(&g->settings);
     free(g->file);
     if (close_state && g->L)
-        sp_lua_state_close(g->L);
+        g->close_state(g->L);
     free(g);
 }
 
-sp_gen *sp_gen_compile(lua_State *L, const char *file, char *err, size_t errlen)
+sp_gen *sp_gen_compile(lua_State *L, void (*close_state)(lua_State *L), const char *file, char *err,
+                       size_t errlen)
 {
     sp_gen *g = cfg_calloc(1, sizeof *g);
     g->refs = 1;
@@ -68,6 +68,7 @@ sp_gen *sp_gen_compile(lua_State *L, const char *file, char *err, size_t errlen)
         return NULL;
     }
     g->L = L;
+    g->close_state = close_state;
     return g;
 }
 

@@ -33,6 +33,7 @@ typedef struct sp_gen {
     int refs;
     uint64_t number;               /* config generation, 1 for the first load */
     lua_State *L;                  /* owns every function reference in the routes */
+    void (*close_state)(lua_State *L); /* closes L the way its maker opened it */
     char *file;                    /* config file name as given, for messages */
     sp_settings settings;
     sp_route *routes;
@@ -42,10 +43,13 @@ typedef struct sp_gen {
 } sp_gen;
 
 /* Compiles the table at the top of L's stack (the value the config chunk returned).
- * On success returns a generation with refs = 1 that takes ownership of L. On failure
+ * On success returns a generation with refs = 1 that takes ownership of L (its last unref
+ * calls close_state(L): config/ knows how to read a Lua table, not how the loader made
+ * the state). On failure
  * returns NULL, leaves L to the caller and writes a message in the SPEC 10 form
  * ("proxy.lua: route \"api\" (#3): match.ports: expected ..., got ...") into err. */
-sp_gen *sp_gen_compile(lua_State *L, const char *file, char *err, size_t errlen);
+sp_gen *sp_gen_compile(lua_State *L, void (*close_state)(lua_State *L), const char *file, char *err,
+                       size_t errlen);
 
 void sp_gen_ref(sp_gen *g);
 void sp_gen_unref(sp_gen *g);

@@ -29,3 +29,65 @@ void sp_target_describe(const sp_target *t, sp_target_desc *out)
                    : t->port_kind == SP_PORT_FUNCTION ? SP_DESC_LUA_FUNCTION : NULL,
     };
 }
+
+void sp_route_json(const sp_route *r, sp_json *j)
+{
+    static const char *const tls_modes[] = {
+        [SP_TLS_NONE] = NULL, [SP_TLS_PASSTHROUGH] = "passthrough",
+        [SP_TLS_TERMINATE] = "terminate", [SP_TLS_REENCRYPT] = "terminate-and-reencrypt",
+    };
+    sp_route_desc d;
+    sp_route_describe(r, &d);
+    sp_json_obj_open(j);
+    sp_json_key(j, "name");
+    sp_json_str(j, d.name);
+    sp_json_key(j, "index");
+    sp_json_int(j, d.index);
+    sp_json_key(j, "priority");
+    sp_json_int(j, d.priority);
+    sp_json_key(j, "ports");
+    sp_json_arr_open(j);
+    for (size_t k = 0; k < d.nports; k++) {
+        sp_json_arr_open(j);
+        sp_json_int(j, d.ports[k].from);
+        sp_json_int(j, d.ports[k].to);
+        sp_json_arr_close(j);
+    }
+    sp_json_arr_close(j);
+    sp_json_key(j, "protocol");
+    sp_json_str(j, d.http ? "http" : "tcp");
+    sp_json_key(j, "tls");
+    if (tls_modes[r->tls.mode])
+        sp_json_str(j, tls_modes[r->tls.mode]);
+    else
+        sp_json_null(j);
+    sp_json_key(j, "domains");
+    sp_json_arr_open(j);
+    char name[258];
+    for (size_t k = 0; k < r->ndomains; k++)
+        sp_json_str(j, sp_domain_pattern_format(&r->domains[k], name, sizeof name));
+    sp_json_arr_close(j);
+    sp_json_key(j, "action");
+    sp_json_str(j, d.action_name);
+    if (d.kernel) {
+        sp_json_key(j, "forwarding_engine");
+        sp_json_str(j, "nftables");
+    }
+    sp_json_key(j, "targets");
+    sp_json_arr_open(j);
+    for (size_t k = 0; k < d.ntargets; k++) {
+        sp_target_desc t;
+        sp_target_describe(&d.targets[k], &t);
+        sp_json_obj_open(j);
+        sp_json_key(j, "host");
+        sp_json_str(j, t.host);
+        sp_json_key(j, "port");
+        if (t.port_kind == SP_PORT_FIXED)
+            sp_json_int(j, t.port);
+        else
+            sp_json_str(j, t.port_word);
+        sp_json_obj_close(j);
+    }
+    sp_json_arr_close(j);
+    sp_json_obj_close(j);
+}

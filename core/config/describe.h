@@ -1,9 +1,9 @@
 /* config/describe: one description of a compiled route for everything that shows routes.
  *
- * Three printers show routes: the --check summary (config/print.c), GET /routes and
- * --explain (core/main.c). They all take a route's identity, ports, action and targets
- * from here, so a field is read and named in one place; each printer only chooses its
- * layout (text line, JSON object). Pure: no allocation, nothing written. */
+ * Three printers show routes: the --check summary (config/print.c, as text or as JSON),
+ * GET /routes (core/main.c) and --explain (core/cli/explain.c). They all take a route's
+ * identity, ports, action and targets from here, so a field is read and named in one
+ * place; each printer only chooses its layout (text line, JSON object). Pure: no allocation, nothing written. */
 #ifndef SP_CONFIG_DESCRIBE_H
 #define SP_CONFIG_DESCRIBE_H
 
@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "config/routes.h"
+#include "util/json.h"
 
 /* What stands for a value a Lua function chooses per connection. */
 #define SP_DESC_LUA_FUNCTION "<lua function>"
@@ -44,5 +45,11 @@ typedef struct sp_target_desc {
 void sp_route_describe(const sp_route *r, sp_route_desc *out);
 
 void sp_target_describe(const sp_target *t, sp_target_desc *out);
+
+/* A route as one JSON object, the same for GET /routes and `--check --format json`:
+ * name, index, priority, ports ([from, to] pairs), protocol ("tcp" | "http"), tls (the
+ * mode, or null), domains (as written), action (its type), forwarding_engine (kernel
+ * routes) and targets ({host, port}). */
+void sp_route_json(const sp_route *r, sp_json *j);
 
 #endif

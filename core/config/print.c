@@ -49,11 +49,9 @@ void sp_gen_print_summary(const sp_gen *g, FILE *out)
         }
         if (r->client_ip.n)
             fprintf(out, " client_ip(%zu pattern%s)", r->client_ip.n, r->client_ip.n > 1 ? "s" : "");
-        for (size_t k = 0; k < r->ndomains; k++) {
-            const sp_domain_pattern *dp = &r->domains[k];
-            fprintf(out, "%s%s%.*s", k ? "," : " domains ", dp->kind == SP_DOMAIN_WILDCARD ? "*." : "",
-                    dp->kind == SP_DOMAIN_ANY ? 1 : (int)dp->len, dp->kind == SP_DOMAIN_ANY ? "*" : dp->name);
-        }
+        char name[258];
+        for (size_t k = 0; k < r->ndomains; k++)
+            fprintf(out, "%s%s", k ? "," : " domains ", sp_domain_pattern_format(&r->domains[k], name, sizeof name));
         for (size_t k = 0; k < r->ntls_versions; k++)
             fprintf(out, "%s%s", k ? "," : " tls_version ", sp_tls_version_name(r->tls_versions[k]));
         if (r->http.has_path)

@@ -72,7 +72,7 @@ static void add_domain(cfg_cx *cx, void *dst, int idx, const char *field, size_t
         r->domains = cfg_calloc(n, sizeof *r->domains);
     const char *why = "invalid";
     if (sp_domain_pattern_parse(lua_tostring(cx->L, idx), &r->domains[r->ndomains], &why) != 0)
-        cfg_fail(cx, field, "expected a domain, \"*.domain\" or \"*\", got string \"%s\" (%s)",
+        cfg_fail(cx, field, "expected a domain, \"*.domain\", \"*\" or a glob, got string \"%s\" (%s)",
                  lua_tostring(cx->L, idx), why);
     r->ndomains++;
 }

@@ -18,10 +18,10 @@
 
 #include <regex.h>
 
-#include "http/path_pattern.h"
-#include "http/template.h"
-#include "route/domain_pattern.h"
-#include "route/ip_pattern.h"
+#include "pattern/path_pattern.h"
+#include "pattern/template.h"
+#include "pattern/domain_pattern.h"
+#include "pattern/ip_pattern.h"
 
 typedef struct lua_State lua_State;
 typedef struct ssl_ctx_st SSL_CTX;

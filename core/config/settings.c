@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "admin/guard.h"
 #include "config/schema.h"
+#include "pattern/ip_pattern.h"
 #include "util/log.h"
 
 static void compile_timeouts(cfg_cx *cx, int t)
@@ -146,8 +146,8 @@ static void compile_metrics(cfg_cx *cx, int t)
     }
     const char *l = cfg_opt_string(cx, t, "metrics", "listen");
     if (l) {
-        sp_admin_address addr;
-        if (sp_admin_address_parse(l, &addr) != 0)
+        sp_ip_endpoint addr;
+        if (sp_ip_endpoint_parse(l, &addr) != 0)
             cfg_fail(cx, "metrics.listen", "expected \"ADDRESS:PORT\" (IPv6 as \"[::1]:9100\"), got string \"%s\"", l);
         /* Anyone who can reach it could read the figures and reload: only with a secret. */
         if (!addr.loopback && !token)

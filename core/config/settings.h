@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "route/domain_pattern.h"
-#include "route/ip_pattern.h"
+#include "pattern/domain_pattern.h"
+#include "pattern/ip_pattern.h"
 
 struct cfg_cx;
 

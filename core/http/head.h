@@ -15,8 +15,8 @@
 #include <stddef.h>
 
 #include "config/config.h"
-#include "http/message.h"
-#include "http/template.h"
+#include "proto/http_message.h"
+#include "pattern/template.h"
 #include "util/buf.h"
 
 typedef struct sp_request_out {

@@ -2,7 +2,7 @@
  *
  * A connection becomes an HTTP one when the first request head routes to an HTTP route
  * (plain ports), or when a terminating HTTP route's TLS handshake completes. From then on
- * each request is parsed (core/http/message), routed on its own (Host, path, headers),
+ * each request is parsed (core/proto/http_message), routed on its own (Host, path, headers),
  * checked (allow/block lists, basic_auth, rate_limit), then answered here (redirect,
  * block, errors) or forwarded: the head rewritten (core/http/head), the body streamed as
  * framed, the response head rewritten and its body streamed back. One exchange at a time;

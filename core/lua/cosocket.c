@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/message.h"
+#include "proto/http_message.h"
 #include "lua/ctx.h"
 #include "lua/task.h"
 #include "net/conn_impl.h"

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "http/message.h"
+#include "proto/http_message.h"
 #include "lua/budget.h"
 #include "lua/memory.h"
 

@@ -66,7 +66,9 @@ void sp_conn_release(sp_conn *c)
     free(c);
     if (counted) {
         atomic_fetch_sub(&w->process->active, 1);
-        sp_worker_conn_gone(w);
+        w->nconns--;
+        if (w->conn_gone)
+            w->conn_gone(w);
     }
 }
 

@@ -13,8 +13,8 @@
 
 #include <uv.h>
 
-#include "route/ip_pattern.h"
-#include "worker/worker.h"
+#include "pattern/ip_pattern.h"
+#include "net/worker-t.h"
 
 /* Starts the life of fd, a socket accepted from `peer` on `port` (closed with a RST when
  * a limit refuses it). `local` is the listener's own address when it is not a wildcard

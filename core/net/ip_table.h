@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "route/ip_pattern.h"
+#include "pattern/ip_pattern.h"
 
 typedef struct sp_ip_table sp_ip_table;
 

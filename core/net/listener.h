@@ -12,7 +12,7 @@
 #include <uv.h>
 
 #include "net/acceptor.h"
-#include "worker/worker.h"
+#include "net/worker-t.h"
 
 struct sp_listener {
     sp_acceptor acceptor;

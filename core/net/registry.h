@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "tls/failure.h"
 #include "util/metric.h"
 
 typedef enum {
@@ -41,13 +42,6 @@ typedef enum {
     SP_END_LUA_BUDGET, SP_END_LUA_MEMORY,
     SP_END_COUNT
 } sp_end_reason;
-
-/* Why a TLS handshake failed, client side or upstream (counted separately). */
-typedef enum {
-    SP_TLSFAIL_PROTOCOL_VERSION = 0, SP_TLSFAIL_NO_SHARED_CIPHER, SP_TLSFAIL_NOT_TLS,
-    SP_TLSFAIL_PEER_ALERT, SP_TLSFAIL_VERIFY, SP_TLSFAIL_EOF, SP_TLSFAIL_TIMEOUT, SP_TLSFAIL_OTHER,
-    SP_TLSFAIL_COUNT
-} sp_tls_failure;
 
 /* Connections refused before they became connections (closed at accept). */
 typedef enum {

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "route/ip_pattern.h"
+#include "pattern/ip_pattern.h"
 
 typedef struct sp_route_limits sp_route_limits;
 typedef struct sp_route_counter sp_route_counter;

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "nft/netlink.h"
+#include "pattern/domain_pattern.h"
 #include "util/log.h"
 #include "util/metric.h"
 
@@ -42,7 +43,7 @@ static int resolve(const char *host, sp_ip *out, char *why, size_t whylen)
     if (sp_ip_parse(host, out) == 0)
         return 0;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(host, NULL, &hints, &res);
+    int rc = sp_name_is_invalid(host) ? EAI_NONAME : getaddrinfo(host, NULL, &hints, &res);
     if (rc != 0) {
         snprintf(why, whylen, "%s", gai_strerror(rc));
         return -1;

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "route/ip_pattern.h"
+#include "pattern/ip_pattern.h"
 
 /* The longest v1 line, CRLF included ("PROXY UNKNOWN" with two full IPv6 addresses and
  * ports). A buffer of SP_PP_V1_MAX + 1 bytes always holds what sp_proxy_write_v1 writes. */

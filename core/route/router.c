@@ -4,7 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http/message.h"
+#include "proto/http_message.h"
 
 /* The specificity of the best pattern of r matching the name; INT_MIN when none does, -1
  * for a route without domains (it takes any name, below even "*"). */

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
-#include "route/ip_pattern.h"
+#include "pattern/ip_pattern.h"
 
 /* What routing, Lua callbacks and logs know about a connection. */
 typedef struct sp_conn_info {

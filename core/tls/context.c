@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cert/live.h"
+#include "tls/cert_live.h"
 #include "tls/openssl_error.h"
 
 /* Mozilla's "intermediate" TLS 1.2 suites; TLS 1.3 keeps OpenSSL's defaults. */
@@ -86,7 +86,7 @@ static SSL_CTX *build_server(const sp_gen *g, const sp_route *r, char *err, size
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)r->name,
                                    (unsigned)(strlen(r->name) > 32 ? 32 : strlen(r->name)));
-    if (r->tls.cert_auto) { /* chosen per handshake by name: core/cert/live.h */
+    if (r->tls.cert_auto) { /* chosen per handshake by name: core/tls/cert_live.h */
         SSL_CTX_set_cert_cb(ctx, sp_cert_live_select, NULL);
         return ctx;
     }

@@ -5,47 +5,12 @@
 #include <string.h>
 
 #include "http/pool.h"
+#include "lua/budget.h"
 #include "lua/shared.h"
 #include "lua/task.h"
 #include "net/conn.h"
 #include "net/listener.h"
 #include "util/log.h"
-
-#define POOL_MAX_FREE 64   /* read buffers kept for reuse per worker (4 MiB) */
-
-void *sp_bufpool_get(sp_bufpool *p)
-{
-    if (p->n)
-        return p->free[--p->n];
-    return malloc(SP_READ_BUF_SIZE);
-}
-
-void sp_bufpool_put(sp_bufpool *p, void *buf)
-{
-    if (!buf)
-        return;
-    if (p->n == p->cap && p->cap < POOL_MAX_FREE) {
-        size_t cap = p->cap ? p->cap * 2 : 8;
-        void **nf = realloc(p->free, cap * sizeof *nf);
-        if (nf) {
-            p->free = nf;
-            p->cap = cap;
-        }
-    }
-    if (p->n < p->cap)
-        p->free[p->n++] = buf;
-    else
-        free(buf);
-}
-
-static void bufpool_clear(sp_bufpool *p)
-{
-    while (p->n)
-        free(p->free[--p->n]);
-    free(p->free);
-    p->free = NULL;
-    p->cap = 0;
-}
 
 /* Loads a generation in this worker's thread and starts serving it. On failure the
  * current generation keeps serving. Returns 0, 1 (config) or 2 (listen). */
@@ -92,12 +57,6 @@ static void finish_if_drained(sp_worker *w)
         uv_close((uv_handle_t *)&w->heartbeat, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->wake))
         uv_close((uv_handle_t *)&w->wake, NULL);
-}
-
-void sp_worker_conn_gone(sp_worker *w)
-{
-    w->nconns--;
-    finish_if_drained(w);
 }
 
 static void on_drain_deadline(uv_timer_t *t)
@@ -164,8 +123,9 @@ uint64_t sp_worker_silence_ms(const sp_worker *w)
 static void worker_main(void *arg)
 {
     sp_worker *w = arg;
+    sp_lua_budget budget; /* timeouts.lua_budget for this thread's Lua, as long as it runs */
     snprintf(w->name, sizeof w->name, "worker %d", w->id);
-    if (sp_lua_budget_register(&w->budget, w->name) != 0)
+    if (sp_lua_budget_register(&budget, w->name) != 0)
         sp_warn("%s: no Lua budget watchdog (timeouts.lua_budget is not enforced)", w->name);
     uv_mutex_lock(&w->lock);
     sp_source_set *sources = w->mail_sources;
@@ -180,10 +140,10 @@ static void worker_main(void *arg)
     if (w->gen)
         sp_gen_unref(w->gen);
     w->gen = NULL;
-    bufpool_clear(&w->pool);
+    sp_bufpool_clear(&w->pool);
     if (uv_loop_close(&w->loop) != 0)
         sp_error("worker %d: event loop closed with handles still open", w->id);
-    sp_lua_budget_unregister(&w->budget);
+    sp_lua_budget_unregister(&budget);
     atomic_store(&w->exited, 1);
     if (w->exit_hook)
         w->exit_hook(w->exit_hook_arg);
@@ -195,6 +155,7 @@ int sp_worker_start(sp_worker *w, int id, const char *file, sp_process *process,
     w->id = id;
     w->file = file;
     w->process = process;
+    w->conn_gone = finish_if_drained;
     if (uv_loop_init(&w->loop) != 0 || uv_mutex_init(&w->lock) != 0 || uv_sem_init(&w->ready, 0) != 0)
         return -1;
     uv_async_init(&w->loop, &w->wake, on_wake);

@@ -23,7 +23,7 @@ local VARIABLES = {
 _M.VARIABLES = VARIABLES
 
 -- Splits a template into literal strings (odd slots) and variable names (even slots).
--- Returns parts | nil, err. Strict like core/http/template.c, with the same messages:
+-- Returns parts | nil, err. Strict like core/pattern/template.c, with the same messages:
 -- an unknown variable, an unclosed '{' or a '}' without its '{' is an error (offsets
 -- count from 0).
 function _M.parse(tpl)

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for core/route/domain_pattern.h.
+ * libFuzzer target for core/pattern/domain_pattern.h.
  *
  * The input is "pattern\nhost" (no newline: the whole input is both). The pattern is
  * parsed; what parses is checked against invariants and against its own name; the host
@@ -7,7 +7,7 @@
  * for case-insensitivity, the trailing-dot rule and agreement with a plain reading of
  * the pattern.
  */
-#include "route/domain_pattern.h"
+#include "pattern/domain_pattern.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -39,7 +39,7 @@ static void check_pattern(const char *s, const sp_domain_pattern *p)
 {
     ENSURE(p->len == strlen(p->name) && p->len <= 253);
     for (size_t i = 0; i < p->len; i++)
-        ENSURE(!(p->name[i] >= 'A' && p->name[i] <= 'Z') && p->name[i] != '*');
+        ENSURE(!(p->name[i] >= 'A' && p->name[i] <= 'Z') && (p->name[i] != '*' || p->kind == SP_DOMAIN_GLOB));
     int spec = sp_domain_pattern_specificity(p);
 
     char text[260];
@@ -59,6 +59,12 @@ static void check_pattern(const char *s, const sp_domain_pattern *p)
         ENSURE(p->len >= 1 && spec == 256);
         ENSURE(match(p, p->name, p->len));
         snprintf(text, sizeof text, "%s", p->name);
+        break;
+    case SP_DOMAIN_GLOB:
+        /* between a wildcard and an exact name; written back as it came */
+        ENSURE(p->len >= 1 && spec >= 1 && spec < 256);
+        sp_domain_pattern_format(p, text, sizeof text);
+        ENSURE(strcmp(text, p->name) == 0);
         break;
     default:
         ENSURE(!"unknown kind");
@@ -97,7 +103,7 @@ static void check_host(const sp_domain_pattern *p, const char *host, size_t len)
             ENSURE(n == p->len);
             for (size_t i = 0; i < n; i++)
                 ENSURE(host[i] == p->name[i] || upper(p->name[i]) == host[i]);
-        } else {
+        } else if (p->kind == SP_DOMAIN_WILDCARD) {
             ENSURE(n >= p->len + 2 && host[n - p->len - 1] == '.');
             ENSURE(memchr(host, '\0', n) == NULL && memchr(host, ' ', n) == NULL);
         }

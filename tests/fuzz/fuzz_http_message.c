@@ -1,4 +1,4 @@
-/* libFuzzer target for core/http/message: request and response streams, fed in pieces.
+/* libFuzzer target for core/proto/http_message: request and response streams, fed in pieces.
  *
  * Input: byte 0 picks request/response and the piece size; the rest is the stream.
  * Invariants: consumed counts never exceed what was fed; an accepted head has a URL or a
@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "http/head.h"
-#include "http/message.h"
+#include "proto/http_message.h"
 
 static void check_head(const sp_http_head *h, bool request)
 {

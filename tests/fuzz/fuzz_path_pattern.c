@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for core/http/path_pattern.h.
+ * libFuzzer target for core/pattern/path_pattern.h.
  *
  * The input is "pattern\npath" (no newline: the whole input is both). The pattern is
  * compiled; the path (raw bytes, NULs and all) is normalised and checked against the
@@ -8,7 +8,7 @@
  * matched, raw and normalised, with checks on the parameters and the wildcard. A
  * normalised path compiled as a pattern (when it compiles) matches itself.
  */
-#include "http/path_pattern.h"
+#include "pattern/path_pattern.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for core/http/template.h.
+ * libFuzzer target for core/pattern/template.h.
  *
  * The input (up to its first NUL) is compiled as a template. A refused one must say why
  * and leave the template zeroed; an accepted one is expanded with fixed values, and with
@@ -7,7 +7,7 @@
  * everything else as written (so a template without '{' expands to itself). The `uses`
  * bits are those of the names in the text.
  */
-#include "http/template.h"
+#include "pattern/template.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -59,6 +59,67 @@ def test_check_valid_config_prints_summary(tmp_path):
             assert word in out, f"{word!r} missing from the --check summary:\n{out}"
 
 
+def shadowing_config(ports):
+    http = route("web", ports[1], "127.0.0.1", 9002, priority=1)
+    http["action"]["protocol"] = "http"
+    return "return " + lua({"routes": [
+        route("all", ports[0], "127.0.0.1", 9001),
+        route("never", ports[0], "127.0.0.1", 9001),
+        http,
+        route("raw", ports[1], "127.0.0.1", 9003, priority=5),
+    ]}) + "\n"
+
+
+def test_check_warns_about_likely_mistakes(tmp_path):
+    ports = (sp.free_port(), sp.free_port())
+    r = run_cli("--check", write(tmp_path, shadowing_config(ports)))
+    assert r.returncode == 0, r.stderr
+    warnings = r.stdout.split("warnings:\n", 1)[1].splitlines()
+    assert warnings == [
+        '  route "never" (#2) never wins: route "all" (#1, priority 0) matches everything it matches '
+        'and is chosen first',
+        f'  port {ports[1]}: stream route "raw" (#4, priority 5) is chosen before HTTP route "web" '
+        '(#3, priority 1) for the requests it matches, and then keeps the whole connection; give the '
+        'HTTP routes a higher priority if requests should reach them'], r.stdout
+    assert "warnings:" not in run_cli("--check", write(tmp_path, valid_config(), "ok.lua")).stdout
+
+
+def test_check_format_json(tmp_path):
+    ports = (sp.free_port(), sp.free_port())
+    r = run_cli("--check", "--format", "json", write(tmp_path, shadowing_config(ports)))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["ok"] is True and out["ports"] == sorted(ports)
+    assert [x["name"] for x in out["routes"]] == ["all", "never", "web", "raw"]
+    web = out["routes"][2]
+    assert web == {"name": "web", "index": 3, "priority": 1, "ports": [[ports[1], ports[1]]],
+                   "protocol": "http", "tls": None, "domains": [], "action": "forward",
+                   "targets": [{"host": "127.0.0.1", "port": 9002}]}, web
+    assert [w["route"] for w in out["warnings"]] == ["never", "raw"]
+    assert out["warnings"][0]["message"].startswith('route "never" (#2) never wins')
+
+    r = run_cli("--check", "--format", "json", write(tmp_path, "return { routes = 1 }", "bad.lua"))
+    assert r.returncode == 1
+    err = json.loads(r.stdout)
+    assert err["ok"] is False and "routes" in err["error"], err
+    r = run_cli("--check", "--format", "yaml", write(tmp_path, valid_config(), "ok.lua"))
+    assert r.returncode == 1 and "--format" in r.stderr
+
+
+def test_check_warns_about_expiring_certificates(tmp_path):
+    import tlsutil
+    pki = tlsutil.PKI(tmp_path / "pki")
+    soon, later = pki.leaf("soon.example.test", days=5), pki.leaf("later.example.test", days=60)
+    port = sp.free_port()
+    routes = [tlsutil.tls_route(name, port, "127.0.0.1", 9001, cert=c, domains=f"{name}.example.test")
+              for name, c in (("soon", soon), ("later", later))]
+    r = run_cli("--check", "--format", "json", write(tmp_path, "return " + lua({"routes": routes}) + "\n"))
+    assert r.returncode == 0, r.stderr
+    warnings = json.loads(r.stdout)["warnings"]
+    assert len(warnings) == 1 and warnings[0]["route"] == "soon", warnings
+    assert re.fullmatch(r'route "soon" \(#1\): its certificate expires in [45] days', warnings[0]["message"])
+
+
 def test_check_defaults_to_proxy_lua_in_cwd(tmp_path):
     write(tmp_path, valid_config())
     r = run_cli("--check", cwd=tmp_path)

@@ -91,12 +91,13 @@ class PKI:
         self._lock = threading.Lock()
         self._serial = 0
 
-    def leaf(self, names, alg="rsa", org="proxy", self_signed=False):
+    def leaf(self, names, alg="rsa", org="proxy", self_signed=False, days=30):
         """A server certificate for names (a string or list; the first is the CN, all go
-        in the SAN). org tells certificates for the same name apart."""
+        in the SAN), valid for `days` from now. org tells certificates for the same name
+        apart."""
         if isinstance(names, str):
             names = [names]
-        k = (tuple(names), alg, org, self_signed)
+        k = (tuple(names), alg, org, self_signed, days)
         with self._lock:
             if k in self._cache:
                 return self._cache[k]
@@ -111,13 +112,13 @@ class PKI:
             subj = f"/O={org}/CN={names[0]}"
             if self_signed:
                 _openssl("req", "-x509", *_newkey_args(alg), "-nodes", "-keyout", key,
-                         "-out", cert, "-days", "30", "-subj", subj,
+                         "-out", cert, "-days", str(days), "-subj", subj,
                          "-addext", f"subjectAltName={san}")
             else:
                 _openssl("req", "-new", *_newkey_args(alg), "-nodes", "-keyout", key,
                          "-out", csr, "-subj", subj)
                 _openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
-                         "-set_serial", str(1000 + self._serial), "-out", cert, "-days", "30",
+                         "-set_serial", str(1000 + self._serial), "-out", cert, "-days", str(days),
                          "-extfile", ext)
             c = Cert(cert, key, names, alg)
             self._cache[k] = c

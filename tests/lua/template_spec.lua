@@ -28,7 +28,7 @@ describe("smartproxy.template", function()
                          "opts.to: unknown template variable {x}")
     end)
 
-    it("rejects stray braces, like core/http/template.c", function()
+    it("rejects stray braces, like core/pattern/template.c", function()
         local cases = {
             { "{", "unclosed '{' at offset 0" },
             { "{not closed", "unclosed '{' at offset 0" },

@@ -4,10 +4,10 @@
 
 #include "unit.h"
 
-static sp_admin_address address_of(const char *s)
+static sp_ip_endpoint address_of(const char *s)
 {
-    sp_admin_address a;
-    if (sp_admin_address_parse(s, &a) != 0) {
+    sp_ip_endpoint a;
+    if (sp_ip_endpoint_parse(s, &a) != 0) {
         unit_fail_(__FILE__, __LINE__, "address in a test does not parse");
         fprintf(stderr, "    \"%s\"\n", s);
     }
@@ -17,7 +17,7 @@ static sp_admin_address address_of(const char *s)
 /* Does host name the endpoint on listen, with these metrics.hosts? */
 static bool host_ok(const char *listen, const char *host, const char *const *hosts, size_t nhosts)
 {
-    sp_admin_address a = address_of(listen);
+    sp_ip_endpoint a = address_of(listen);
     sp_domain_pattern patterns[4];
     for (size_t i = 0; i < nhosts; i++)
         if (sp_domain_pattern_parse(hosts[i], &patterns[i], NULL) != 0)
@@ -28,14 +28,14 @@ static bool host_ok(const char *listen, const char *host, const char *const *hos
 
 static bool origin_ok(const char *listen, const char *origin)
 {
-    sp_admin_address a = address_of(listen);
+    sp_ip_endpoint a = address_of(listen);
     sp_admin_names n = {.listen = &a};
     return sp_admin_origin_ok(&n, origin);
 }
 
 TEST(parses_listen_addresses)
 {
-    sp_admin_address a = address_of("127.0.0.1:9100");
+    sp_ip_endpoint a = address_of("127.0.0.1:9100");
     CHECK_STR_EQ(a.host, "127.0.0.1");
     CHECK_EQ_INT(a.port, 9100);
     CHECK(a.loopback && !a.wildcard);
@@ -58,8 +58,8 @@ TEST(parses_listen_addresses)
                                       "127.0.0.1:65536", "127.0.0.1:+80", "127.0.0.1:80x", ":80",
                                       "[::1:80", "[]:80", "1.2.3:80", "[127.0.0.1:80"};
     for (size_t i = 0; i < UNIT_COUNT(bad); i++) {
-        sp_admin_address x;
-        if (sp_admin_address_parse(bad[i], &x) == 0) {
+        sp_ip_endpoint x;
+        if (sp_ip_endpoint_parse(bad[i], &x) == 0) {
             unit_fail_(__FILE__, __LINE__, "a bad listen address parsed");
             fprintf(stderr, "    \"%s\"\n", bad[i]);
         }

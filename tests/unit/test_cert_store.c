@@ -1,7 +1,7 @@
-/* The certificate store (core/cert/store.h) and parsed pairs (core/cert/pair.h): the
+/* The certificate store (core/cert/store.h) and parsed pairs (core/tls/cert_pair.h): the
  * certbot layout, wildcard folders, unsafe names, atomic writes with modes, the account
  * key made once, and a pair's checks (key match, names covered). */
-#include "cert/pair.h"
+#include "tls/cert_pair.h"
 #include "cert/store.h"
 
 #include <openssl/evp.h>

@@ -190,8 +190,8 @@ TEST(errors_name_route_field_expected_and_found)
                      "security.basic_auth.users[1]: needs a username (without ':')"));
     CHECK(unit_fails_with("return { limits = { max_header_bytes = 10 }, routes = {} }",
                      "limits.max_header_bytes: expected at least 256"));
-    CHECK(unit_fails_with("return { routes = { { match = { ports = 1, domains = { 'a.b', '*.*.b' } }, " FWD " } } }",
-                     "route \"route-1\" (#1): match.domains[2]: expected a domain, \"*.domain\" or \"*\", got string \"*.*.b\""));
+    CHECK(unit_fails_with("return { routes = { { match = { ports = 1, domains = { 'a.b', '*..b' } }, " FWD " } } }",
+                     "route \"route-1\" (#1): match.domains[2]: expected a domain, \"*.domain\", \"*\" or a glob, got string \"*..b\" (empty label)"));
     CHECK(unit_fails_with("return { routes = { { match = { ports = 1, tls_version = 'TLSv9' }, " FWD " } } }",
                      "match.tls_version: expected"));
     CHECK(unit_fails_with("return { routes = { { match = { ports = 1 }, action = { type = 'forward', "

@@ -1,5 +1,5 @@
-/* Domain patterns for SNI and Host matching (core/route/domain_pattern.h). */
-#include "route/domain_pattern.h"
+/* Domain patterns for SNI and Host matching (core/pattern/domain_pattern.h). */
+#include "pattern/domain_pattern.h"
 
 #include <string.h>
 
@@ -123,9 +123,10 @@ TEST(parse_ip_literals)
 TEST(parse_rejects)
 {
     static const char *const bad[] = {
-        "", ".", "..", "a..b", ".a", "a.b..", "*..", "**", "**.a", "*a.b", "a*.b",
-        "a.*.b", "a.*", "*.*.a", "*.a.*", "a b", " a", "a ", "a\tb", "a/b", "a@b", "a,b",
-        "caf\xc3\xa9.fr", "a\\b", "a%2eb", "-*.a", "\x7f", "a.b\n", "a.b.\n",
+        "", ".", "..", "a..b", ".a", "a.b..", "*..", "*..a", "a b", " a", "a ", "a\tb",
+        "a/b", "a@b", "a,b", "caf\xc3\xa9.fr", "a\\b", "a%2eb", "\x7f", "a.b\n", "a.b.\n",
+        "{a}.b", "{a,b.c", "a,b}.c", "{a,{b,c}}.d", "{a,}.b", "{,a}.b", "{a.,b}.c", "a.{b,c.}", "a.*..",
+        "*.a\n", "a?.b c",
     };
     for (size_t i = 0; i < UNIT_COUNT(bad); i++) {
         if (reason(bad[i]) == NULL) {
@@ -140,9 +141,79 @@ TEST(parse_rejects)
     CHECK_STR_EQ(reason(""), "empty");
     CHECK_STR_EQ(reason("."), "empty");
     CHECK_STR_EQ(reason("a..b"), "empty label");
-    CHECK_STR_EQ(reason("*.*.a"), "'*' must be the whole first label");
-    CHECK_STR_EQ(reason("a.*"), "'*' must be the whole first label");
-    CHECK_STR_EQ(reason("*a.b"), "'*' must be the whole first label");
+    CHECK_STR_EQ(reason("{a}.b"), "braces need at least two alternatives (\"{a,b}\")");
+    CHECK_STR_EQ(reason("{a,{b,c}}.d"), "braces inside braces");
+    CHECK_STR_EQ(reason("{a,b}.c,d"), "',' outside braces");
+    CHECK_STR_EQ(reason("{a,b.c"), "'{' without '}'");
+}
+
+/* SmartProxy's minimatch-style domain globs: '*' spans dots, '?' is one character of a
+ * label, braces list alternatives. */
+TEST(glob_domains)
+{
+    static const struct { const char *pattern, *host; bool match; } cases[] = {
+        {"example.*", "example.com", true},
+        {"example.*", "example.co.uk", true},
+        {"example.*", "www.example.com", false},
+        {"api-*.example.com", "api-eu.example.com", true},
+        {"api-*.example.com", "api-.example.com", true},
+        {"api-*.example.com", "api.example.com", false},
+        {"API-*.Example.COM", "api-x.EXAMPLE.com.", true},
+        {"*.*.example.com", "a.b.example.com", true},
+        {"*.*.example.com", "a.b.c.example.com", true},
+        {"*.*.example.com", "a.example.com", false},
+        {"{a,b}.example.com", "a.example.com", true},
+        {"{a,b}.example.com", "b.example.com", true},
+        {"{a,b}.example.com", "c.example.com", false},
+        {"{api,www}.{example,test}.*", "www.test.org", true},
+        {"{api,www}.{example,test}.*", "ftp.test.org", false},
+        {"s?.example.com", "s1.example.com", true},
+        {"s?.example.com", "s12.example.com", false},
+        {"a?b.c", "a.b.c", false}, /* '?' never stands for a dot */
+        {"*a*a*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaac", false},
+        {"**.a", "x.a", true},
+        {"-*.a", "-x.a", true},
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        sp_domain_pattern p;
+        const char *why = NULL;
+        if (sp_domain_pattern_parse(cases[i].pattern, &p, &why) != 0) {
+            unit_fail_(__FILE__, __LINE__, "a glob did not parse");
+            fprintf(stderr, "    \"%s\": %s\n", cases[i].pattern, why);
+            continue;
+        }
+        CHECK(p.kind == SP_DOMAIN_GLOB);
+        if (sp_domain_pattern_match(&p, cases[i].host, strlen(cases[i].host)) != cases[i].match) {
+            unit_fail_(__FILE__, __LINE__, "wrong glob match");
+            fprintf(stderr, "    \"%s\" against \"%s\": expected %s\n", cases[i].pattern, cases[i].host,
+                    cases[i].match ? "a match" : "none");
+        }
+    }
+    sp_domain_pattern any;
+    REQUIRE(sp_domain_pattern_parse("example.*", &any, NULL) == 0);
+    CHECK(!sp_domain_pattern_match(&any, NULL, 0)); /* no SNI: only "*" takes it */
+    /* the simple forms keep their kinds */
+    CHECK(sp_domain_pattern_parse("*.example.com", &any, NULL) == 0 && any.kind == SP_DOMAIN_WILDCARD);
+    CHECK(sp_domain_pattern_parse("*", &any, NULL) == 0 && any.kind == SP_DOMAIN_ANY);
+}
+
+TEST(glob_specificity_sits_between_exact_and_any)
+{
+    sp_domain_pattern exact, longer, shorter, star, wild;
+    REQUIRE(sp_domain_pattern_parse("api-eu.example.com", &exact, NULL) == 0);
+    REQUIRE(sp_domain_pattern_parse("api-*.example.com", &longer, NULL) == 0);
+    REQUIRE(sp_domain_pattern_parse("*.example.com", &wild, NULL) == 0);
+    REQUIRE(sp_domain_pattern_parse("*.*.com", &shorter, NULL) == 0);
+    REQUIRE(sp_domain_pattern_parse("*", &star, NULL) == 0);
+    CHECK(sp_domain_pattern_specificity(&exact) > sp_domain_pattern_specificity(&longer));
+    CHECK(sp_domain_pattern_specificity(&longer) > sp_domain_pattern_specificity(&wild));
+    CHECK(sp_domain_pattern_specificity(&wild) > sp_domain_pattern_specificity(&shorter));
+    CHECK(sp_domain_pattern_specificity(&shorter) > sp_domain_pattern_specificity(&star));
+    sp_domain_pattern braces;
+    REQUIRE(sp_domain_pattern_parse("{a,bbb}.example.com", &braces, NULL) == 0);
+    CHECK_EQ_INT(sp_domain_pattern_specificity(&braces), 1 + 1 + 12); /* the shortest spelling */
+    char buf[258];
+    CHECK_STR_EQ(sp_domain_pattern_format(&braces, buf, sizeof buf), "{a,bbb}.example.com");
 }
 
 /* "*." is "*" with a trailing dot: anything. */
@@ -375,6 +446,20 @@ TEST(host_without_port)
     CHECK_EQ_INT(sp_host_without_port("[::1]:80", 4, &name), 4);
 }
 
+TEST(invalid_names_never_resolve)
+{
+    CHECK(sp_name_is_invalid("invalid"));
+    CHECK(sp_name_is_invalid("no-such-host.invalid"));
+    CHECK(sp_name_is_invalid("a.b.INVALID"));
+    CHECK(sp_name_is_invalid("x.invalid."));
+    CHECK(!sp_name_is_invalid("invalid.example.com"));
+    CHECK(!sp_name_is_invalid("notinvalid"));
+    CHECK(!sp_name_is_invalid("x.invalidx"));
+    CHECK(!sp_name_is_invalid("localhost"));
+    CHECK(!sp_name_is_invalid(""));
+    CHECK(!sp_name_is_invalid("."));
+}
+
 int main(int argc, char **argv)
 {
     static const unit_test tests[] = {
@@ -392,6 +477,9 @@ int main(int argc, char **argv)
         UNIT(match_host_headers),
         UNIT(specificity_orders),
         UNIT(host_without_port),
+        UNIT(invalid_names_never_resolve),
+        UNIT(glob_domains),
+        UNIT(glob_specificity_sits_between_exact_and_any),
     };
     return unit_main(tests, UNIT_COUNT(tests), argc, argv);
 }

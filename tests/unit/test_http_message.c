@@ -1,6 +1,6 @@
-/* HTTP message heads and framing on llhttp (core/http/message.h), including the
+/* HTTP message heads and framing on llhttp (core/proto/http_message.h), including the
  * request-smuggling vectors that must be refused. */
-#include "http/message.h"
+#include "proto/http_message.h"
 
 #include <string.h>
 

@@ -1,7 +1,7 @@
-/* Addresses and client-IP patterns (core/route/ip_pattern.h). */
+/* Addresses and client-IP patterns (core/pattern/ip_pattern.h). */
 #define _POSIX_C_SOURCE 200809L
 
-#include "route/ip_pattern.h"
+#include "pattern/ip_pattern.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -547,7 +547,6 @@ TEST(pattern_rejects_with_reason)
         {"1.2.3", "expected 4 octets"},
         {"1.2.3.4.5", "expected 4 octets"},
         {"1.2.3.4.", "expected 4 octets"},
-        {"192.168.*", "expected 4 octets"},
         {"1..2.3", "empty octet"},
         {".1.2.3", "empty octet"},
         {"256.1.1.1", "octet out of range"},
@@ -576,13 +575,13 @@ TEST(pattern_rejects_with_reason)
         {"::/00", "leading zero in prefix length"},
         {"/8", "empty address"},
         {"/", "empty address"},
-        {"192.168.1.*/24", "'*' and a prefix length cannot be combined"},
-        {"192.168.1.1*", "'*' must be a whole octet"},
-        {"192.168.1.*1", "'*' must be a whole octet"},
-        {"**", "'*' must be a whole octet"},
-        {"* ", "'*' must be a whole octet"},
-        {"2001:db8::*", "'*' is only allowed in IPv4 patterns"},
-        {"::ffff:1.2.3.*", "'*' is only allowed in IPv4 patterns"},
+        {"192.168.1.*/24", "a glob and a prefix length cannot be combined"},
+        {"192.168.*/16", "a glob and a prefix length cannot be combined"},
+        {"* ", "bad character in a glob (digits, '.', '*', '?', '{a,b}')"},
+        {"10.0.0.{1}", "braces need at least two alternatives (\"{a,b}\")"},
+        {"10.0.0.{1,}", "empty alternative"},
+        {"2001:db8::*", "globs are only allowed in IPv4 patterns"},
+        {"::ffff:1.2.3.*", "globs are only allowed in IPv4 patterns"},
         {"2001:db8:::1", "bad IPv6 address"},
         {"::1%lo", "bad IPv6 address"},
         {"[::1]", "bad IPv6 address"},
@@ -679,9 +678,47 @@ TEST(policy_block_wins_then_allow)
     sp_ip_list_free(&block);
 }
 
+/* SmartProxy's IPv4 globs, matched against the dotted quad. */
+TEST(text_globs)
+{
+    static const struct { const char *pattern, *ip; bool match; } cases[] = {
+        {"192.168.*", "192.168.1.2", true},
+        {"192.168.*", "192.169.1.2", false},
+        {"10.?.?.1", "10.1.2.1", true},
+        {"10.?.?.1", "10.12.2.1", false},
+        {"10.0.0.{1,2,3}", "10.0.0.2", true},
+        {"10.0.0.{1,2,3}", "10.0.0.4", false},
+        {"10.0.0.{1,2,3}", "10.0.0.22", false},
+        {"1*.0.0.1", "172.0.0.1", true},
+        {"1*.0.0.1", "20.0.0.1", false},
+        {"**", "8.8.8.8", true},
+        {"192.168.*", "::ffff:192.168.0.9", true}, /* a v4-mapped peer is its IPv4 address */
+        {"192.168.*", "2001:db8::1", false},
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        sp_ip_pattern p;
+        sp_ip ip;
+        const char *why = NULL;
+        if (sp_ip_pattern_parse(cases[i].pattern, &p, &why) != 0 || sp_ip_parse(cases[i].ip, &ip) != 0) {
+            unit_fail_(__FILE__, __LINE__, "a glob or an address did not parse");
+            fprintf(stderr, "    \"%s\": %s\n", cases[i].pattern, why ? why : "(address)");
+            continue;
+        }
+        CHECK(p.glob[0] != 0);
+        if (sp_ip_pattern_match(&p, &ip) != cases[i].match) {
+            unit_fail_(__FILE__, __LINE__, "wrong glob match");
+            fprintf(stderr, "    \"%s\" against %s\n", cases[i].pattern, cases[i].ip);
+        }
+    }
+    sp_ip_pattern p;
+    REQUIRE(sp_ip_pattern_parse("192.168.1.*", &p, NULL) == 0);
+    CHECK(p.glob[0] == 0); /* whole '*' octets keep the value/mask form */
+}
+
 int main(int argc, char **argv)
 {
     static const unit_test tests[] = {
+        UNIT(text_globs),
         UNIT(parse_v4_stores_mapped_form),
         UNIT(parse_v4_rejects),
         UNIT(parse_v6),

@@ -1,5 +1,5 @@
-/* Path patterns and path normalisation (core/http/path_pattern.h). */
-#include "http/path_pattern.h"
+/* Path patterns and path normalisation (core/pattern/path_pattern.h). */
+#include "pattern/path_pattern.h"
 
 #include <stdlib.h>
 #include <string.h>

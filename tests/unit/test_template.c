@@ -1,5 +1,5 @@
-/* {variable} templates (core/http/template.h). */
-#include "http/template.h"
+/* {variable} templates (core/pattern/template.h). */
+#include "pattern/template.h"
 
 #include <stdlib.h>
 #include <string.h>

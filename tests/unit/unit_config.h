@@ -33,7 +33,7 @@ static inline sp_gen *unit_compile(const char *src)
         lua_close(L);
         return NULL;
     }
-    sp_gen *g = sp_gen_compile(L, "proxy.lua", unit_err, sizeof unit_err);
+    sp_gen *g = sp_gen_compile(L, lua_close, "proxy.lua", unit_err, sizeof unit_err);
     if (!g)
         lua_close(L);
     return g;

@@ -9,8 +9,8 @@
  * is no escape for a literal brace; names are exact (no spaces, case-sensitive). The Lua
  * side (lua/smartproxy/template.lua) accepts and refuses the same templates with the
  * same messages. */
-#ifndef SP_HTTP_TEMPLATE_H
-#define SP_HTTP_TEMPLATE_H
+#ifndef SP_PATTERN_TEMPLATE_H
+#define SP_PATTERN_TEMPLATE_H
 
 #include <stdbool.h>
 #include <stddef.h>

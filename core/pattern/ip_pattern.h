@@ -8,8 +8,8 @@
  * leading zero (octal in some parsers), short forms like "1.2.3", zone ids ("%eth0")
  * and prefix lengths out of range are all rejected.
  */
-#ifndef SP_ROUTE_IP_PATTERN_H
-#define SP_ROUTE_IP_PATTERN_H
+#ifndef SP_PATTERN_IP_PATTERN_H
+#define SP_PATTERN_IP_PATTERN_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -48,9 +48,13 @@ size_t sp_ip_format(const sp_ip *ip, char *buf, size_t len);
  * (anything, v4 or v6). An address matches when (address & mask) == value.
  * A v4 CIDR /n is the prefix 96+n of the mapped form, so "0.0.0.0/0" is every IPv4
  * address and no IPv6 one; "::/0" is everything. Host bits set in a CIDR
- * ("10.1.2.3/8") are masked off, as in most firewalls. */
+ * ("10.1.2.3/8") are masked off, as in most firewalls.
+ * Any other IPv4 pattern with '*', '?' or braces is a text glob (pattern/glob.h, as
+ * SmartProxy writes them: "192.168.*" covers the rest, "10.?.?.1", "10.0.0.{1,2}"),
+ * matched against the address's dotted quad; IPv6 addresses never match one. */
 typedef struct sp_ip_pattern {
     uint8_t value[16], mask[16];
+    char glob[48];             /* a text glob, NUL-terminated; empty for value/mask patterns */
 } sp_ip_pattern;
 
 /* Returns 0, or -1 with *why (when why is not NULL) set to a short static reason for an
@@ -81,5 +85,18 @@ void sp_ip_list_free(sp_ip_list *l);
  * match; empty lists say nothing. */
 typedef enum { SP_IP_ADMITTED = 0, SP_IP_BLOCKED, SP_IP_NOT_ALLOWED } sp_ip_verdict;
 sp_ip_verdict sp_ip_policy(const sp_ip_list *allow, const sp_ip_list *block, const sp_ip *ip);
+
+/* An address and port as written in settings such as metrics.listen: "ADDRESS:PORT",
+ * IPv6 in brackets ("[::1]:9100"). */
+typedef struct sp_ip_endpoint {
+    char host[SP_IP_STRLEN];   /* the address as written, without brackets */
+    sp_ip ip;
+    uint16_t port;
+    bool loopback;             /* 127.0.0.0/8 or ::1 */
+    bool wildcard;             /* 0.0.0.0 or ::: every local address */
+} sp_ip_endpoint;
+
+/* Returns 0, or -1 when s is not exactly an IP address and a port from 1 to 65535. */
+int sp_ip_endpoint_parse(const char *s, sp_ip_endpoint *out);
 
 #endif

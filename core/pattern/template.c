@@ -1,4 +1,4 @@
-#include "http/template.h"
+#include "pattern/template.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
-/* pair: parsed certificate chains with their keys (see pair.h). */
-#include "cert/pair.h"
+/* cert_pair: parsed certificate chains with their keys (see cert_pair.h). */
+#include "tls/cert_pair.h"
 
 #include <openssl/err.h>
 #include <openssl/pem.h>

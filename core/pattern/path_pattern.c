@@ -1,4 +1,4 @@
-#include "http/path_pattern.h"
+#include "pattern/path_pattern.h"
 
 #include <limits.h>
 #include <stdint.h>

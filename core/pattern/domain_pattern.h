@@ -13,8 +13,8 @@
  * sp_host_without_port) by name; IPv6 ones ("::1", also written "[::1]") are kept in
  * RFC 5952 form and match any spelling of the same address.
  */
-#ifndef SP_ROUTE_DOMAIN_PATTERN_H
-#define SP_ROUTE_DOMAIN_PATTERN_H
+#ifndef SP_PATTERN_DOMAIN_PATTERN_H
+#define SP_PATTERN_DOMAIN_PATTERN_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,19 +23,22 @@ typedef enum {
     SP_DOMAIN_EXACT,    /* "example.com": that name only */
     SP_DOMAIN_WILDCARD, /* "*.example.com": any name below it, one or more labels deep */
     SP_DOMAIN_ANY,      /* "*": any name, and no name at all */
+    SP_DOMAIN_GLOB,     /* "api-*.example.com", "example.*", "{a,b}.example.com": pattern/glob.h */
 } sp_domain_kind;
 
 typedef struct sp_domain_pattern {
     sp_domain_kind kind;
     char name[256]; /* lowercased, no trailing dot, NUL-terminated; for WILDCARD the
-                       suffix after "*."; empty for ANY */
+                       suffix after "*."; empty for ANY; the glob for GLOB */
     size_t len;
 } sp_domain_pattern;
 
-/* Parses "example.com", "*.example.com" or "*" (case-insensitive; one trailing dot
- * ignored). Returns 0, or -1 with *why (when why is not NULL) set to a short static
- * reason for an error message: empty labels, '*' anywhere but as the whole first label,
- * characters outside the set above, more than 253 characters, a label over 63. */
+/* Parses "example.com", "*.example.com", "*" or a glob (case-insensitive; one trailing
+ * dot ignored). A glob is any other pattern with '*', '?' or "{a,b}" (pattern/glob.h:
+ * '*' spans dots, as in SmartProxy's minimatch patterns, so "*.*.example.com" is any
+ * name at least two labels below example.com). Returns 0, or -1 with *why (when why is
+ * not NULL) set to a short static reason for an error message: empty labels, characters
+ * outside the set above, more than 253 characters, a label over 63, bad braces. */
 int sp_domain_pattern_parse(const char *s, sp_domain_pattern *out, const char **why);
 
 /* host as sent (any case, optional trailing dot, IPv6 with or without brackets, NOT
@@ -45,8 +48,9 @@ int sp_domain_pattern_parse(const char *s, sp_domain_pattern *out, const char **
 bool sp_domain_pattern_match(const sp_domain_pattern *p, const char *host, size_t len);
 
 /* Higher = more specific, for choosing among patterns that match the same host:
- * 0 for "*", 1 + suffix length for a wildcard (so a longer suffix wins; at most 254),
- * 256 for an exact name. */
+ * 0 for "*", 1 + suffix length for a wildcard and 1 + the literal characters of a glob
+ * (its shortest spelling's; so a longer literal part wins; at most 254), 256 for an
+ * exact name. */
 int sp_domain_pattern_specificity(const sp_domain_pattern *p);
 
 /* Strips a Host header value to the name: lowercases nothing, removes ":port" and IPv6
@@ -56,5 +60,15 @@ int sp_domain_pattern_specificity(const sp_domain_pattern *p);
  * than one ':') is all name. Text that is not name[:port] ("[::1", "[::1]x", "a:b") is
  * returned whole, so that it matches nothing but "*". */
 size_t sp_host_without_port(const char *host, size_t len, const char **name);
+
+/* Writes the pattern as it would be written in a config ("*", "*.example.com",
+ * "example.com"); returns buf. 258 bytes always suffice. */
+const char *sp_domain_pattern_format(const sp_domain_pattern *p, char *buf, size_t len);
+
+/* True for names under the special-use domain "invalid" (RFC 6761 6.4: resolvers answer
+ * them negatively at once, without asking a server). Every resolve site checks this
+ * first, so a route to "x.invalid" fails like a name that does not exist and no query
+ * leaves the machine. A trailing dot and any letter case are accepted. */
+bool sp_name_is_invalid(const char *host);
 
 #endif

@@ -1,5 +1,5 @@
 /* message: HTTP/1.1 message heads on llhttp, bodies passed through (see message.h). */
-#include "http/message.h"
+#include "proto/http_message.h"
 
 #include <stdlib.h>
 #include <string.h>

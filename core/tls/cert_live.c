@@ -1,5 +1,5 @@
-/* live: the certificates "auto" routes serve, swapped atomically (see live.h). */
-#include "cert/live.h"
+/* cert_live: the certificates "auto" routes serve, swapped atomically (see cert_live.h). */
+#include "tls/cert_live.h"
 
 #include <ctype.h>
 #include <stdatomic.h>

@@ -1,10 +1,12 @@
-#include "route/ip_pattern.h"
+#include "pattern/ip_pattern.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+
+#include "pattern/glob.h"
 
 /* The text parsers below work on (s, n) and return NULL or a static reason. They are
  * hand-written rather than inet_pton so that the accepted syntax is the same on every
@@ -311,6 +313,43 @@ static const char *parse_prefix(const char *s, size_t n, unsigned max, unsigned 
     return NULL;
 }
 
+/* Four dot-separated parts, each "*" or digits: the value/mask form of an IPv4 glob. */
+static bool whole_star_octets(const char *s, size_t n)
+{
+    size_t parts = 1, start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && s[i] != '.')
+            continue;
+        size_t len = i - start;
+        if (memchr(s + start, '*', len) && len != 1)
+            return false;
+        if (i < n)
+            parts++;
+        start = i + 1;
+    }
+    return parts == 4;
+}
+
+/* An IPv4 text glob: digits, dots and glob syntax only. */
+static const char *parse_text_glob(const char *s, size_t n, sp_ip_pattern *out)
+{
+    if (n >= sizeof out->glob)
+        return "glob longer than 47 characters";
+    if (memchr(s, ':', n))
+        return "globs are only allowed in IPv4 patterns";
+    if (memchr(s, '/', n))
+        return "a glob and a prefix length cannot be combined";
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("0123456789.*?{},", s[i]))
+            return "bad character in a glob (digits, '.', '*', '?', '{a,b}')";
+    const char *why = sp_glob_check(s, n);
+    if (why != NULL)
+        return why;
+    memcpy(out->glob, s, n);
+    out->glob[n] = '\0';
+    return NULL;
+}
+
 static const char *parse_pattern(const char *s, sp_ip_pattern *out)
 {
     size_t n = strlen(s);
@@ -321,17 +360,21 @@ static const char *parse_pattern(const char *s, sp_ip_pattern *out)
         return NULL;
     }
 
+    memset(out, 0, sizeof *out);
     const char *slash = memchr(s, '/', n);
     size_t addr_len = slash != NULL ? (size_t)(slash - s) : n;
+    if (memchr(s, '?', addr_len) || memchr(s, '{', addr_len) ||
+        (memchr(s, '*', addr_len) && !whole_star_octets(s, addr_len)))
+        return parse_text_glob(s, n, out);
     bool has_star = memchr(s, '*', addr_len) != NULL;
     bool has_colon = memchr(s, ':', addr_len) != NULL;
     const char *why;
 
     if (has_star) {
         if (has_colon)
-            return "'*' is only allowed in IPv4 patterns";
+            return "globs are only allowed in IPv4 patterns";
         if (slash != NULL)
-            return "'*' and a prefix length cannot be combined";
+            return "a glob and a prefix length cannot be combined";
         uint8_t q[4], qmask[4];
         if ((why = parse_v4(s, n, q, qmask)) != NULL)
             return why;
@@ -370,6 +413,13 @@ int sp_ip_pattern_parse(const char *s, sp_ip_pattern *out, const char **why)
 
 bool sp_ip_pattern_match(const sp_ip_pattern *p, const sp_ip *ip)
 {
+    if (p->glob[0]) {
+        if (!sp_ip_is_v4(ip))
+            return false;
+        char text[SP_IP_STRLEN];
+        size_t n = sp_ip_format(ip, text, sizeof text);
+        return sp_glob_match(p->glob, strlen(p->glob), text, n);
+    }
     uint8_t diff = 0;
     for (int k = 0; k < 16; k++)
         diff |= (uint8_t)((ip->b[k] & p->mask[k]) ^ p->value[k]);
@@ -417,4 +467,44 @@ void sp_ip_list_free(sp_ip_list *l)
     free(l->items);
     l->items = NULL;
     l->n = 0;
+}
+
+static bool ip_is_loopback(const sp_ip *ip)
+{
+    static const uint8_t v6_loopback[16] = {[15] = 1};
+    return (sp_ip_is_v4(ip) && ip->b[12] == 127) || memcmp(ip->b, v6_loopback, 16) == 0;
+}
+
+static bool ip_is_wildcard(const sp_ip *ip)
+{
+    static const uint8_t zero[16];
+    return (sp_ip_is_v4(ip) && memcmp(ip->b + 12, zero, 4) == 0) || memcmp(ip->b, zero, 16) == 0;
+}
+
+int sp_ip_endpoint_parse(const char *s, sp_ip_endpoint *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return -1;
+    size_t hl = (size_t)(colon - s);
+    if (s[0] == '[') {
+        if (hl < 3 || s[hl - 1] != ']')
+            return -1;
+        s++;
+        hl -= 2;
+    }
+    if (hl >= sizeof out->host)
+        return -1;
+    memcpy(out->host, s, hl);
+    out->host[hl] = 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || colon[1] < '0' || colon[1] > '9' || port < 1 || port > 65535 ||
+        sp_ip_parse(out->host, &out->ip) != 0)
+        return -1;
+    out->port = (uint16_t)port;
+    out->loopback = ip_is_loopback(&out->ip);
+    out->wildcard = ip_is_wildcard(&out->ip);
+    return 0;
 }

@@ -1,11 +1,11 @@
-/* load: runs the configuration file in a fresh Lua state and compiles a generation.
+/* config_load: runs the configuration file in a fresh Lua state and compiles a generation.
  *
  * The main thread loads from disk and records the source of the config file and of
  * every Lua module it requires (a "source set"). Workers then load the same bytes from
  * that record: no worker touches the disk, every worker runs identical code even if a
  * file changes mid-reload, and --watch knows exactly which files to watch. */
-#ifndef SP_CONFIG_LOAD_H
-#define SP_CONFIG_LOAD_H
+#ifndef SP_LUA_CONFIG_LOAD_H
+#define SP_LUA_CONFIG_LOAD_H
 
 #include <stdatomic.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* message: one direction of an HTTP/1.1 connection as a sequence of messages, on llhttp.
+/* http_message: one direction of an HTTP/1.1 connection as a sequence of messages, on llhttp.
  *
  * The head of each message (request line or status line, header fields) is collected into
  * an sp_http_head; the body is NOT copied: the caller forwards the raw bytes it fed (with
@@ -15,8 +15,8 @@
  * ending in chunked): bare LF line endings, obs-fold continuation lines, whitespace before
  * a colon, Transfer-Encoding in HTTP/1.0, several Host fields. Requests that could be read
  * two ways are refused, never forwarded. Pure: no I/O. */
-#ifndef SP_HTTP_MESSAGE_H
-#define SP_HTTP_MESSAGE_H
+#ifndef SP_PROTO_HTTP_MESSAGE_H
+#define SP_PROTO_HTTP_MESSAGE_H
 
 #include <llhttp.h>
 #include <stdbool.h>

@@ -1,4 +1,4 @@
-/* live: the certificates that "auto" routes serve right now, by name, process-wide.
+/* cert_live: the certificates that "auto" routes serve right now, by name, process-wide.
  *
  * The main thread (core/cert/manager.c) publishes a pair per name with sp_cert_live_set;
  * workers pick one during each handshake in sp_cert_live_select, the SSL_CTX cert
@@ -10,14 +10,14 @@
  * A name is looked up as the SNI, then as "*.<parent>" for a wildcard certificate. No
  * pair (not provisioned yet, or no SNI): the handshake fails with a handshake_failure
  * alert and is counted (sp_cert_live_missing) and logged with the name. */
-#ifndef SP_CERT_LIVE_H
-#define SP_CERT_LIVE_H
+#ifndef SP_TLS_CERT_LIVE_H
+#define SP_TLS_CERT_LIVE_H
 
 #include <stdint.h>
 
 #include <openssl/ssl.h>
 
-#include "cert/pair.h"
+#include "tls/cert_pair.h"
 
 /* Publishes pair for name (lowercase; "*.example.com" for a wildcard), taking a
  * reference; NULL withdraws it. The old pair is released once no handshake holds it. */

@@ -1,4 +1,4 @@
-#include "config/load.h"
+#include "lua/config_load.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -286,7 +286,7 @@ sp_gen *sp_config_load(const char *file, sp_source_set *replay, sp_source_set **
         snprintf(err, errlen, "%s: out of memory while recording sources", file);
         goto fail;
     }
-    sp_gen *g = sp_gen_compile(L, file, err, errlen);
+    sp_gen *g = sp_gen_compile(L, sp_lua_state_close, file, err, errlen);
     if (!g)
         goto fail;
     lua_settop(L, 0);

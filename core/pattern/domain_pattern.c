@@ -1,8 +1,11 @@
-#include "route/domain_pattern.h"
+#include "pattern/domain_pattern.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
-#include "route/ip_pattern.h"
+#include "pattern/glob.h"
+#include "pattern/ip_pattern.h"
 
 enum { MAX_NAME_LEN = 253, MAX_LABEL_LEN = 63 };
 
@@ -55,6 +58,38 @@ static size_t canonical_ipv6(const char *s, size_t n, char buf[SP_IP_STRLEN])
     return sp_ip_format(&ip, buf, SP_IP_STRLEN);
 }
 
+/* A glob: label characters, dots and glob syntax; each label of each spelling is
+ * checked loosely (no empty label, none over 63), then the glob itself. */
+static const char *parse_glob(const char *s, size_t n, sp_domain_pattern *out)
+{
+    size_t label = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '.') {
+            if (label == 0 || (i + 1 < n && (s[i + 1] == ',' || s[i + 1] == '}')))
+                return "empty label";
+            label = 0;
+        } else if (c == '{' || c == '}' || c == ',') {
+            label = c == '}' ? label + 1 : 0; /* an alternative may end a label */
+        } else if (c != '*' && c != '?' && !is_label_char(c)) {
+            return "bad character (allowed: letters, digits, '-', '_', '.', '*', '?', '{a,b}')";
+        } else if (++label > MAX_LABEL_LEN) {
+            return "label longer than 63 characters";
+        }
+    }
+    if (label == 0)
+        return "empty label";
+    const char *why = sp_glob_check(s, n);
+    if (why != NULL)
+        return why;
+    for (size_t i = 0; i < n; i++)
+        out->name[i] = to_lower(s[i]);
+    out->name[n] = '\0';
+    out->len = n;
+    out->kind = SP_DOMAIN_GLOB;
+    return NULL;
+}
+
 static const char *parse(const char *s, sp_domain_pattern *out)
 {
     if (s == NULL)
@@ -83,6 +118,8 @@ static const char *parse(const char *s, sp_domain_pattern *out)
         return NULL;
     }
     out->kind = SP_DOMAIN_EXACT;
+    if (sp_glob_has_magic(s, n) && !(n >= 2 && s[0] == '*' && s[1] == '.' && !sp_glob_has_magic(s + 1, n - 1)))
+        return parse_glob(s, n, out);
     if (n >= 2 && s[0] == '*' && s[1] == '.') {
         out->kind = SP_DOMAIN_WILDCARD;
         s += 2;
@@ -135,10 +172,14 @@ bool sp_domain_pattern_match(const sp_domain_pattern *p, const char *host, size_
     }
     if (host[len - 1] == '.')
         len--;
+    if (len == 0)
+        return false; /* "." is no name: only "*" takes it, as it takes no SNI */
 
     size_t plen = p->len < sizeof p->name ? p->len : sizeof p->name;
     if (p->kind == SP_DOMAIN_EXACT)
         return len == plen && equal_nocase(host, p->name, len);
+    if (p->kind == SP_DOMAIN_GLOB)
+        return sp_glob_match(p->name, plen, host, len);
     if (p->kind != SP_DOMAIN_WILDCARD || len < plen + 2)
         return false;
     /* host = labels "." suffix, the labels standing for the '*'. */
@@ -154,6 +195,10 @@ int sp_domain_pattern_specificity(const sp_domain_pattern *p)
         return 256;
     case SP_DOMAIN_WILDCARD:
         return 1 + (int)(p->len <= MAX_NAME_LEN ? p->len : MAX_NAME_LEN);
+    case SP_DOMAIN_GLOB: {
+        size_t lit = sp_glob_literal_len(p->name, p->len);
+        return 1 + (int)(lit <= MAX_NAME_LEN ? lit : MAX_NAME_LEN);
+    }
     case SP_DOMAIN_ANY:
         break;
     }
@@ -191,4 +236,21 @@ size_t sp_host_without_port(const char *host, size_t len, const char **name)
     if (memchr(colon + 1, ':', after) != NULL)
         return len; /* a bare IPv6 address */
     return all_digits(colon + 1, after) ? before : len;
+}
+
+const char *sp_domain_pattern_format(const sp_domain_pattern *p, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s%.*s", p->kind == SP_DOMAIN_WILDCARD ? "*." : "",
+             p->kind == SP_DOMAIN_ANY ? 1 : (int)p->len, p->kind == SP_DOMAIN_ANY ? "*" : p->name);
+    return buf;
+}
+
+bool sp_name_is_invalid(const char *host)
+{
+    size_t n = strlen(host);
+    if (n && host[n - 1] == '.')
+        n--;
+    static const char tld[] = "invalid";
+    size_t t = sizeof tld - 1;
+    return n >= t && strncasecmp(host + n - t, tld, t) == 0 && (n == t || host[n - t - 1] == '.');
 }

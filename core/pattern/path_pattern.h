@@ -36,8 +36,8 @@
 // request for "/static/../admin" is matched as "/admin", so a route cannot be escaped with
 // dot segments or percent-encoded dots. The request is forwarded as the client sent it
 // (unless rewrite_path changes it). Pure: no I/O, no allocation while matching.
-#ifndef SP_HTTP_PATH_PATTERN_H
-#define SP_HTTP_PATH_PATTERN_H
+#ifndef SP_PATTERN_PATH_PATTERN_H
+#define SP_PATTERN_PATH_PATTERN_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,10 +1,10 @@
-/* pair: a certificate chain and its private key, parsed once and shared by reference.
+/* cert_pair: a certificate chain and its private key, parsed once and shared by reference.
  *
  * A pair is immutable after sp_cert_pair_parse(); handshakes on any worker take a
- * reference while they copy it into their SSL (see live.h), so swapping in a renewed
+ * reference while they copy it into their SSL (see cert_live.h), so swapping in a renewed
  * pair never frees one a handshake is still reading. */
-#ifndef SP_CERT_PAIR_H
-#define SP_CERT_PAIR_H
+#ifndef SP_TLS_CERT_PAIR_H
+#define SP_TLS_CERT_PAIR_H
 
 #include <stdatomic.h>
 #include <stddef.h>
