@@ -111,7 +111,9 @@ static void count_dial_bytes(void *ctx, size_t read, size_t written)
 }
 
 const sp_dial_keeper sp_conn_dial_keeper = {
-    .adopt = keep_dial_handle, .close = close_dial_handle, .lookup = keep_dial_lookup, .count = count_dial_bytes};
+    .adopt = keep_dial_handle, .close = close_dial_handle,
+    .lookup = keep_dial_lookup, .count = count_dial_bytes,
+};
 
 static void close_side(sp_conn *c, sp_side *s)
 {
