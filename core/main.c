@@ -37,6 +37,7 @@
 #include "tls/context.h"
 #include "util/access_log.h"
 #include "util/log.h"
+#include "util/query.h"
 #include "worker/worker.h"
 
 #define SHARED_CAPACITY 100000   /* entries of sp.shared */
@@ -177,8 +178,9 @@ static sp_report report_now(app *a)
     };
 }
 
-static void stats_json(void *ud, sp_json *j)
+static void stats_json(void *ud, const char *query, sp_json *j)
 {
+    (void)query; /* no parameters yet */
     sp_report r = report_now(ud);
     sp_report_stats_json(&r, j);
 }
@@ -195,8 +197,10 @@ static void admin_access(void *ud, sp_admin_access *out)
     *out = (sp_admin_access){.token = s->metrics_token, .hosts = s->metrics_hosts, .nhosts = s->nmetrics_hosts};
 }
 
-static void routes_json(void *ud, sp_json *j)
+static void routes_json(void *ud, const char *query, sp_json *j)
 {
+    char tag[128];
+    bool by_tag = sp_query_get(query, "tag", tag, sizeof tag);
     app *a = ud;
     const sp_gen *g = a->gen;
     sp_json_obj_open(j);
@@ -205,7 +209,8 @@ static void routes_json(void *ud, sp_json *j)
     sp_json_key(j, "routes");
     sp_json_arr_open(j);
     for (size_t i = 0; i < g->nroutes; i++)
-        sp_route_json(&g->routes[i], j);
+        if (!by_tag || sp_route_has_tag(&g->routes[i], tag))
+            sp_route_json(&g->routes[i], j);
     sp_json_arr_close(j);
     sp_json_obj_close(j);
 }

@@ -149,13 +149,14 @@ static void respond_text(admin_conn *ac, int status, const char *reason, const c
     respond_text_with(ac, status, reason, "", text);
 }
 
-static void respond_json(admin_conn *ac, void (*fill)(void *, sp_json *))
+static void respond_json(admin_conn *ac, void (*fill)(void *, const char *, sp_json *))
 {
     sp_buf body;
     sp_buf_init(&body);
     sp_json j;
     sp_json_init(&j, &body);
-    fill(ac->a->hooks.ud, &j);
+    const char *q = strchr(ac->url, '?');
+    fill(ac->a->hooks.ud, q ? q + 1 : NULL, &j);
     sp_buf_append(&body, "\n", 1);
     respond(ac, 200, "OK", "application/json", "", &body);
     sp_buf_free(&body);

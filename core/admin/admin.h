@@ -23,8 +23,9 @@ typedef struct sp_admin_access {
 
 typedef struct sp_admin_hooks {
     void *ud;
-    void (*stats_json)(void *ud, sp_json *j);     /* writes one JSON object */
-    void (*routes_json)(void *ud, sp_json *j);
+    /* Each writes one JSON object; query is what followed '?' in the URL, or NULL. */
+    void (*stats_json)(void *ud, const char *query, sp_json *j);
+    void (*routes_json)(void *ud, const char *query, sp_json *j); /* ?tag=T: those tagged T */
     void (*metrics_text)(void *ud, sp_buf *out);  /* Prometheus text exposition */
     void (*access)(void *ud, sp_admin_access *out);
     /* Reloads now; returns 0 on success, else fills err. */

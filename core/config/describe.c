@@ -45,6 +45,15 @@ void sp_route_json(const sp_route *r, sp_json *j)
     sp_json_int(j, d.index);
     sp_json_key(j, "priority");
     sp_json_int(j, d.priority);
+    sp_json_key(j, "enabled");
+    sp_json_bool(j, !r->disabled);
+    sp_json_key(j, "description");
+    sp_json_str(j, r->description); /* null when there is none */
+    sp_json_key(j, "tags");
+    sp_json_arr_open(j);
+    for (size_t k = 0; k < r->ntags; k++)
+        sp_json_str(j, r->tags[k]);
+    sp_json_arr_close(j);
     sp_json_key(j, "ports");
     sp_json_arr_open(j);
     for (size_t k = 0; k < d.nports; k++) {

@@ -47,7 +47,7 @@ void sp_route_describe(const sp_route *r, sp_route_desc *out);
 void sp_target_describe(const sp_target *t, sp_target_desc *out);
 
 /* A route as one JSON object, the same for GET /routes and `--check --format json`:
- * name, index, priority, ports ([from, to] pairs), protocol ("tcp" | "http"), tls (the
+ * name, index, priority, enabled, description (or null), tags, ports ([from, to] pairs), protocol ("tcp" | "http"), tls (the
  * mode, or null), domains (as written), action (its type), forwarding_engine (kernel
  * routes) and targets ({host, port}). */
 void sp_route_json(const sp_route *r, sp_json *j);

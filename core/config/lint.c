@@ -53,7 +53,7 @@ static bool wins(const sp_route *a, int a_score, const sp_route *b, int b_score)
 /* Every connection or request b matches, a matches too and is chosen over b. */
 static bool shadows(const sp_route *a, const sp_route *b)
 {
-    if (a == b || a->nft.enabled || b->nft.enabled || a->is_http != b->is_http || a->tls.mode != b->tls.mode)
+    if (a == b || a->nft.enabled || b->nft.enabled || a->disabled || b->disabled || a->is_http != b->is_http || a->tls.mode != b->tls.mode)
         return false;
     if (a->client_ip.n || a->ntls_versions || a->http.has_path || a->http.nmatch_headers)
         return false; /* a condition of its own may let b through */
@@ -94,11 +94,11 @@ static const sp_route *stream_before_http(const sp_gen *g, uint16_t port, const 
 {
     for (size_t i = 0; i < g->nroutes; i++) {
         const sp_route *s = &g->routes[i];
-        if (s->is_http || s->tls.mode != SP_TLS_NONE || s->nft.enabled || !on_port(s, port))
+        if (s->is_http || s->tls.mode != SP_TLS_NONE || s->nft.enabled || s->disabled || !on_port(s, port))
             continue;
         for (size_t k = 0; k < g->nroutes; k++) {
             const sp_route *h = &g->routes[k];
-            if (!h->is_http || h->tls.mode != SP_TLS_NONE || !on_port(h, port))
+            if (!h->is_http || h->tls.mode != SP_TLS_NONE || h->disabled || !on_port(h, port))
                 continue;
             if (s->priority > h->priority || (s->priority == h->priority && s->index < h->index)) {
                 *http = h;

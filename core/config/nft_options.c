@@ -165,6 +165,16 @@ int sp_nft_check_route(const sp_route *r, char *field, size_t fl, char *msg, siz
     if (r->ntls_versions)
         return bad(field, fl, "match.tls_version", msg, ml,
                    "kernel forwarding (forwarding_engine = \"nftables\") never sees a ClientHello");
+    const struct { const sp_ip_list *l; const char *name; } lists[] = {
+        {&r->client_ip, "match.client_ip"}, {&r->ip_allow_list, "security.ip_allow_list"},
+        {&r->ip_block_list, "security.ip_block_list"},
+    };
+    for (size_t k = 0; k < sizeof lists / sizeof lists[0]; k++)
+        for (size_t i = 0; i < lists[k].l->n; i++)
+            if (lists[k].l->items[i].glob[0])
+                return bad(field, fl, lists[k].name, msg, ml,
+                           "kernel rules match prefixes: the glob \"%s\" cannot become one (use a CIDR or "
+                           "whole '*' octets)", lists[k].l->items[i].glob);
     if (r->tls.mode != SP_TLS_NONE)
         return bad(field, fl, "action.tls", msg, ml,
                    "kernel forwarding (forwarding_engine = \"nftables\") passes packets: no TLS "

@@ -26,8 +26,8 @@ void sp_port_index_build(sp_gen *g)
     uint32_t *count = cfg_calloc(65536, sizeof *count);
     for (size_t i = 0; i < g->nroutes; i++) {
         sp_route *r = &g->routes[i];
-        if (r->nft.enabled)
-            continue; /* forwarded by the kernel (core/nft): no listener */
+        if (r->nft.enabled || r->disabled)
+            continue; /* forwarded by the kernel (core/nft), or switched off: no listener */
         for (size_t k = 0; k < r->nports; k++)
             for (uint32_t p = r->ports[k].from; p <= r->ports[k].to; p++)
                 count[p]++;
@@ -47,7 +47,7 @@ void sp_port_index_build(sp_gen *g)
     }
     for (size_t i = 0; i < g->nroutes; i++) {
         sp_route *r = &g->routes[i];
-        if (r->nft.enabled)
+        if (r->nft.enabled || r->disabled)
             continue;
         for (size_t k = 0; k < r->nports; k++)
             for (uint32_t p = r->ports[k].from; p <= r->ports[k].to; p++) {

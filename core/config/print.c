@@ -40,7 +40,7 @@ void sp_gen_print_summary(const sp_gen *g, FILE *out)
         const sp_route *r = &g->routes[i];
         sp_route_desc d;
         sp_route_describe(r, &d);
-        fprintf(out, "  #%d %s (priority %d) ports", d.index, d.name, d.priority);
+        fprintf(out, "  #%d %s (priority %d%s) ports", d.index, d.name, d.priority, r->disabled ? ", disabled" : "");
         for (size_t k = 0; k < d.nports; k++) {
             if (d.ports[k].from == d.ports[k].to)
                 fprintf(out, "%s%u", k ? "," : " ", d.ports[k].from);

@@ -18,11 +18,35 @@ static void compile_template(cfg_cx *cx, const char *field, const char *text, sp
         cfg_fail(cx, field, "%s", why);
 }
 
-/* action.tls: { mode, certificate, min_version, upstream_verify, upstream_sni, upstream_ca_file } */
+/* action.tls.client_auth: { ca = PATH_OR_PEM, mode = "required" | "optional", crl = PATH } */
+static void compile_client_auth(cfg_cx *cx, sp_route_tls *tls, int t)
+{
+    static const char *const keys[] = {"ca", "mode", "crl", NULL};
+    cfg_check_keys(cx, t, "action.tls.client_auth", keys);
+    const char *ca = cfg_opt_string(cx, t, "action.tls.client_auth", "ca");
+    if (!ca)
+        cfg_fail(cx, "action.tls.client_auth.ca", "required: the CA certificates that sign client certificates "
+                                                  "(a PEM file path or inline PEM)");
+    const char *mode = cfg_opt_string(cx, t, "action.tls.client_auth", "mode");
+    if (!mode || strcmp(mode, "required") == 0)
+        tls->client_auth = SP_CLIENT_AUTH_REQUIRED;
+    else if (strcmp(mode, "optional") == 0)
+        tls->client_auth = SP_CLIENT_AUTH_OPTIONAL;
+    else
+        cfg_fail(cx, "action.tls.client_auth.mode", "expected \"required\" or \"optional\", got string \"%s\"", mode);
+    tls->client_ca = cfg_strdup(ca);
+    const char *crl = cfg_opt_string(cx, t, "action.tls.client_auth", "crl");
+    if (crl)
+        tls->client_crl = cfg_strdup(crl);
+}
+
+/* action.tls: { mode, certificate, min_version, groups, sigalgs, client_auth,
+ * upstream_verify, upstream_sni, upstream_ca_file, upstream_cert, upstream_key } */
 static void compile_tls(cfg_cx *cx, sp_route *r, int t)
 {
-    static const char *const keys[] = {"mode", "certificate", "min_version", "upstream_verify",
-                                       "upstream_sni", "upstream_ca_file", NULL};
+    static const char *const keys[] = {"mode", "certificate", "min_version", "groups", "sigalgs",
+                                       "client_auth", "upstream_verify", "upstream_sni",
+                                       "upstream_ca_file", "upstream_cert", "upstream_key", NULL};
     static const char *const cert_keys[] = {"cert", "key", NULL};
     lua_State *L = cx->L;
     sp_route_tls *tls = &r->tls;
@@ -65,12 +89,39 @@ static void compile_tls(cfg_cx *cx, sp_route *r, int t)
     }
     lua_pop(L, 1);
 
+    const char *groups = cfg_opt_string(cx, t, "action.tls", "groups");
+    const char *sigalgs = cfg_opt_string(cx, t, "action.tls", "sigalgs");
+    if ((groups || sigalgs) && !terminating)
+        cfg_fail(cx, groups ? "action.tls.groups" : "action.tls.sigalgs",
+                 "a passthrough route does not take part in the handshake");
+    if (groups)
+        tls->groups = cfg_strdup(groups);
+    if (sigalgs)
+        tls->sigalgs = cfg_strdup(sigalgs);
+    if (cfg_opt_table(cx, t, "action.tls", "client_auth")) {
+        if (!terminating)
+            cfg_fail(cx, "action.tls.client_auth", "a passthrough route does not see the client's certificate "
+                                                   "(the target checks it)");
+        compile_client_auth(cx, tls, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+
     int verify = cfg_opt_bool(cx, t, "action.tls", "upstream_verify");
     const char *sni = cfg_opt_string(cx, t, "action.tls", "upstream_sni");
     const char *ca = cfg_opt_string(cx, t, "action.tls", "upstream_ca_file");
-    if ((verify >= 0 || sni || ca) && tls->mode != SP_TLS_REENCRYPT)
-        cfg_fail(cx, verify >= 0 ? "action.tls.upstream_verify" : sni ? "action.tls.upstream_sni" : "action.tls.upstream_ca_file",
+    const char *ucert = cfg_opt_string(cx, t, "action.tls", "upstream_cert");
+    const char *ukey = cfg_opt_string(cx, t, "action.tls", "upstream_key");
+    if ((verify >= 0 || sni || ca || ucert || ukey) && tls->mode != SP_TLS_REENCRYPT)
+        cfg_fail(cx, verify >= 0 ? "action.tls.upstream_verify" : sni ? "action.tls.upstream_sni"
+                     : ca ? "action.tls.upstream_ca_file" : ucert ? "action.tls.upstream_cert" : "action.tls.upstream_key",
                  "only a \"terminate-and-reencrypt\" route has an upstream TLS leg");
+    if (!ucert != !ukey)
+        cfg_fail(cx, ucert ? "action.tls.upstream_key" : "action.tls.upstream_cert",
+                 "a client certificate for the target needs both upstream_cert and upstream_key");
+    if (ucert) {
+        tls->upstream_cert = cfg_strdup(ucert);
+        tls->upstream_key = cfg_strdup(ukey);
+    }
     tls->upstream_verify = verify == 1 || ca != NULL;
     if (sni)
         tls->upstream_sni = cfg_strdup(sni);

@@ -215,9 +215,33 @@ static void compile_security(cfg_cx *cx, sp_route *r, int t)
     }
 }
 
+static void add_tag(cfg_cx *cx, void *dst, int idx, const char *field, size_t n)
+{
+    sp_route *r = dst;
+    size_t len;
+    const char *tag = lua_tolstring(cx->L, idx, &len);
+    if (len == 0 || len > 64 || strcspn(tag, " \t\r\n,&=?#%+") != len)
+        cfg_fail(cx, field, "expected tags of 1 to 64 characters without spaces or \",&=?#%%+\", got string \"%s\"",
+                 tag);
+    if (!r->tags)
+        r->tags = cfg_calloc(n, sizeof *r->tags);
+    r->tags[r->ntags++] = cfg_strdup(tag);
+}
+
+/* description, tags, enabled: what people read about a route, and a switch. */
+static void compile_metadata(cfg_cx *cx, sp_route *r, int t)
+{
+    const char *d = cfg_opt_string(cx, t, "", "description");
+    if (d)
+        r->description = cfg_strdup(d);
+    cfg_for_each_string(cx, r, t, "tags", "tags", "a tag or a list of tags", add_tag);
+    r->disabled = cfg_opt_bool(cx, t, "", "enabled") == 0;
+}
+
 static void compile_route(cfg_cx *cx, sp_route *r, int t, int index)
 {
-    static const char *const keys[] = {"name", "priority", "match", "action", "security", NULL};
+    static const char *const keys[] = {"name", "priority", "description", "tags", "enabled",
+                                       "match", "action", "security", NULL};
     lua_State *L = cx->L;
     r->index = index;
     r->handler = LUA_NOREF;
@@ -246,6 +270,7 @@ static void compile_route(cfg_cx *cx, sp_route *r, int t, int index)
         r->priority = (int)p;
     }
     lua_pop(L, 1);
+    compile_metadata(cx, r, t);
 
     if (!cfg_opt_table(cx, t, "", "match"))
         cfg_fail(cx, "match", "required: { ports = ... }");
@@ -277,6 +302,14 @@ static void compile_route(cfg_cx *cx, sp_route *r, int t, int index)
     if (sp_nft_check_route(r, nft_field, sizeof nft_field, nft_msg, sizeof nft_msg) != 0)
         cfg_fail(cx, nft_field, "%s", nft_msg);
     cx->route = NULL;
+}
+
+bool sp_route_has_tag(const sp_route *r, const char *tag)
+{
+    for (size_t i = 0; i < r->ntags; i++)
+        if (strcmp(r->tags[i], tag) == 0)
+            return true;
+    return false;
 }
 
 bool sp_route_needs_sniff(const sp_route *r)
@@ -449,6 +482,10 @@ static void free_route_http(sp_route_http *h)
 void sp_route_free(sp_route *r, lua_State *unref_in)
 {
     free(r->name);
+    free(r->description);
+    for (size_t i = 0; i < r->ntags; i++)
+        free(r->tags[i]);
+    free(r->tags);
     free(r->ports);
     sp_ip_list_free(&r->client_ip);
     sp_ip_list_free(&r->ip_allow_list);
@@ -459,6 +496,12 @@ void sp_route_free(sp_route *r, lua_State *unref_in)
     free(r->tls.key);
     free(r->tls.upstream_sni);
     free(r->tls.upstream_ca_file);
+    free(r->tls.groups);
+    free(r->tls.sigalgs);
+    free(r->tls.client_ca);
+    free(r->tls.client_crl);
+    free(r->tls.upstream_cert);
+    free(r->tls.upstream_key);
     SSL_CTX_free(r->tls.server_ctx);
     SSL_CTX_free(r->tls.client_ctx);
     for (size_t k = 0; k < r->ntargets; k++)

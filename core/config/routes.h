@@ -33,6 +33,10 @@ typedef struct sp_port_range { uint16_t from, to; } sp_port_range;
 
 typedef enum { SP_TLS_NONE = 0, SP_TLS_PASSTHROUGH, SP_TLS_TERMINATE, SP_TLS_REENCRYPT } sp_tls_mode;
 
+typedef enum { SP_CLIENT_AUTH_NONE = 0, SP_CLIENT_AUTH_OPTIONAL, SP_CLIENT_AUTH_REQUIRED } sp_client_auth;
+
+#define SP_TLS_DEFAULT_GROUPS "X25519:P-256:P-384"
+
 /* action.tls. Contexts are built once by the main thread (core/tls/context.c) and shared
  * by every worker's copy of the route; OpenSSL contexts are safe to share once set up. */
 typedef struct sp_route_tls {
@@ -43,6 +47,13 @@ typedef struct sp_route_tls {
     bool upstream_verify;
     char *upstream_sni;        /* NULL: the client's SNI, else the target host */
     char *upstream_ca_file;    /* implies upstream_verify */
+    char *groups;              /* key exchange groups, OpenSSL's list syntax; NULL: SP_TLS_DEFAULT_GROUPS */
+    char *sigalgs;             /* signature algorithms; NULL: OpenSSL's */
+    /* client_auth: clients present a certificate that ca signed (mutual TLS) */
+    sp_client_auth client_auth;
+    char *client_ca;           /* file path or inline PEM */
+    char *client_crl;          /* or NULL: a CRL file checked for the leaf */
+    char *upstream_cert, *upstream_key; /* re-encrypt: what we present to the target, or NULL */
     SSL_CTX *server_ctx;       /* terminate, re-encrypt */
     SSL_CTX *client_ctx;       /* re-encrypt */
 } sp_route_tls;
@@ -110,6 +121,10 @@ typedef struct sp_route {
     char *name;
     int index;                /* 1-based position in the file, for messages */
     int priority;
+    char *description;        /* or NULL: for people, shown by --check and /routes */
+    char **tags;              /* for people and GET /routes?tag= */
+    size_t ntags;
+    bool disabled;            /* enabled = false: validated, listed, never chosen */
     sp_port_range *ports;
     size_t nports;
     sp_ip_list client_ip;     /* empty: any client */
@@ -134,6 +149,12 @@ typedef struct sp_route {
     struct sp_route_counter *counter; /* this route's shared figures, looked up once per worker */
     sp_route_nft nft;
 } sp_route;
+
+/* True when one of the route's tags is `tag`. */
+bool sp_route_has_tag(const sp_route *r, const char *tag);
+
+/* Forwarded by the kernel now: nftables rules are built for it (not when disabled). */
+static inline bool sp_route_in_kernel(const sp_route *r) { return r->nft.enabled && !r->disabled; }
 
 /* True when choosing this route needs the client's first bytes (a domain other than
  * "*", a TLS version). */

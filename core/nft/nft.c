@@ -24,7 +24,7 @@ typedef struct figures {
 static const sp_route *first_kernel_route(const sp_gen *g)
 {
     for (size_t i = 0; i < g->nroutes; i++)
-        if (g->routes[i].nft.enabled)
+        if (sp_route_in_kernel(&g->routes[i]))
             return &g->routes[i];
     return NULL;
 }
@@ -82,7 +82,7 @@ int sp_nft_prepare(const sp_gen *g, sp_nft_ruleset **out, char *err, size_t errl
     }
     for (size_t i = 0; i < g->nroutes; i++) {
         const sp_route *r = &g->routes[i];
-        if (!r->nft.enabled)
+        if (!sp_route_in_kernel(r))
             continue;
         if (resolve(r->targets[0].host, &targets[i], msg, sizeof msg) != 0) {
             snprintf(err, errlen, "%s: route \"%s\" (#%d): action.target.host: cannot resolve \"%s\" "

@@ -203,7 +203,7 @@ int sp_nft_build(const sp_gen *g, const sp_ip *targets, sp_nft_ruleset *out, cha
     builder b = {.s = out, .err = err, .errlen = errlen};
     size_t n = 0;
     for (size_t i = 0; i < g->nroutes; i++)
-        n += g->routes[i].nft.enabled;
+        n += sp_route_in_kernel(&g->routes[i]);
     if (n == 0)
         return 0;
     const sp_route **order = calloc(n, sizeof *order);
@@ -215,7 +215,7 @@ int sp_nft_build(const sp_gen *g, const sp_ip *targets, sp_nft_ruleset *out, cha
         return -1;
     }
     for (size_t i = 0, k = 0; i < g->nroutes; i++)
-        if (g->routes[i].nft.enabled)
+        if (sp_route_in_kernel(&g->routes[i]))
             order[k++] = &g->routes[i];
     qsort(order, n, sizeof *order, route_order);
     for (size_t k = 0; k < n; k++) {

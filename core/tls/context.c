@@ -70,6 +70,93 @@ static int load_key(SSL_CTX *ctx, const char *key)
 
 static const char *shown(const char *s) { return is_pem(s) ? "inline PEM" : s; }
 
+/* "FILE: route \"NAME\" (#N): FIELD: " and the message, with OpenSSL's reason. */
+static int ctx_fail(const sp_gen *g, const sp_route *r, const char *field, char *err, size_t errlen,
+                    const char *what)
+{
+    char why[256];
+    sp_openssl_error(why, sizeof why, NULL, "unknown error");
+    snprintf(err, errlen, "%s: route \"%s\" (#%d): %s: %s: %s", g->file, r->name, r->index, field, what, why);
+    return -1;
+}
+
+/* action.tls.groups and .sigalgs, on either side of the handshake. */
+static int set_handshake_lists(SSL_CTX *ctx, const sp_gen *g, const sp_route *r, char *err, size_t errlen)
+{
+    char what[300];
+    const char *groups = r->tls.groups ? r->tls.groups : SP_TLS_DEFAULT_GROUPS;
+    if (SSL_CTX_set1_groups_list(ctx, groups) != 1) {
+        snprintf(what, sizeof what, "this OpenSSL cannot use \"%s\"", groups);
+        return ctx_fail(g, r, "action.tls.groups", err, errlen, what);
+    }
+    if (r->tls.sigalgs && SSL_CTX_set1_sigalgs_list(ctx, r->tls.sigalgs) != 1) {
+        snprintf(what, sizeof what, "this OpenSSL cannot use \"%s\"", r->tls.sigalgs);
+        return ctx_fail(g, r, "action.tls.sigalgs", err, errlen, what);
+    }
+    return 0;
+}
+
+/* The CAs of client_auth.ca (a file or inline PEM): trusted for the chain, and named to
+ * the client in the CertificateRequest. */
+static int load_client_cas(SSL_CTX *ctx, const char *ca)
+{
+    BIO *bio = is_pem(ca) ? BIO_new_mem_buf(ca, -1) : BIO_new_file(ca, "r");
+    STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    int n = 0, rc = bio && names ? 0 : -1;
+    for (X509 *x; rc == 0 && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)); X509_free(x), n++) {
+        X509_NAME *name = X509_NAME_dup(X509_get_subject_name(x));
+        if (X509_STORE_add_cert(store, x) != 1 || !name || !sk_X509_NAME_push(names, name)) {
+            X509_NAME_free(name);
+            rc = -1;
+        }
+    }
+    if (rc == 0 && n == 0)
+        rc = -1; /* the PEM reader's error says why */
+    else if (rc == 0)
+        ERR_clear_error(); /* the end of the PEM is not an error */
+    if (rc == 0)
+        SSL_CTX_set_client_CA_list(ctx, names);
+    else
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+    BIO_free(bio);
+    return rc;
+}
+
+static int load_crl(SSL_CTX *ctx, const char *path)
+{
+    BIO *bio = BIO_new_file(path, "r");
+    X509_CRL *crl = bio ? PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL) : NULL;
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    int rc = crl && X509_STORE_add_crl(store, crl) == 1 ? 0 : -1;
+    if (rc == 0)
+        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+    X509_CRL_free(crl);
+    BIO_free(bio);
+    return rc;
+}
+
+/* action.tls.client_auth: mutual TLS towards clients. */
+static int set_client_auth(SSL_CTX *ctx, const sp_gen *g, const sp_route *r, char *err, size_t errlen)
+{
+    if (r->tls.client_auth == SP_CLIENT_AUTH_NONE)
+        return 0;
+    char what[300];
+    if (load_client_cas(ctx, r->tls.client_ca) != 0) {
+        snprintf(what, sizeof what, "cannot load %s", shown(r->tls.client_ca));
+        return ctx_fail(g, r, "action.tls.client_auth.ca", err, errlen, what);
+    }
+    if (r->tls.client_crl && load_crl(ctx, r->tls.client_crl) != 0) {
+        snprintf(what, sizeof what, "cannot load %s", r->tls.client_crl);
+        return ctx_fail(g, r, "action.tls.client_auth.crl", err, errlen, what);
+    }
+    int mode = SSL_VERIFY_PEER;
+    if (r->tls.client_auth == SP_CLIENT_AUTH_REQUIRED)
+        mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    SSL_CTX_set_verify(ctx, mode, NULL); /* a certificate that is sent must verify, in both modes */
+    return 0;
+}
+
 static SSL_CTX *build_server(const sp_gen *g, const sp_route *r, char *err, size_t errlen)
 {
     char why[256];
@@ -86,6 +173,10 @@ static SSL_CTX *build_server(const sp_gen *g, const sp_route *r, char *err, size
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)r->name,
                                    (unsigned)(strlen(r->name) > 32 ? 32 : strlen(r->name)));
+    if (set_handshake_lists(ctx, g, r, err, errlen) != 0 || set_client_auth(ctx, g, r, err, errlen) != 0) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     if (r->tls.cert_auto) { /* chosen per handshake by name: core/tls/cert_live.h */
         SSL_CTX_set_cert_cb(ctx, sp_cert_live_select, NULL);
         return ctx;
@@ -120,6 +211,20 @@ static SSL_CTX *build_client(const sp_gen *g, const sp_route *r, char *err, size
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (set_handshake_lists(ctx, g, r, err, errlen) != 0) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (r->tls.upstream_cert) {
+        bool cert_ok = load_cert(ctx, r->tls.upstream_cert) == 0;
+        if (!cert_ok || load_key(ctx, r->tls.upstream_key) != 0 || SSL_CTX_check_private_key(ctx) != 1) {
+            char what[300];
+            snprintf(what, sizeof what, "cannot use %s", shown(cert_ok ? r->tls.upstream_key : r->tls.upstream_cert));
+            ctx_fail(g, r, cert_ok ? "action.tls.upstream_key" : "action.tls.upstream_cert", err, errlen, what);
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    }
     if (r->tls.upstream_verify) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
         int ok = r->tls.upstream_ca_file ? SSL_CTX_load_verify_locations(ctx, r->tls.upstream_ca_file, NULL)

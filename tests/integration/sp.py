@@ -114,7 +114,7 @@ def route(name, ports, host=None, port=None, *, client_ip=None, priority=None,
 
 def route_ports(routes):
     """Every port the routes listen on (numbers, {from=,to=} ranges and lists of both;
-    not the ports of kernel-forwarded routes)."""
+    not the ports of kernel-forwarded or disabled routes)."""
     out = set()
 
     def add(p):
@@ -127,8 +127,9 @@ def route_ports(routes):
                 add(q)
 
     for r in routes:
-        if isinstance(r, dict) and r.get("action", {}).get("forwarding_engine") == "nftables":
-            continue  # forwarded by the kernel: no listener
+        if isinstance(r, dict) and (r.get("action", {}).get("forwarding_engine") == "nftables"
+                                    or r.get("enabled") is False):
+            continue  # forwarded by the kernel, or switched off: no listener
         add(r["match"]["ports"])
     return out
 

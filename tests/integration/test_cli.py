@@ -92,7 +92,8 @@ def test_check_format_json(tmp_path):
     assert out["ok"] is True and out["ports"] == sorted(ports)
     assert [x["name"] for x in out["routes"]] == ["all", "never", "web", "raw"]
     web = out["routes"][2]
-    assert web == {"name": "web", "index": 3, "priority": 1, "ports": [[ports[1], ports[1]]],
+    assert web == {"name": "web", "index": 3, "priority": 1, "enabled": True, "description": None,
+                   "tags": [], "ports": [[ports[1], ports[1]]],
                    "protocol": "http", "tls": None, "domains": [], "action": "forward",
                    "targets": [{"host": "127.0.0.1", "port": 9002}]}, web
     assert [w["route"] for w in out["warnings"]] == ["never", "raw"]

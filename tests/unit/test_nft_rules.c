@@ -101,6 +101,7 @@ TEST(options_are_compiled)
 
 TEST(config_errors_name_the_route_and_field)
 {
+    sp_gen *g;
     CHECK(unit_fails_with(ROUTE(", domains = 'a.example'", TARGET NFT("")),
                      "proxy.lua: route \"k\" (#1): match.domains: kernel forwarding"));
     CHECK(unit_fails_with(ROUTE(", tls_version = 'TLSv1.3'", TARGET NFT("")), "route \"k\" (#1): match.tls_version:"));
@@ -117,6 +118,16 @@ TEST(config_errors_name_the_route_and_field)
                      "action.target.host: kernel forwarding"));
     CHECK(unit_fails_with(ROUTE("", "target = { host = '10.0.0.5', port = function() return 1 end }, " NFT("")),
                      "action.target.port: kernel forwarding"));
+    /* a text glob has no prefix form: it must not become "anyone" in the kernel */
+    CHECK(unit_fails_with(ROUTE(", client_ip = { '10.0.0.0/8', '192.168.*' }", TARGET NFT("")),
+                     "route \"k\" (#1): match.client_ip: kernel rules match prefixes: the glob \"192.168.*\""));
+    CHECK(unit_fails_with("return { routes = { { name = 'k', match = { ports = 7000 }, action = { type = 'forward', "
+                     TARGET NFT("") " }, security = { ip_allow_list = { '10.?.?.1' } } } } }",
+                     "security.ip_allow_list: kernel rules match prefixes: the glob \"10.?.?.1\""));
+    g = unit_compile(ROUTE(", client_ip = { '192.168.*.*' }", TARGET NFT(""))); /* whole '*' octets are a mask */
+    CHECK(g != NULL);
+    if (g)
+        sp_gen_unref(g);
     CHECK(unit_fails_with(ROUTE("", TARGET "forwarding_engine = 'kernel'"),
                      "action.forwarding_engine: expected \"node\" or \"nftables\", got string \"kernel\""));
     CHECK(unit_fails_with(ROUTE("", TARGET "nftables = { protocol = 'udp' }"),
@@ -139,7 +150,7 @@ TEST(config_errors_name_the_route_and_field)
                      " { name = 'k', match = { ports = 7000 }, action = { type = 'forward', " TARGET NFT("") " } } } }",
                      "proxy.lua: route \"k\" (#2): match.ports: port 7000 is also served in user space by route \"u\" (#1)"));
     /* ... but UDP alone does not collide */
-    sp_gen *g = unit_compile("return { routes = {"
+    g = unit_compile("return { routes = {"
                         " { name = 'u', match = { ports = 7000 }, action = { type = 'forward',"
                         "   target = { host = '127.0.0.1', port = 1 } } },"
                         " { name = 'k', match = { ports = 7000 }, action = { type = 'forward', " TARGET
