@@ -5,8 +5,10 @@
  * socket reads (only while a read waits: a handler that does not read applies
  * backpressure) and the coroutine yields until the read is satisfied, the peer closes,
  * or the timeout passes. A write returns once its bytes are queued, yielding only while
- * more than the high-water mark waits to be sent. */
-#include <arpa/inet.h>
+ * more than the high-water mark waits to be sent.
+ *
+ * sp.connect dials through net/dial.c (resolve, addresses in turn, the PROXY header, the
+ * TLS handshake); a TLS socket's bytes then go through the TLS pump (tls/stream.h). */
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdlib.h>
@@ -50,8 +52,7 @@ sp_cosock *sp_cosock_new(sp_task *t, uv_tcp_t *tcp, bool is_client)
 void sp_cosock_close(sp_cosock *s)
 {
     sp_conn *c = s->task->conn;
-    if (s->resolving)
-        uv_cancel((uv_req_t *)&s->gai); /* its callback still comes; the task outlives it */
+    sp_dial_cancel(&s->dial); /* a lookup's callback still comes; the connection waits for it */
     if (s->tcp) {
         sp_conn_close_handle(c, (uv_handle_t *)s->tcp);
         s->tcp = NULL;
@@ -73,11 +74,6 @@ void sp_cosock_destroy(sp_cosock *s)
         free(s->head);
         s->head = NULL;
     }
-    if (s->addrs)
-        uv_freeaddrinfo(s->addrs);
-    free(s->literal);
-    free(s->sni);
-    free(s->host);
     sp_tls_free(&s->tls);
     free(s);
 }
@@ -254,20 +250,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0 && s->tls.ssl) {
         if (tls_input(s, buf->base, (size_t)nread) != 0) {
             sp_bufpool_put(&c->w->pool, buf->base);
-            return; /* the handshake failed and was reported, or the error is recorded */
+            return; /* what the session wanted sent could not be queued */
         }
-        c->last_activity_ms = uv_now(&c->w->loop);
-        sp_counter_add(&c->w->counters.bytes_from_targets, nread);
-        c->target.bytes_read += (uint64_t)nread;
-        if (!s->tls.established) { /* still handshaking: nothing for Lua yet */
-            sp_bufpool_put(&c->w->pool, buf->base);
-            return;
-        }
+        sp_side_count_read(c, &c->target, (size_t)nread);
     } else if (nread > 0) {
         sp_buf_append(&s->in, buf->base, (size_t)nread);
-        c->last_activity_ms = uv_now(&c->w->loop);
-        sp_counter_add(s->is_client ? &c->w->counters.bytes_from_clients : &c->w->counters.bytes_from_targets, nread);
-        (s->is_client ? &c->client : &c->target)->bytes_read += (uint64_t)nread;
+        sp_side_count_read(c, s->is_client ? &c->client : &c->target, (size_t)nread);
     } else if (nread == UV_EOF) {
         s->eof = true;
     } else if (nread < 0) {
@@ -459,19 +447,45 @@ static int sock_write(lua_State *L)
     return 1;
 }
 
-/* ---- TLS (sp.connect with tls = true) ---- */
+/* ---- TLS (sp.connect with tls = true; the dialer did the handshake) ---- */
 
-static void connect_done(sp_cosock *s, const char *err);
+/* The TLS pump's view of the socket (tls/stream.h): ciphertext goes to the write queue,
+ * plaintext to what Lua reads (bounded by READ_AHEAD through the socket's reading). */
+static void *tls_get_buf(void *ctx, size_t *cap)
+{
+    sp_cosock *s = ctx;
+    *cap = SP_READ_BUF_SIZE;
+    return sp_bufpool_get(&s->task->conn->w->pool);
+}
+
+static void tls_put_buf(void *ctx, void *buf)
+{
+    sp_cosock *s = ctx;
+    sp_bufpool_put(&s->task->conn->w->pool, buf);
+}
+
+static int tls_send(void *ctx, void *buf, size_t len)
+{
+    int rc = queue_bytes(ctx, buf, len);
+    tls_put_buf(ctx, buf);
+    return rc == 0 ? 0 : -1;
+}
+
+static int tls_receive(void *ctx, void *buf, size_t len)
+{
+    sp_cosock *s = ctx;
+    sp_buf_append(&s->in, buf, len);
+    tls_put_buf(ctx, buf);
+    return 0;
+}
+
+static const sp_tls_io tls_io = {
+    .get_buf = tls_get_buf, .put_buf = tls_put_buf, .send = tls_send, .receive = tls_receive};
 
 /* Sends what the TLS session wants sent. */
 static int tls_flush(sp_cosock *s)
 {
-    char buf[16384];
-    size_t n;
-    while ((n = sp_tls_take_output(&s->tls, buf, sizeof buf)) > 0)
-        if (queue_bytes(s, buf, n) != 0)
-            return -1;
-    return 0;
+    return sp_tls_flush(&s->tls, &tls_io, s) == 0 ? 0 : -1;
 }
 
 static int tls_write(sp_cosock *s, const char *data, size_t len)
@@ -481,80 +495,26 @@ static int tls_write(sp_cosock *s, const char *data, size_t len)
     return tls_flush(s);
 }
 
-/* Feeds network bytes to the session: advances the handshake (finishing sp.connect) or
- * appends the plaintext to what Lua reads. */
+/* Feeds network bytes to the session (established by the dialer) and appends the
+ * plaintext to what Lua reads. */
 static int tls_input(sp_cosock *s, const char *data, size_t len)
 {
     if (sp_tls_feed(&s->tls, data, len) != 0) {
         s->error = UV_ENOMEM;
         return -1;
     }
-    if (!s->tls.established) {
-        sp_tls_result r = sp_tls_handshake(&s->tls);
-        if (tls_flush(s) != 0 || r == SP_TLS_FAILED) {
-            char why[96];
-            snprintf(why, sizeof why, "tls handshake failed: %s", sp_tls_failure_name(s->tls.failure));
-            sp_counter_add(&s->task->conn->w->counters.upstream_tls_failures[s->tls.failure], 1);
-            uv_read_stop((uv_stream_t *)s->tcp);
-            s->reading = false;
-            sp_cosock_close(s);
-            connect_done(s, why);
-            return -1;
-        }
-        if (r == SP_TLS_WANT)
-            return 0;
-        uv_read_stop((uv_stream_t *)s->tcp); /* reads resume when Lua reads */
-        s->reading = false;
-        connect_done(s, NULL);
+    switch (sp_tls_pump(&s->tls, &tls_io, s)) {
+    case SP_TLS_PUMP_FAILED:
+        s->error = UV_EPROTO;
         return 0;
+    case SP_TLS_PUMP_PEER_CLOSED:
+        s->eof = true;
+        return 0;
+    case SP_TLS_PUMP_DRAINED:
+        return 0;
+    default: /* what the session wanted sent could not be queued */
+        return -1;
     }
-    char buf[16384];
-    for (;;) {
-        ssize_t n = sp_tls_read(&s->tls, buf, sizeof buf);
-        if (n > 0) {
-            sp_buf_append(&s->in, buf, (size_t)n);
-            continue;
-        }
-        if (n < 0)
-            s->error = UV_EPROTO;
-        else if (s->tls.peer_closed)
-            s->eof = true;
-        break;
-    }
-    return tls_flush(s);
-}
-
-/* After the TCP connect: the PROXY header, then the TLS handshake if asked. */
-static void connected(sp_cosock *s)
-{
-    sp_conn *c = s->task->conn;
-    if (s->proxy_protocol) {
-        uint8_t hdr[SP_PP_V2_MAX_TLV + 16];
-        size_t n = s->proxy_protocol == 1
-                       ? sp_proxy_write_v1((char *)hdr, sizeof hdr, &c->info.client_ip, c->info.client_port,
-                                           &c->info.server_ip, c->info.server_port)
-                       : sp_proxy_write_v2(hdr, sizeof hdr, &c->info.client_ip, c->info.client_port,
-                                           &c->info.server_ip, c->info.server_port, NULL);
-        if (n == 0 || queue_bytes(s, (const char *)hdr, n) != 0) {
-            sp_cosock_close(s);
-            connect_done(s, "cannot write the PROXY header");
-            return;
-        }
-    }
-    if (!s->want_tls) {
-        connect_done(s, NULL);
-        return;
-    }
-    SSL_CTX *ctx = c->w->process->lua_tls[s->tls_verify ? 1 : 0];
-    const char *name = s->sni ? s->sni : s->host;
-    if (sp_tls_init_client(&s->tls, ctx, name, name) != 0 ||
-        sp_tls_handshake(&s->tls) == SP_TLS_FAILED || tls_flush(s) != 0 ||
-        uv_read_start((uv_stream_t *)s->tcp, on_alloc, on_read) != 0) {
-        sp_cosock_close(s);
-        connect_done(s, "cannot start TLS");
-        return;
-    }
-    s->reading = true;
 }
 
 /* ---- the rest ---- */
@@ -668,8 +628,6 @@ void sp_cosock_register(lua_State *L)
 
 /* ---- sp.connect ---- */
 
-static void connect_next(sp_cosock *s);
-
 static void connect_done(sp_cosock *s, const char *err)
 {
     sp_task *t = s->task;
@@ -686,74 +644,39 @@ static void connect_done(sp_cosock *s, const char *err)
     sp_task_resume(t, 1);
 }
 
-static void on_connect(uv_connect_t *req, int status)
+/* What sp.connect answers when the dial failed (into buf when it must be composed). */
+static const char *dial_error(const sp_dial *d, char *buf, size_t cap)
 {
-    sp_cosock *s = req->data;
-    if (s->task->done || !s->connecting)
-        return; /* abandoned: timed out, or the connection is ending */
-    if (status < 0) {
-        sp_cosock_close(s);
-        if (s->next_addr) {
-            connect_next(s);
-            return;
-        }
-        connect_done(s, uv_strerror(status));
-        return;
+    switch (d->result) {
+    case SP_DIAL_RESOLVE_NOT_STARTED: return "cannot resolve";
+    case SP_DIAL_RESOLVE_FAILED: return d->status == UV_ECANCELED ? "timeout" : uv_strerror(d->status);
+    case SP_DIAL_CONNECT_FAILED: return d->status ? uv_strerror(d->status) : "cannot connect";
+    case SP_DIAL_PREAMBLE_FAILED: return "cannot write the PROXY header";
+    case SP_DIAL_TLS_NOT_STARTED: return "cannot start TLS";
+    case SP_DIAL_TLS_FAILED:
+        snprintf(buf, cap, "tls handshake failed: %s", sp_tls_failure_name(d->tls_failure));
+        return buf;
+    default: return "cannot connect";
     }
-    uv_tcp_nodelay(s->tcp, 1);
-    connected(s);
 }
 
-static void connect_next(sp_cosock *s)
+static void on_dialed(sp_dial *d, sp_dial_result r, int status, uv_tcp_t *tcp)
 {
-    sp_conn *c = s->task->conn;
-    while (s->next_addr) {
-        struct addrinfo *ai = s->next_addr;
-        s->next_addr = ai->ai_next;
-        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
-            continue;
-        struct sockaddr_storage ss;
-        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-        ((struct sockaddr_in *)&ss)->sin_port = htons(s->port);
-        uv_tcp_t *tcp = malloc(sizeof *tcp);
-        if (!tcp)
-            break;
-        uv_tcp_init(&c->w->loop, tcp);
-        tcp->data = s;
-        c->handles++;
+    sp_cosock *s = d->owner;
+    if (r == SP_DIAL_CONNECTED) {
         s->tcp = tcp;
-        s->connect_req.data = s;
-        int rc = uv_tcp_connect(&s->connect_req, tcp, (struct sockaddr *)&ss, on_connect);
-        if (rc == 0)
-            return;
-        s->dial_error = rc;
-        sp_cosock_close(s);
+        tcp->data = s;
+        sp_dial_take_tls(d, &s->tls); /* reads resume when Lua reads */
+        connect_done(s, NULL);
+        return;
     }
-    connect_done(s, s->dial_error ? uv_strerror(s->dial_error) : "cannot connect");
+    if (r == SP_DIAL_TLS_FAILED)
+        sp_counter_add(&s->task->conn->w->counters.upstream_tls_failures[d->tls_failure], 1);
+    char why[96];
+    connect_done(s, dial_error(d, why, sizeof why));
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    sp_cosock *s = req->data;
-    sp_conn *c = s->task->conn;
-    s->resolving = false;
-    c->lookups--;
-    if (s->task->done || !s->connecting) {
-        if (res)
-            uv_freeaddrinfo(res);
-        if (s->task->done)
-            sp_conn_release(c); /* it may have waited for this lookup */
-        return;
-    }
-    if (status < 0 || !res) {
-        if (res)
-            uv_freeaddrinfo(res);
-        connect_done(s, status == UV_ECANCELED ? "timeout" : uv_strerror(status));
-        return;
-    }
-    s->addrs = s->next_addr = res;
-    connect_next(s);
-}
+static const sp_dial_ops dial_ops = {.done = on_dialed};
 
 int sp_cosock_connect(lua_State *L, sp_task *t)
 {
@@ -786,47 +709,34 @@ int sp_cosock_connect(lua_State *L, sp_task *t)
             return luaL_error(L, "sp.connect: proxy_protocol: expected \"v1\", \"v2\", true or false");
         lua_pop(L, 5);
     }
+    sp_conn *c = t->conn;
+    uint8_t header[SP_PP_V2_MAX_TLV + 16];
+    size_t header_len = 0;
+    if (pp) { /* the real client and the address it connected to */
+        header_len = pp == 1 ? sp_proxy_write_v1((char *)header, sizeof header, &c->info.client_ip,
+                                                 c->info.client_port, &c->info.server_ip, c->info.server_port)
+                             : sp_proxy_write_v2(header, sizeof header, &c->info.client_ip, c->info.client_port,
+                                                 &c->info.server_ip, c->info.server_port, NULL);
+        if (header_len == 0) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "cannot write the PROXY header");
+            return 2;
+        }
+    }
     sp_cosock *s = sp_cosock_new(t, NULL, false);
     if (!s)
         return luaL_error(L, "out of memory");
-    s->proxy_protocol = pp;
-    s->want_tls = tls;
-    s->tls_verify = verify;
-    if ((sni && !(s->sni = strdup(sni))) || !(s->host = strdup(host)))
-        return luaL_error(L, "out of memory");
-    s->port = (uint16_t)port;
     s->timeout_ms = DEFAULT_TIMEOUT_MS;
-    sp_target_choice lit = {.host = (char *)host, .port = s->port};
-    struct sockaddr_storage ss;
-    if (sp_target_literal(&lit, &ss)) {
-        /* a literal address: one synthetic addrinfo (freed in sp_cosock_destroy) */
-        struct addrinfo *ai = calloc(1, sizeof *ai + sizeof ss);
-        if (!ai)
-            return luaL_error(L, "out of memory");
-        ai->ai_family = ss.ss_family;
-        ai->ai_addr = (struct sockaddr *)(ai + 1);
-        ai->ai_addrlen = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-        memcpy(ai->ai_addr, &ss, ai->ai_addrlen);
-        s->next_addr = ai;
-        s->literal = ai;
-        s->connecting = true;
-        connect_next(s);
-    } else {
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-        s->gai.data = s;
-        if (uv_getaddrinfo(&t->conn->w->loop, &s->gai, on_resolved, host, NULL, &hints) != 0) {
-            lua_pushnil(L);
-            lua_pushliteral(L, "cannot resolve");
-            return 2;
-        }
-        s->resolving = true;
-        s->connecting = true;
-        t->conn->lookups++;
-    }
+    s->connecting = true;
+    const char *name = sni ? sni : host; /* SNI and the name the certificate must carry */
+    sp_dial_tls upstream = {.ctx = c->w->process->lua_tls[verify ? 1 : 0], .sni = name, .verify_host = name};
+    sp_dial_init(&s->dial, &c->w->loop, &dial_ops, &sp_conn_dial_keeper, c, s);
+    sp_dial_start(&s->dial, host, (uint16_t)port, 0 /* bounded by `timeout` as a whole */, header, header_len,
+                  tls ? &upstream : NULL);
     if (!s->connecting) {
-        /* failed synchronously: connect_done found nobody waiting */
+        char why[96];
         lua_pushnil(L);
-        lua_pushstring(L, s->dial_error ? uv_strerror(s->dial_error) : "cannot connect");
+        lua_pushstring(L, dial_error(&s->dial, why, sizeof why));
         return 2;
     }
     return sp_task_yield(t, SP_WAIT_CONNECT, s, timeout);

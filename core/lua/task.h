@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "net/dial.h"
 #include "tls/stream.h"
 #include "util/buf.h"
 
@@ -45,20 +46,9 @@ struct sp_cosock {
     size_t read_n;
     struct sp_http_msg *head;     /* sock:read_request_head: llhttp, kept between reads */
     /* sp.connect */
-    uv_getaddrinfo_t gai;
-    bool resolving;
-    struct addrinfo *addrs, *next_addr;
-    uint16_t port;
+    sp_dial dial;                 /* resolve, connect, PROXY header, TLS (net/dial.h) */
     bool connecting;              /* an sp.connect waits on this socket */
-    int dial_error;               /* sp.connect: why the last address could not be tried */
-    int proxy_protocol;           /* sp.connect: a PROXY header (1, 2) before anything else */
-    bool want_tls;                /* sp.connect: TLS after the TCP connect */
-    bool tls_verify;              /* ... checking the certificate against the system CAs */
-    char *sni;                    /* sp.connect: the TLS server name (default: the host) */
-    char *host;
     sp_tls_stream tls;            /* tls.ssl set when the socket speaks TLS */
-    struct addrinfo *literal;     /* the synthetic address of a literal host */
-    uv_connect_t connect_req;
 };
 
 struct sp_task {

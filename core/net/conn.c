@@ -48,8 +48,6 @@ void sp_conn_release(sp_conn *c)
         w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    if (c->addrs)
-        uv_freeaddrinfo(c->addrs);
     for (int i = 0; i < c->nearly; i++)
         sp_bufpool_put(&w->pool, c->early[i]);
     sp_tls_free(&c->client.tls);
@@ -82,6 +80,41 @@ void sp_conn_close_handle(sp_conn *c, uv_handle_t *h)
         uv_close(h, on_handle_closed);
     }
 }
+
+static void keep_dial_handle(void *ctx, uv_handle_t *h)
+{
+    sp_conn *c = ctx;
+    c->handles++;
+}
+
+static void close_dial_handle(void *ctx, uv_handle_t *h) { sp_conn_close_handle(ctx, h); }
+
+static void keep_dial_lookup(void *ctx, bool started)
+{
+    sp_conn *c = ctx;
+    if (started) {
+        c->lookups++;
+        return;
+    }
+    c->lookups--;
+    if (c->state == SP_STATE_CLOSING)
+        sp_conn_release(c); /* it may have waited for this lookup */
+}
+
+/* A dial's bytes (a PROXY header, a handshake) are the target side's. */
+static void count_dial_bytes(void *ctx, size_t read, size_t written)
+{
+    sp_conn *c = ctx;
+    if (read)
+        sp_side_count_read(c, &c->target, read);
+    if (written)
+        sp_side_count_written(c, &c->target, written);
+}
+
+const sp_dial_keeper sp_conn_dial_keeper = {
+    .adopt = keep_dial_handle, .close = close_dial_handle,
+    .lookup = keep_dial_lookup, .count = count_dial_bytes,
+};
 
 static void close_side(sp_conn *c, sp_side *s)
 {
@@ -132,12 +165,7 @@ void sp_conn_abort(sp_conn *c, sp_end_reason reason)
     record_end(c, reason);
     if (c->state != SP_STATE_CLOSING)
         sp_conn_set_state(c, SP_STATE_CLOSING);
-    if (c->resolving)
-        uv_cancel((uv_req_t *)&c->gai);
-    if (c->attempt) {
-        sp_conn_close_handle(c, (uv_handle_t *)&c->attempt->tcp);
-        c->attempt = NULL;
-    }
+    sp_dial_cancel(&c->dial);
     if (c->app && c->app->abort)
         c->app->abort(c);
     close_side(c, &c->client);
@@ -220,6 +248,7 @@ void sp_conn_close(sp_conn *c, sp_end_reason reason)
         return;
     if (c->app && c->app->closing)
         c->app->closing(c); /* an idle upstream connection outlives its client */
+    sp_dial_cancel(&c->dial); /* a target still being dialed has nothing to flush */
     sp_conn_set_state(c, SP_STATE_CLOSING);
     c->closing_deadline_ms = uv_now(&c->w->loop) + SP_FLUSH_LIMIT_MS;
     sp_side *sides[2] = {&c->client, &c->target};
@@ -257,7 +286,7 @@ static void on_handle_closed(uv_handle_t *h)
 {
     sp_conn *c = h->data;
     if (h != (uv_handle_t *)&c->timer)
-        free(h); /* client sockets and attempts are separate allocations; tcp comes first */
+        free(h); /* client sockets and dial attempts are separate allocations; tcp comes first */
     c->handles--;
     sp_conn_release(c);
 }
@@ -316,8 +345,7 @@ void sp_conn_arm_timer(sp_conn *c)
         due = c->app->deadline(c);
     else switch (c->state) {
     case SP_STATE_CONNECTING:
-        if (t->connect)
-            due = c->phase_started_ms + t->connect;
+        due = sp_connect_deadline(c);
         break;
     case SP_STATE_SNIFFING:
         if (t->initial_data)
@@ -347,7 +375,6 @@ void sp_conn_arm_timer(sp_conn *c)
 static void on_timer(uv_timer_t *timer)
 {
     sp_conn *c = timer->data;
-    const sp_timeouts *t = &c->gen->settings.timeouts;
     uint64_t now = uv_now(&c->w->loop);
     if (c->state != SP_STATE_CLOSING && now >= handshake_deadline(c)) {
         c->client.tls.failure = SP_TLSFAIL_TIMEOUT;
@@ -360,7 +387,7 @@ static void on_timer(uv_timer_t *timer)
     }
     switch (c->state) {
     case SP_STATE_CONNECTING:
-        if (now >= c->phase_started_ms + t->connect)
+        if (now >= sp_connect_deadline(c))
             sp_connect_timed_out(c);
         else
             sp_conn_arm_timer(c);
@@ -494,6 +521,7 @@ void sp_conn_accept(sp_worker *w, int fd, const struct sockaddr *peer, uint16_t 
     c->handles = 2; /* client socket and timer */
     uv_timer_init(&w->loop, &c->timer);
     c->timer.data = c;
+    sp_connect_init(c);
     c->started_ms = c->last_activity_ms = c->phase_started_ms = uv_now(&w->loop);
     c->state = SP_STATE_ACCEPTED;
     c->dest.last_error = SP_END_CONNECT_ERROR;

@@ -1,7 +1,7 @@
 /* conn_impl: the connection object shared by the files that drive it.
  *
  *   conn.c         accept, a trusted proxy's PROXY header, timers, the one cleanup path
- *   connect.c      resolve and connect to a target, candidate after candidate
+ *   connect.c      dial the route's targets (net/dial.c), candidate after candidate
  *   pipe.c         move bytes both ways (plain or through TLS) with backpressure
  *   route_admit.c  a connection's admission to its route (lists, limits)
  *
@@ -15,10 +15,9 @@
 #ifndef SP_NET_CONN_IMPL_H
 #define SP_NET_CONN_IMPL_H
 
-#include <netdb.h>
-
 #include "net/app.h"
 #include "net/conn.h"
+#include "net/dial.h"
 #include "net/route_state.h"
 #include "net/target.h"
 #include "route/router.h"
@@ -46,13 +45,6 @@ typedef struct sp_side {
     sp_tls_stream tls;        /* tls.ssl set when this side speaks TLS through us */
 } sp_side;
 
-/* One connection attempt to one target address; owns its socket until it connects. */
-typedef struct sp_attempt {
-    uv_tcp_t tcp;
-    uv_connect_t req;
-    sp_conn *c;
-} sp_attempt;
-
 struct sp_conn {
     sp_conn *prev, *next;     /* the worker's list of live connections */
     sp_worker *w;
@@ -70,8 +62,6 @@ struct sp_conn {
     uv_timer_t timer;
     int handles;              /* handles whose close callback is still due */
     int lookups;              /* uv_getaddrinfo calls outstanding (target, sp.connect) */
-    bool resolving;           /* the target's lookup is one of them */
-    uv_getaddrinfo_t gai;
 
     sp_buf sniffed;           /* first client bytes, read to choose the route */
     /* Target-bound bytes held until the target is ready: the sniffed bytes, what the
@@ -83,9 +73,7 @@ struct sp_conn {
 
     sp_target_choice dest;    /* the target being tried */
     size_t candidates_tried;
-    struct addrinfo *addrs, *next_addr;
-    sp_attempt *attempt;      /* the connect in flight, or NULL */
-    uint64_t attempt_started_ns;
+    sp_dial dial;             /* the dial to dest (net/connect.c), idle when none */
 
     const sp_app_ops *app;    /* the application serving the connection; NULL: a plain pipe */
     void *app_ctx;            /* its state (the HTTP session, the Lua task), freed by app->release */
@@ -131,6 +119,10 @@ void sp_conn_route_stream(sp_conn *c, const sp_route *r);
 /* Counts a TLS handshake failure and ends the connection. */
 void sp_conn_tls_failed(sp_conn *c, sp_side *s);
 void sp_conn_close_handle(sp_conn *c, uv_handle_t *h);
+/* The connection as the keeper of dials (net/dial.h): its handle and lookup counts
+ * cover theirs, its close path closes their sockets, its target side counts their
+ * bytes. For the target's dial and the dials of sp.connect. */
+extern const sp_dial_keeper sp_conn_dial_keeper;
 
 /* route_admit.c */
 /* Checks route r's security (block/allow lists, connection limits) and counts the
@@ -138,15 +130,21 @@ void sp_conn_close_handle(sp_conn *c, uv_handle_t *h);
 bool sp_conn_admit_route(sp_conn *c, const sp_route *r, bool abort_on_refusal);
 
 /* connect.c */
+/* Sets up c->dial; once, when the connection is made. */
+void sp_connect_init(sp_conn *c);
 void sp_connect_next(sp_conn *c);
 /* Puts the route's next candidate (round-robin) in c->dest, its functions called with
  * info (the connection's facts, or an HTTP request's); -1 when a Lua target function
  * failed (logged). */
 int sp_connect_choose(sp_conn *c, const sp_conn_info *info);
-/* Resolves (unless literal) and connects to c->dest. Every candidate may fail at once
- * (the app is told, or the connection ends): false when the connection is closing. */
+/* Dials c->dest: its PROXY header and upstream TLS as the route says. Every candidate
+ * may fail at once (the app is told, or the connection ends): false when the connection
+ * is closing. */
 bool sp_connect_dest(sp_conn *c);
-/* The connect timeout of the attempt or upstream handshake in flight expired. */
+/* When the attempt or upstream handshake in flight must be done (timeouts.connect from
+ * the attempt's start); UINT64_MAX when there is no bound. */
+uint64_t sp_connect_deadline(const sp_conn *c);
+/* That deadline passed. */
 void sp_connect_timed_out(sp_conn *c);
 
 /* pipe.c */
@@ -162,6 +160,11 @@ bool sp_pipe_send(sp_conn *c, sp_side *to, void *buf, size_t len);
 bool sp_pipe_send_bytes(sp_conn *c, sp_side *to, const char *data, size_t len);
 /* Writes buf (a pool buffer with len bytes) to the socket of `to`; takes the buffer. */
 bool sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len);
+/* The end reason of a failed read or write (libuv error err) on side s. */
+sp_end_reason sp_pipe_error_reason(sp_conn *c, sp_side *s, int err);
+/* Counts len bytes as read from side `from` (bytes_from_* counters, route figures) and
+ * as activity. */
+void sp_side_count_read(sp_conn *c, sp_side *from, size_t len);
 /* Counts len bytes as sent to side `to` (access log `out`, bytes_to_* counters). */
 void sp_side_count_written(sp_conn *c, sp_side *to, size_t len);
 /* Takes bytes bound for the target before it is ready; false when the queue is full

@@ -1,8 +1,9 @@
 /* pipe: bytes both ways between client and target, plain or through TLS.
  *
  * Reads land in pooled 64 KiB buffers. A side whose TLS we terminate has its bytes fed
- * into its session and the plaintext read out; a side that gets TLS from us has its
- * plaintext encrypted on the way. Writes are tried synchronously first and queued only
+ * into its session and the plaintext read out (through the TLS pump, tls/stream.h); a
+ * side that gets TLS from us (its handshake done by the dialer) has its plaintext
+ * encrypted on the way. Writes are tried synchronously first and queued only
  * when the socket is full; a reader stops while its peer's queue is above the high-water
  * mark and resumes below the low-water mark, which bounds memory per connection. */
 #include <stdlib.h>
@@ -42,7 +43,7 @@ void sp_pipe_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     buf->len = buf->base ? SP_READ_BUF_SIZE : 0;
 }
 
-static sp_end_reason error_reason(sp_conn *c, sp_side *s, int err)
+sp_end_reason sp_pipe_error_reason(sp_conn *c, sp_side *s, int err)
 {
     bool client = s == &c->client;
     if (err == UV_ECONNRESET || err == UV_EPIPE)
@@ -80,7 +81,7 @@ static void on_write(uv_write_t *req, int status)
     if (status == UV_ECANCELED)
         return; /* the handle is closing; nothing more to do */
     if (status < 0) {
-        sp_conn_abort(c, error_reason(c, to, status));
+        sp_conn_abort(c, sp_pipe_error_reason(c, to, status));
         return;
     }
     c->last_activity_ms = uv_now(&c->w->loop);
@@ -96,6 +97,14 @@ void sp_side_count_written(sp_conn *c, sp_side *to, size_t len)
 {
     to->bytes_written += len;
     sp_counter_add(to == &c->client ? &c->w->counters.bytes_to_clients : &c->w->counters.bytes_to_targets, len);
+}
+
+void sp_side_count_read(sp_conn *c, sp_side *from, size_t len)
+{
+    from->bytes_read += len;
+    sp_counter_add(from == &c->client ? &c->w->counters.bytes_from_clients : &c->w->counters.bytes_from_targets,
+                   (int64_t)len);
+    c->last_activity_ms = uv_now(&c->w->loop);
 }
 
 bool sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len)
@@ -118,7 +127,7 @@ bool sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len)
             b.len -= (unsigned)n;
         } else if (n != UV_EAGAIN) {
             sp_bufpool_put(&c->w->pool, buf);
-            sp_conn_abort(c, error_reason(c, to, n));
+            sp_conn_abort(c, sp_pipe_error_reason(c, to, n));
             return false;
         }
     }
@@ -135,25 +144,70 @@ bool sp_pipe_write(sp_conn *c, sp_side *to, void *buf, size_t len)
     if (rc != 0) {
         sp_bufpool_put(&c->w->pool, buf);
         free(wr);
-        sp_conn_abort(c, error_reason(c, to, rc));
+        sp_conn_abort(c, sp_pipe_error_reason(c, to, rc));
         return false;
     }
     to->queued += SP_READ_BUF_SIZE;
     return true;
 }
 
+/* ---- the TLS pump's view of a side (tls/stream.h) ---- */
+
+typedef struct pipe_tls_ctx {
+    sp_conn *c;
+    sp_side *s;
+} pipe_tls_ctx;
+
+static void *tls_get_buf(void *ctx, size_t *cap)
+{
+    pipe_tls_ctx *p = ctx;
+    *cap = SP_READ_BUF_SIZE;
+    return sp_bufpool_get(&p->c->w->pool);
+}
+
+static void tls_put_buf(void *ctx, void *buf) { sp_bufpool_put(&((pipe_tls_ctx *)ctx)->c->w->pool, buf); }
+
+static int tls_send(void *ctx, void *buf, size_t len)
+{
+    pipe_tls_ctx *p = ctx;
+    return sp_pipe_write(p->c, p->s, buf, len) ? 0 : -1; /* a failed write ended the connection */
+}
+
+static bool deliver(sp_conn *c, sp_side *to, void *buf, size_t len);
+
+/* Plaintext out of a side's session: to the application, else to the peer. The
+ * application's input returns nothing: whether the connection goes on is read after. */
+static int tls_receive(void *ctx, void *buf, size_t len)
+{
+    pipe_tls_ctx *p = ctx;
+    sp_conn *c = p->c;
+    if (sp_app_active(c) && c->app->input)
+        c->app->input(c, p->s, buf, len);
+    else if (!deliver(c, peer_of(c, p->s), buf, len))
+        return -1;
+    return p->s->tcp && c->state != SP_STATE_CLOSING ? 0 : -1;
+}
+
+static bool tls_has_room(void *ctx)
+{
+    pipe_tls_ctx *p = ctx;
+    return has_room(p->c, peer_of(p->c, p->s));
+}
+
+static const sp_tls_io pipe_tls_io = {
+    .get_buf = tls_get_buf, .put_buf = tls_put_buf, .send = tls_send,
+    .receive = tls_receive, .has_room = tls_has_room,
+};
+
 bool sp_pipe_flush_tls(sp_conn *c, sp_side *s)
 {
-    while (s->tcp && s->tls.ssl && sp_tls_output_pending(&s->tls) > 0) {
-        void *buf = sp_bufpool_get(&c->w->pool);
-        if (!buf) {
-            sp_conn_abort(c, SP_END_INTERNAL_ERROR);
-            return false;
-        }
-        if (!sp_pipe_write(c, s, buf, sp_tls_take_output(&s->tls, buf, SP_READ_BUF_SIZE)))
-            return false;
-    }
-    return true;
+    if (!s->tcp || !s->tls.ssl)
+        return true;
+    pipe_tls_ctx ctx = {c, s};
+    int rc = sp_tls_flush(&s->tls, &pipe_tls_io, &ctx);
+    if (rc == -2)
+        sp_conn_abort(c, SP_END_INTERNAL_ERROR);
+    return rc == 0;
 }
 
 bool sp_pipe_hold_early(sp_conn *c, void *buf, size_t len)
@@ -277,77 +331,57 @@ static bool on_eof(sp_conn *c, sp_side *from)
     return false;
 }
 
-/* A side's TLS handshake completed: the client's hands the connection to the session
- * layer (a terminating route goes on to its HTTP session or its target), the target's
- * starts piping. Either may end the connection. */
+/* The client's handshake completed (a target's is the dialer's, net/dial.c): the session
+ * layer takes the connection on (a terminating route goes on to its HTTP session or its
+ * target), and may end it. */
 static void on_established(sp_conn *c, sp_side *s)
 {
-    if (s == &c->client) {
-        sp_counter_add(&c->w->counters.tls_handshakes, 1);
-        if (sp_tls_resumed(&s->tls))
-            sp_counter_add(&c->w->counters.tls_resumed, 1);
-        c->info.tls_version = sp_tls_version(&s->tls);
-        unsigned len;
-        const unsigned char *alpn = sp_tls_alpn(&s->tls, &len);
-        if (alpn && len < sizeof c->alpn) {
-            memcpy(c->alpn, alpn, len);
-            c->alpn[len] = 0;
-            c->info.alpn = c->alpn;
-        }
-        if (c->state == SP_STATE_HANDSHAKE)
-            sp_conn_session()->handshake_done(c);
-        return;
+    sp_counter_add(&c->w->counters.tls_handshakes, 1);
+    if (sp_tls_resumed(&s->tls))
+        sp_counter_add(&c->w->counters.tls_resumed, 1);
+    c->info.tls_version = sp_tls_version(&s->tls);
+    unsigned len;
+    const unsigned char *alpn = sp_tls_alpn(&s->tls, &len);
+    if (alpn && len < sizeof c->alpn) {
+        memcpy(c->alpn, alpn, len);
+        c->alpn[len] = 0;
+        c->info.alpn = c->alpn;
     }
-    c->target_ready = true; /* the upstream handshake completed */
-    sp_pipe_start(c);
+    if (c->state == SP_STATE_HANDSHAKE)
+        sp_conn_session()->handshake_done(c);
 }
 
 bool sp_pipe_tls_pump(sp_conn *c, sp_side *s)
 {
-    sp_side *to = peer_of(c, s);
-    if (!s->tls.established) {
-        sp_tls_result r = sp_tls_handshake(&s->tls);
-        if (!sp_pipe_flush_tls(c, s))
+    pipe_tls_ctx ctx = {c, s};
+    for (;;) {
+        /* the layer that took the connection on after the handshake may have ended it */
+        if (s->tls.established && (!s->tcp || c->state == SP_STATE_CLOSING))
             return false;
-        if (r == SP_TLS_FAILED) {
-            sp_conn_tls_failed(c, s);
-            return false;
-        }
-        if (r == SP_TLS_WANT)
-            return true;
-        on_established(c, s);
-    }
-    /* Plaintext goes on while the connection is open: what takes it (the active
-     * application, the layer above once the handshake is done) may end it. */
-    while (s->tcp && c->state != SP_STATE_CLOSING) {
-        if (!has_room(c, to)) {
+        switch (sp_tls_pump(&s->tls, &pipe_tls_io, &ctx)) {
+        case SP_TLS_PUMP_ESTABLISHED:
+            on_established(c, s);
+            continue; /* then the plaintext that came with the last flight */
+        case SP_TLS_PUMP_FULL:
             sp_pipe_stop_reading(s); /* resumed, and pumped again, when the peer drains */
             return true;
-        }
-        void *buf = sp_bufpool_get(&c->w->pool);
-        if (!buf) {
+        case SP_TLS_PUMP_HANDSHAKE_FAILED:
+            sp_conn_tls_failed(c, s);
+            return false;
+        case SP_TLS_PUMP_FAILED:
+            sp_conn_abort(c, SP_END_TLS_ERROR);
+            return false;
+        case SP_TLS_PUMP_OUT_OF_MEMORY:
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
             return false;
-        }
-        ssize_t n = sp_tls_read(&s->tls, buf, SP_READ_BUF_SIZE);
-        if (n <= 0) {
-            sp_bufpool_put(&c->w->pool, buf);
-            if (!sp_pipe_flush_tls(c, s)) /* post-handshake messages, alerts */
-                return false;
-            if (n < 0) {
-                sp_conn_abort(c, SP_END_TLS_ERROR);
-                return false;
-            }
-            if (s->tls.peer_closed && !s->eof)
-                return on_eof(c, s);
+        case SP_TLS_PUMP_PEER_CLOSED:
+            return s->eof || on_eof(c, s);
+        case SP_TLS_PUMP_OWNER_ENDED:
+            return false;
+        default: /* handshaking, or drained */
             return true;
         }
-        if (sp_app_active(c) && c->app->input)
-            c->app->input(c, s, buf, (size_t)n);
-        else if (!deliver(c, to, buf, (size_t)n))
-            return false;
     }
-    return c->state != SP_STATE_CLOSING;
 }
 
 bool sp_pipe_tls_input(sp_conn *c, sp_side *from, const void *data, size_t len)
@@ -371,20 +405,17 @@ void sp_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (nread == UV_EOF)
             on_eof(c, from);
         else if (nread != UV_ENOBUFS && sp_app_active(c) && c->app->side_ended)
-            c->app->side_ended(c, from, true, error_reason(c, from, (int)nread));
+            c->app->side_ended(c, from, true, sp_pipe_error_reason(c, from, (int)nread));
         else if (nread == UV_ENOBUFS)
             sp_conn_abort(c, SP_END_INTERNAL_ERROR);
         else if (from->tls.ssl && !from->tls.established) {
             from->tls.failure = SP_TLSFAIL_EOF;
             sp_conn_tls_failed(c, from);
         } else
-            sp_conn_abort(c, error_reason(c, from, (int)nread));
+            sp_conn_abort(c, sp_pipe_error_reason(c, from, (int)nread));
         return;
     }
-    from->bytes_read += (uint64_t)nread;
-    sp_counter_add(from == &c->client ? &c->w->counters.bytes_from_clients
-                                      : &c->w->counters.bytes_from_targets, nread);
-    c->last_activity_ms = uv_now(&c->w->loop);
+    sp_side_count_read(c, from, (size_t)nread);
 
     if (c->state == SP_STATE_SNIFFING || c->state == SP_STATE_PROXY_HEADER) {
         sp_buf_append(&c->sniffed, buf->base, (size_t)nread);

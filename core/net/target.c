@@ -1,6 +1,5 @@
 #include "net/target.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,32 +29,6 @@ int sp_target_choose(sp_gen *g, const sp_target *t, const sp_conn_info *info,
     }
     snprintf(out->port_text, sizeof out->port_text, "%u", out->port);
     return 0;
-}
-
-bool sp_target_literal(const sp_target_choice *c, struct sockaddr_storage *ss)
-{
-    memset(ss, 0, sizeof *ss);
-    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-    const char *h = c->host;
-    char buf[64];
-    size_t len = strlen(h);
-    if (len > 2 && h[0] == '[' && h[len - 1] == ']' && len - 2 < sizeof buf) { /* "[::1]" */
-        memcpy(buf, h + 1, len - 2);
-        buf[len - 2] = 0;
-        h = buf;
-    }
-    if (inet_pton(AF_INET, h, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(c->port);
-        return true;
-    }
-    if (inet_pton(AF_INET6, h, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(c->port);
-        return true;
-    }
-    return false;
 }
 
 void sp_target_choice_clear(sp_target_choice *c)

@@ -9,7 +9,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 #include "config/config.h"
 #include "net/registry.h"
@@ -36,9 +35,6 @@ void sp_target_install_fns(const sp_target_fns *fns);
 /* Fills out from t; returns 0, or -1 with a message naming the failing function. */
 int sp_target_choose(sp_gen *g, const sp_target *t, const sp_conn_info *info,
                      sp_target_choice *out, char *err, size_t errlen);
-
-/* True when the host is an IP literal; fills ss with address and port. */
-bool sp_target_literal(const sp_target_choice *c, struct sockaddr_storage *ss);
 
 void sp_target_choice_clear(sp_target_choice *c);
 

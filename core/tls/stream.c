@@ -162,6 +162,57 @@ size_t sp_tls_take_output(sp_tls_stream *t, void *buf, size_t cap)
     return n > 0 ? (size_t)n : 0;
 }
 
+int sp_tls_flush(sp_tls_stream *t, const sp_tls_io *io, void *ctx)
+{
+    while (sp_tls_output_pending(t) > 0) {
+        size_t cap;
+        void *buf = io->get_buf(ctx, &cap);
+        if (!buf)
+            return -2;
+        if (io->send(ctx, buf, sp_tls_take_output(t, buf, cap)) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static sp_tls_pump_status flush_status(int rc)
+{
+    return rc == -2 ? SP_TLS_PUMP_OUT_OF_MEMORY : SP_TLS_PUMP_OWNER_ENDED;
+}
+
+sp_tls_pump_status sp_tls_pump(sp_tls_stream *t, const sp_tls_io *io, void *ctx)
+{
+    if (!t->established) {
+        sp_tls_result r = sp_tls_handshake(t);
+        int rc = sp_tls_flush(t, io, ctx); /* the next flight, or the alert of a failure */
+        if (r == SP_TLS_FAILED)
+            return SP_TLS_PUMP_HANDSHAKE_FAILED;
+        if (rc != 0)
+            return flush_status(rc);
+        return r == SP_TLS_WANT ? SP_TLS_PUMP_HANDSHAKING : SP_TLS_PUMP_ESTABLISHED;
+    }
+    for (;;) {
+        if (io->has_room && !io->has_room(ctx))
+            return SP_TLS_PUMP_FULL;
+        size_t cap;
+        void *buf = io->get_buf(ctx, &cap);
+        if (!buf)
+            return SP_TLS_PUMP_OUT_OF_MEMORY;
+        ssize_t n = sp_tls_read(t, buf, cap);
+        if (n <= 0) {
+            io->put_buf(ctx, buf);
+            int rc = sp_tls_flush(t, io, ctx); /* post-handshake messages, alerts */
+            if (n < 0)
+                return SP_TLS_PUMP_FAILED;
+            if (rc != 0)
+                return flush_status(rc);
+            return t->peer_closed ? SP_TLS_PUMP_PEER_CLOSED : SP_TLS_PUMP_DRAINED;
+        }
+        if (io->receive(ctx, buf, (size_t)n) != 0)
+            return SP_TLS_PUMP_OWNER_ENDED;
+    }
+}
+
 const char *sp_tls_version(const sp_tls_stream *t)
 {
     return SSL_get_version(t->ssl);

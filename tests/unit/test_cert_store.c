@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "unit_tls.h"
 
 static char root[256];
 
@@ -34,21 +35,10 @@ static char *pem_of_key(EVP_PKEY *k)
     return out;
 }
 
-/* A self-signed P-256 certificate for the SAN list (e.g. "DNS:a.test,DNS:*.w.test"). */
+/* A self-signed P-256 certificate for the SAN list (e.g. "DNS:a.test,DNS:*.w.test"), as PEM. */
 static char *self_signed(EVP_PKEY *k, const char *san)
 {
-    X509 *x = X509_new();
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), 0);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, k);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)"t", -1, -1, 0);
-    X509_set_issuer_name(x, X509_get_subject_name(x));
-    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
-    X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    X509_sign(x, k, EVP_sha256());
+    X509 *x = unit_self_signed(k, san);
     BIO *b = BIO_new(BIO_s_mem());
     PEM_write_bio_X509(b, x);
     char *data;
