@@ -1,10 +1,10 @@
 #include "admin/report.h"
 
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <time.h>
+
+#include "tls/context.h"
 
 #define TOP_CLIENT_IPS 10
 
@@ -183,12 +183,11 @@ static void certificate_expiry(const sp_gen *g, sp_buf *b)
                    "When each terminating route's certificate expires (Unix time).");
     for (size_t i = 0; i < g->nroutes; i++) {
         const sp_route *r = &g->routes[i];
-        X509 *x = r->tls.server_ctx ? SSL_CTX_get0_certificate(r->tls.server_ctx) : NULL;
-        struct tm tm;
-        if (!x || ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1)
+        time_t not_after;
+        if (!sp_tls_route_cert_expiry(r, &not_after))
             continue;
         series(b, "smartproxy_certificate_expiry_timestamp_seconds", r->name, NULL);
-        sp_buf_appendf(b, " %lld\n", (long long)timegm(&tm));
+        sp_buf_appendf(b, " %lld\n", (long long)not_after);
     }
 }
 

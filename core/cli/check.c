@@ -1,13 +1,14 @@
 /* --check: the summary and the warnings; see check.h. */
 #include "cli/check.h"
 
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config/describe.h"
 #include "config/lint.h"
 #include "config/print.h"
+#include "tls/context.h"
 #include "util/buf.h"
 #include "util/json.h"
 
@@ -35,14 +36,15 @@ static void add(const sp_lint_warning *w, void *ud)
 /* The certificate a terminating route serves from its files, when it expires soon. */
 static void check_certificate(const sp_route *r, warnings *ws)
 {
-    if (!r->tls.server_ctx || r->tls.cert_auto)
+    time_t not_after;
+    if (!sp_tls_route_cert_expiry(r, &not_after))
         return;
-    X509 *x = SSL_CTX_get0_certificate(r->tls.server_ctx);
-    int days = 0, secs = 0;
-    if (!x || !ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)) || days >= EXPIRY_WARN_DAYS)
+    double left = difftime(not_after, time(NULL));
+    if (left >= EXPIRY_WARN_DAYS * 86400.0)
         return;
+    int days = (int)(left / 86400);
     sp_lint_warning w = {.route = r};
-    if (days < 0 || (days == 0 && secs <= 0))
+    if (left <= 0)
         snprintf(w.message, sizeof w.message, "route \"%s\" (#%d): its certificate has expired", r->name, r->index);
     else
         snprintf(w.message, sizeof w.message, "route \"%s\" (#%d): its certificate expires in %d day%s",

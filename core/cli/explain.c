@@ -79,12 +79,9 @@ int sp_explain(const sp_gen *g, sp_explain_args *x)
     }
     for (size_t i = 0; i < g->nroutes; i++) {
         const sp_route *r = &g->routes[i];
-        for (size_t k = 0; r->disabled && k < r->nports; k++)
-            if (r->ports[k].from <= x->port && x->port <= r->ports[k].to) {
-                printf("     route \"%s\" (#%d, priority %d): disabled (enabled = false)\n", r->name, r->index,
-                       r->priority);
-                break;
-            }
+        if (r->disabled && sp_route_on_port(r, (unsigned)x->port))
+            printf("     route \"%s\" (#%d, priority %d): disabled (enabled = false)\n", r->name, r->index,
+                   r->priority);
     }
     sp_http_msg_free(&msg);
     return 0;

@@ -80,25 +80,17 @@ static bool shadows(const sp_route *a, const sp_route *b)
     return true;
 }
 
-static bool on_port(const sp_route *r, uint16_t port)
-{
-    for (size_t i = 0; i < r->nports; i++)
-        if (r->ports[i].from <= port && port <= r->ports[i].to)
-            return true;
-    return false;
-}
-
 /* The first plain-text stream route of `port` chosen before a plain-text HTTP route
  * there, with that route in *http; NULL when there is none. */
 static const sp_route *stream_before_http(const sp_gen *g, uint16_t port, const sp_route **http)
 {
     for (size_t i = 0; i < g->nroutes; i++) {
         const sp_route *s = &g->routes[i];
-        if (s->is_http || s->tls.mode != SP_TLS_NONE || s->nft.enabled || s->disabled || !on_port(s, port))
+        if (s->is_http || s->tls.mode != SP_TLS_NONE || s->nft.enabled || s->disabled || !sp_route_on_port(s, port))
             continue;
         for (size_t k = 0; k < g->nroutes; k++) {
             const sp_route *h = &g->routes[k];
-            if (!h->is_http || h->tls.mode != SP_TLS_NONE || h->disabled || !on_port(h, port))
+            if (!h->is_http || h->tls.mode != SP_TLS_NONE || h->disabled || !sp_route_on_port(h, port))
                 continue;
             if (s->priority > h->priority || (s->priority == h->priority && s->index < h->index)) {
                 *http = h;

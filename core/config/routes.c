@@ -304,6 +304,14 @@ static void compile_route(cfg_cx *cx, sp_route *r, int t, int index)
     cx->route = NULL;
 }
 
+bool sp_route_on_port(const sp_route *r, unsigned port)
+{
+    for (size_t i = 0; i < r->nports; i++)
+        if (r->ports[i].from <= port && port <= r->ports[i].to)
+            return true;
+    return false;
+}
+
 bool sp_route_has_tag(const sp_route *r, const char *tag)
 {
     for (size_t i = 0; i < r->ntags; i++)
@@ -364,16 +372,15 @@ static void check_auto_certificates(cfg_cx *cx)
     uint16_t port = g->settings.acme.challenge_port;
     bool used = false, heads = false;
     for (size_t i = 0; i < g->nroutes; i++)
-        for (size_t k = 0; k < g->routes[i].nports; k++)
-            if (g->routes[i].ports[k].from <= port && port <= g->routes[i].ports[k].to) {
-                sp_route *r = &g->routes[i];
-                if (r->tls.mode != SP_TLS_NONE) {
-                    cx->route = r;
-                    cfg_fail(cx, "match.ports", "port %u is acme.challenge_port: HTTP-01 needs plain HTTP there", port);
-                }
-                used = true;
-                heads |= r->is_http || sp_route_needs_sniff(r); /* as sp_port_index_build decides */
+        if (sp_route_on_port(&g->routes[i], port)) {
+            sp_route *r = &g->routes[i];
+            if (r->tls.mode != SP_TLS_NONE) {
+                cx->route = r;
+                cfg_fail(cx, "match.ports", "port %u is acme.challenge_port: HTTP-01 needs plain HTTP there", port);
             }
+            used = true;
+            heads |= r->is_http || sp_route_needs_sniff(r); /* as sp_port_index_build decides */
+        }
     if (used && !heads)
         cfg_fail(cx, "acme.challenge_port", "port %u only has byte-stream routes, so its requests are never read: "
                  "give one of them domains or protocol = \"http\" (or use another port)", port);

@@ -150,6 +150,9 @@ typedef struct sp_route {
     sp_route_nft nft;
 } sp_route;
 
+/* True when `port` is one of the route's match.ports. */
+bool sp_route_on_port(const sp_route *r, unsigned port);
+
 /* True when one of the route's tags is `tag`. */
 bool sp_route_has_tag(const sp_route *r, const char *tag);
 

@@ -318,3 +318,13 @@ SSL_CTX *sp_tls_lua_client_ctx(bool verify)
     }
     return ctx;
 }
+
+bool sp_tls_route_cert_expiry(const sp_route *r, time_t *not_after)
+{
+    X509 *x = r->tls.server_ctx && !r->tls.cert_auto ? SSL_CTX_get0_certificate(r->tls.server_ctx) : NULL;
+    struct tm tm;
+    if (!x || ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1)
+        return false;
+    *not_after = timegm(&tm);
+    return true;
+}

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "config/config.h"
 
@@ -27,6 +28,11 @@ sp_tls_set *sp_tls_set_build(sp_gen *g, char *err, size_t errlen);
 /* Attaches a set built for the same configuration to another copy of its routes. */
 int sp_tls_set_attach(const sp_tls_set *s, sp_gen *g, char *err, size_t errlen);
 void sp_tls_set_unref(sp_tls_set *s);
+
+/* When the certificate a terminating route serves from its files expires (Unix time);
+ * false for routes without one (passthrough, plain, certificate = "auto"). For the
+ * expiry metric and --check's warning. */
+bool sp_tls_route_cert_expiry(const sp_route *r, time_t *not_after);
 
 /* A client context for Lua's sp.connect: verifying against the system CAs or not.
  * Built once by the main thread (loading the CA store reads files). */
